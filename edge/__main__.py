@@ -1,0 +1,143 @@
+"""Command line: the capture loop, plus the `detect` and `identify` subcommands.
+
+stdout carries only the documented JSON lines; logs go to stderr. Exit status 2 with one
+line on stderr for a bad argument, config, model or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from edge.config import Config, ConfigError, load_config
+from edge.errors import UserError
+
+log = logging.getLogger("edge")
+
+
+def _emit(obj: dict) -> None:
+    """Write one documented JSON line to stdout."""
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="config YAML (default: embedded defaults)")
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    if argv and argv[0] in ("detect", "identify"):
+        p = _Parser(prog=f"python -m edge {argv[0]}")
+        p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+        _add_config(p)
+        if argv[0] == "detect":
+            p.add_argument("--detector", choices=("two-stage", "dnn", "haar"))
+            p.add_argument("--confirmer", choices=("res10", "blazeface"))
+        else:
+            p.add_argument("--model", metavar="FILE", help="face model .tflite (labels beside it)")
+        args = p.parse_args(argv[1:])
+        args.command = argv[0]
+        return args
+    p = _Parser(prog="python -m edge", description="Recognize faces from a camera or video.")
+    _add_config(p)
+    p.add_argument("--source", metavar="SRC", help="picamera2, device index, URL or video file")
+    p.add_argument("--preview", action="store_true", help="show a window with boxes and names")
+    p.add_argument("--sink", choices=("mqtt", "stdout"), help="where events go")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--realtime", action="store_true", help="pace a file like a live camera")
+    pace.add_argument("--every-frame", action="store_true", help="process every frame")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames read")
+    p.add_argument("--stats-json", metavar="FILE", help="write run statistics here at exit")
+    args = p.parse_args(argv)
+    args.command = "run"
+    if args.max_frames is not None and args.max_frames < 1:
+        p.error(f"--max-frames must be >= 1, got {args.max_frames}")
+    return args
+
+
+def _detect(args: argparse.Namespace, cfg: Config) -> int:
+    from edge.detect import create_detector
+    from edge.images import iter_images, read_image
+
+    detector = create_detector(cfg.detect, method=args.detector, confirmer=args.confirmer)
+    failed = 0
+    for path in iter_images(args.paths):
+        try:
+            image = read_image(path)
+        except UserError as exc:
+            log.error("%s", exc)
+            failed += 1
+            continue
+        faces = detector.detect(image)
+        h, w = image.shape[:2]
+        _emit({"image": str(path), "width": w, "height": h, "faces": [f.to_json() for f in faces]})
+    return 1 if failed else 0
+
+
+def _identify(args: argparse.Namespace, cfg: Config) -> int:
+    from edge.align import Aligner
+    from edge.detect import create_detector
+    from edge.images import iter_images, read_image
+    from edge.recognize import FaceModel
+
+    model = FaceModel.load(args.model or cfg.recognize.model, cfg.recognize)
+    detector = create_detector(cfg.detect)
+    aligner = Aligner(cfg.detect)
+    failed = 0
+    for path in iter_images(args.paths):
+        try:
+            image = read_image(path)
+        except UserError as exc:
+            log.error("%s", exc)
+            failed += 1
+            continue
+        out = []
+        for face in detector.detect(image):
+            crop = aligner.crop(image, face, model.input_size)
+            result = model.identify(crop)
+            out.append(
+                {**face.to_json(), "name": result.name, "confidence": round(result.confidence, 4)}
+            )
+        h, w = image.shape[:2]
+        _emit({"image": str(path), "width": w, "height": h, "faces": out})
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, load config, run the command; returns the exit status."""
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        overrides = {}
+        if getattr(args, "source", None):
+            overrides["camera.source"] = args.source
+        cfg = load_config(args.config, overrides)
+        logging.getLogger().setLevel(cfg.log_level)
+        if args.command == "detect":
+            return _detect(args, cfg)
+        if args.command == "identify":
+            return _identify(args, cfg)
+        from edge.pipeline import run_pipeline
+
+        return run_pipeline(cfg, args)
+    except (ConfigError, UserError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
