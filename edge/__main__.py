@@ -79,7 +79,7 @@ def _detect(args: argparse.Namespace, cfg: Config) -> int:
         faces = detector.detect(image)
         h, w = image.shape[:2]
         _emit({"image": str(path), "width": w, "height": h, "faces": [f.to_json() for f in faces]})
-    return 1 if failed else 0
+    return 2 if failed else 0
 
 
 def _identify(args: argparse.Namespace, cfg: Config) -> int:
@@ -108,7 +108,7 @@ def _identify(args: argparse.Namespace, cfg: Config) -> int:
             )
         h, w = image.shape[:2]
         _emit({"image": str(path), "width": w, "height": h, "faces": out})
-    return 1 if failed else 0
+    return 2 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
