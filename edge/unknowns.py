@@ -1,0 +1,142 @@
+"""Keep the best crop of each unknown visitor for later clustering and labelling.
+
+Each capture is three private files sharing one stem: a JPEG, its embedding (.npy) and a
+small JSON. The folder is capped by count and size; the oldest captures go first.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge.config import UnknownFacesConfig
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = (".jpg", ".npy", ".json")
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write `data` to a new file readable by the owner only (mode 0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+class UnknownStore:
+    """Saves unknown (and optionally known) face crops under a capped private folder."""
+
+    def __init__(self, cfg: UnknownFacesConfig) -> None:
+        self.cfg = cfg
+        self.dir = Path(cfg.dir)
+        self.saved = 0
+        self.failed = 0
+        self._failing = False
+
+    def _ensure_dir(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o700)
+
+    def save(
+        self,
+        crop_bgr: np.ndarray,
+        embedding: np.ndarray | None,
+        *,
+        track: int,
+        name: str,
+        confidence: float,
+        when: float | None = None,
+    ) -> Path | None:
+        """Store one crop; returns the JPEG path, or None when it was not stored (logged once)."""
+        if name != "unknown" and not self.cfg.save_known:
+            return None
+        when = time.time() if when is None else when
+        stamp = (
+            time.strftime("%Y%m%d-%H%M%S", time.localtime(when)) + f"-{int(when * 1000) % 1000:03d}"
+        )
+        stem = f"{stamp}-t{track}"
+        ok, jpeg = cv2.imencode(".jpg", crop_bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        if not ok:
+            return None
+        meta: dict[str, Any] = {
+            "time": when,
+            "track": track,
+            "name": name,
+            "confidence": round(float(confidence), 4),
+            "image": f"{stem}.jpg",
+            "embedding": f"{stem}.npy" if embedding is not None else None,
+        }
+        paths = [self.dir / f"{stem}{s}" for s in SUFFIXES]
+        try:
+            self._ensure_dir()
+            self._make_room(len(jpeg))
+            _write_private(paths[0], jpeg.tobytes())
+            if embedding is not None:
+                buf = np.asarray(embedding, dtype=np.float32)
+                _write_private(paths[1], _npy_bytes(buf))
+            _write_private(paths[2], json.dumps(meta).encode())
+        except OSError as exc:
+            for p in paths:
+                p.unlink(missing_ok=True)
+            self.failed += 1
+            if not self._failing:
+                reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+                log.error(
+                    "cannot save unknown face in %s: %s (will keep trying, logged once)",
+                    self.dir,
+                    reason,
+                )
+                self._failing = True
+            return None
+        if self._failing:
+            log.info("saving unknown faces in %s works again", self.dir)
+            self._failing = False
+        self.saved += 1
+        return paths[0]
+
+    def _captures(self) -> list[tuple[str, int]]:
+        """(stem, total bytes) of stored captures, oldest first."""
+        sizes: dict[str, int] = {}
+        for entry in os.scandir(self.dir):
+            stem, dot, suffix = entry.name.rpartition(".")
+            if dot and f".{suffix}" in SUFFIXES and entry.is_file():
+                sizes[stem] = sizes.get(stem, 0) + entry.stat().st_size
+        return sorted(sizes.items())
+
+    def _make_room(self, incoming: int) -> None:
+        """Remove the oldest captures until one more fits both caps."""
+        captures = self._captures()
+        total = sum(size for _, size in captures)
+        limit = self.cfg.max_mb * 1024 * 1024
+        while captures and (len(captures) + 1 > self.cfg.max_files or total + incoming > limit):
+            stem, size = captures.pop(0)
+            for suffix in SUFFIXES:
+                (self.dir / f"{stem}{suffix}").unlink(missing_ok=True)
+            total -= size
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def load_capture(json_path: Path) -> tuple[dict, np.ndarray | None]:
+    """Read one capture's metadata and embedding (None if it has none)."""
+    meta = json.loads(Path(json_path).read_text())
+    emb = meta.get("embedding")
+    return meta, (np.load(Path(json_path).parent / emb) if emb else None)
