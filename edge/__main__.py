@@ -83,14 +83,10 @@ def _detect(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _identify(args: argparse.Namespace, cfg: Config) -> int:
-    from edge.align import Aligner
-    from edge.detect import create_detector
     from edge.images import iter_images, read_image
-    from edge.recognize import FaceModel
+    from edge.stills import StillRecognizer
 
-    model = FaceModel.load(args.model or cfg.recognize.model, cfg.recognize)
-    detector = create_detector(cfg.detect)
-    aligner = Aligner(cfg.detect)
+    recognizer = StillRecognizer(cfg, args.model)
     failed = 0
     for path in iter_images(args.paths):
         try:
@@ -99,15 +95,9 @@ def _identify(args: argparse.Namespace, cfg: Config) -> int:
             log.error("%s", exc)
             failed += 1
             continue
-        out = []
-        for face in detector.detect(image):
-            crop = aligner.crop(image, face, model.input_size)
-            result = model.identify(crop)
-            out.append(
-                {**face.to_json(), "name": result.name, "confidence": round(result.confidence, 4)}
-            )
+        faces = [f.to_json() for f in recognizer(image)]
         h, w = image.shape[:2]
-        _emit({"image": str(path), "width": w, "height": h, "faces": out})
+        _emit({"image": str(path), "width": w, "height": h, "faces": faces})
     return 2 if failed else 0
 
 

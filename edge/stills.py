@@ -1,0 +1,50 @@
+"""Faces in still images in one call: detect, align, identify (face_recognition-style API)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.config import Config
+
+
+@dataclass
+class StillFace:
+    """One face found in a still image."""
+
+    face: object  # edge.detect.Face
+    name: str
+    confidence: float
+    embedding: np.ndarray
+    crop: np.ndarray  # aligned BGR crop at the model's input size
+
+    def to_json(self) -> dict:
+        """The `identify` command's per-face JSON."""
+        return {
+            **self.face.to_json(),
+            "name": self.name,
+            "confidence": round(float(self.confidence), 4),
+        }
+
+
+class StillRecognizer:
+    """Detector + aligner + face model, built once, applied to many images."""
+
+    def __init__(self, cfg: Config, model_path: str | None = None) -> None:
+        from edge.align import Aligner
+        from edge.detect import create_detector
+        from edge.recognize import FaceModel
+
+        self.model = FaceModel.load(model_path or cfg.recognize.model, cfg.recognize)
+        self.detector = create_detector(cfg.detect)
+        self.aligner = Aligner(cfg.detect)
+
+    def __call__(self, image: np.ndarray) -> list[StillFace]:
+        """Every face in `image` with its name ('unknown' when rejected) and embedding."""
+        out = []
+        for face in self.detector.detect(image):
+            crop = self.aligner.crop(image, face, self.model.input_size)
+            ident = self.model.identify(crop)
+            out.append(StillFace(face, ident.name, ident.confidence, ident.embedding, crop))
+        return out
