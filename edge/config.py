@@ -55,6 +55,9 @@ class DetectConfig:
         0.6, "two-stage: crop margin around a proposal, fraction of its size", min=0.0, max=3.0
     )
     nms_iou: float = _opt(0.3, "overlap above which the weaker box is dropped", min=0.0, max=1.0)
+    max_proposals: int = _opt(
+        12, "two-stage: most Haar proposals confirmed per frame, largest first", min=1, max=200
+    )
     haar: HaarConfig = field(default_factory=HaarConfig)
     res10_prototxt: str = _opt(
         "models/deploy.prototxt.txt", "res10 SSD network", path=True, exists=True

@@ -1,0 +1,1 @@
+"""Detector backends; use edge.detect.create_detector rather than these directly."""

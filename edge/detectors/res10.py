@@ -1,0 +1,69 @@
+"""res10 SSD face detector (Caffe, OpenCV dnn): whole frame or a batch of crops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.config import DetectConfig
+from edge.detect import Detector, Face, clip_face, scale_face, small_frame
+from edge.errors import ModelError
+
+MEAN = (104.0, 177.0, 123.0)
+CROP_SIZE = 150  # confirmer input side: a margin crop holds one face at ~45% of its width
+
+
+def load_res10(prototxt: str, model: str) -> cv2.dnn.Net:
+    """The res10 network; ModelError (one line) when a file is missing or corrupt."""
+    for path in (prototxt, model):
+        if not Path(path).is_file():
+            raise ModelError(f"{path}: model file not found")
+    try:
+        net = cv2.dnn.readNetFromCaffe(prototxt, model)
+    except cv2.error:
+        raise ModelError(f"{model}: not a valid res10 Caffe model (with {prototxt})") from None
+    if net.empty():
+        raise ModelError(f"{model}: not a valid res10 Caffe model (with {prototxt})")
+    return net
+
+
+class Res10Detector(Detector):
+    """res10 SSD on the downscaled frame at its own size (fully convolutional)."""
+
+    def __init__(self, cfg: DetectConfig) -> None:
+        self.cfg = cfg
+        self.net = load_res10(cfg.res10_prototxt, cfg.res10_model)
+        cv2.setNumThreads(cfg.threads)
+
+    def _faces(self, out: np.ndarray, sizes: list[tuple[int, int]]) -> list[list[Face]]:
+        """SSD rows (image, class, score, x0, y0, x1, y1 normalized) -> faces per image."""
+        faces: list[list[Face]] = [[] for _ in sizes]
+        for row in out.reshape(-1, 7):
+            score = float(row[2])
+            index = int(row[0])
+            if score < self.cfg.confidence or not 0 <= index < len(sizes):
+                continue
+            w, h = sizes[index]
+            x0, y0, x1, y1 = (float(v) for v in row[3:7])
+            box = (round(x0 * w), round(y0 * h), round((x1 - x0) * w), round((y1 - y0) * h))
+            face = clip_face(Face(box, score), w, h)
+            if face is not None:
+                faces[index].append(face)
+        return faces
+
+    def detect_crops(self, crops: list[np.ndarray]) -> list[list[Face]]:
+        """Faces in each crop (one batched forward pass), boxes in the crop's px."""
+        if not crops:
+            return []
+        blob = cv2.dnn.blobFromImages(crops, 1.0, (CROP_SIZE, CROP_SIZE), MEAN)
+        self.net.setInput(blob)
+        return self._faces(self.net.forward(), [(c.shape[1], c.shape[0]) for c in crops])
+
+    def detect(self, frame: np.ndarray, small: np.ndarray | None = None) -> list[Face]:
+        """Faces in `frame`, boxes in its own px."""
+        small, scale = small_frame(frame, small, self.cfg.downscale_width)
+        h, w = small.shape[:2]
+        self.net.setInput(cv2.dnn.blobFromImage(small, 1.0, (w, h), MEAN))
+        return [scale_face(f, 1.0 / scale) for f in self._faces(self.net.forward(), [(w, h)])[0]]

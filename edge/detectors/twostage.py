@@ -1,0 +1,78 @@
+"""Two-stage detection: permissive Haar proposals, each confirmed by a DNN on a margin crop.
+
+The DNN sees a face-centred crop cut from the full-resolution frame, so it confirms small
+faces it would miss in a whole-frame pass, and Haar's false positives are dropped.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from edge.config import DetectConfig
+from edge.detect import Detector, Face, nms, scale_face, small_frame
+from edge.detectors.haar import HaarDetector, equalized_gray
+
+
+def square_crop(
+    frame: np.ndarray, cx: float, cy: float, side: float
+) -> tuple[np.ndarray, int, int]:
+    """A side x side crop centred on (cx, cy), black-padded past the edges, and its top-left."""
+    s = max(2, round(side))
+    x0, y0 = round(cx - s / 2), round(cy - s / 2)
+    h, w = frame.shape[:2]
+    sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(w, x0 + s), min(h, y0 + s)
+    crop = frame[sy0:sy1, sx0:sx1]
+    if crop.shape[0] != s or crop.shape[1] != s:
+        crop = cv2.copyMakeBorder(
+            crop, sy0 - y0, y0 + s - sy1, sx0 - x0, x0 + s - sx1, cv2.BORDER_CONSTANT
+        )
+    return crop, x0, y0
+
+
+class TwoStageDetector(Detector):
+    """Haar proposals (largest `max_proposals` first) confirmed by `confirmer.detect_crops`."""
+
+    def __init__(self, cfg: DetectConfig, haar: HaarDetector, confirmer: Detector) -> None:
+        self.cfg = cfg
+        self.haar = haar
+        self.confirmer = confirmer
+
+    def detect(self, frame: np.ndarray, small: np.ndarray | None = None) -> list[Face]:
+        """Confirmed faces in `frame`, boxes (and landmarks if any) in its own px."""
+        small, scale = small_frame(frame, small, self.cfg.downscale_width)
+        proposals = self.haar.proposals(equalized_gray(small))[: self.cfg.max_proposals]
+        if not proposals:
+            return []
+        crops, places = [], []
+        for p in proposals:
+            x, y, w, h = scale_face(p, 1.0 / scale).box
+            crop, x0, y0 = square_crop(
+                frame, x + w / 2, y + h / 2, max(w, h) * (1 + 2 * self.cfg.margin)
+            )
+            crops.append(crop)
+            places.append((x0, y0, (x - x0, y - y0, w, h)))
+        faces = []
+        for found, (x0, y0, (px, py, pw, ph)) in zip(
+            self.confirmer.detect_crops(crops), places, strict=True
+        ):
+            # the confirmer's best face centred inside the proposal (not a neighbour's face)
+            inside = [
+                f
+                for f in found
+                if px <= f.box[0] + f.box[2] / 2 <= px + pw
+                and py <= f.box[1] + f.box[3] / 2 <= py + ph
+            ]
+            if inside:
+                best = max(inside, key=lambda f: f.score)
+                if best.score >= self.cfg.confidence:
+                    faces.append(scale_face(best, 1.0, x0, y0))
+        height, width = frame.shape[:2]
+        return [_clip(f, width, height) for f in nms(faces, self.cfg.nms_iou)]
+
+
+def _clip(face: Face, width: int, height: int) -> Face:
+    x, y, w, h = face.box
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(width, x + w), min(height, y + h)
+    return Face((x0, y0, max(1, x1 - x0), max(1, y1 - y0)), face.score, face.landmarks)
