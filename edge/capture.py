@@ -142,6 +142,7 @@ class OpenCVSource(Source):
             self._taken = True  # the latest frame was already returned by read()
             self._last_frame_mono = time.monotonic()
             self._gen = 0  # reader generation; a stalled reader is abandoned by bumping it
+            self._readers: list[threading.Thread] = []
             self._lost = False
             self._t_start = time.monotonic()
             self._thread = threading.Thread(
@@ -251,6 +252,7 @@ class OpenCVSource(Source):
                 target=self._read_live, args=(cap, gen), name="capture-reader", daemon=True
             )
             frames_before = self.frames_read
+            self._readers = [r for r in self._readers if r.is_alive()] + [reader]
             reader.start()
             cap = None  # the reader owns and releases it
             reason = self._watch(reader, gen)
@@ -339,6 +341,10 @@ class OpenCVSource(Source):
             with self._cond:
                 self._cond.notify_all()
             self._thread.join(timeout=2)
+            # A reader blocked in cap.read() wakes within the read timeout and releases its
+            # capture; letting it die at interpreter exit inside FFmpeg aborts the process.
+            for reader in self._readers:
+                reader.join(timeout=self.cam.stall_timeout_s + 1)
         else:
             with self._lock:
                 if self._cap is not None:

@@ -1,0 +1,229 @@
+"""Show the annotated stream: a Tk window (--preview) or MJPEG over HTTP for a headless Pi."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import cv2
+import numpy as np
+
+from edge.errors import UserError
+
+log = logging.getLogger(__name__)
+
+Box = tuple[int, int, int, int]
+NO_DISPLAY = "--preview needs a display; use preview.mjpeg_port for a headless Pi"
+JPEG_QUALITY = 80
+BOUNDARY = "edgeframe"
+
+
+def annotate(
+    image_bgr: np.ndarray, items: list[tuple[Box, str, tuple[int, int, int]]], fps: float | None
+) -> np.ndarray:
+    """A copy of the image with each (box, label, colour) drawn, and the FPS in the corner."""
+    out = image_bgr.copy()
+    h, w = out.shape[:2]
+    scale = max(0.4, w / 1280)
+    thick = max(2, round(w / 320))
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for (x, y, bw, bh), label, color in items:
+        x, y, bw, bh = int(x), int(y), int(bw), int(bh)
+        cv2.rectangle(out, (x, y), (x + bw - 1, y + bh - 1), color, thick)
+        if not label:
+            continue
+        (tw, th), base = cv2.getTextSize(label, font, scale, 1)
+        ty = y - 4 if y - th - base - 4 >= 0 else min(h - 1, y + bh + th + 4)
+        cv2.rectangle(out, (x, ty - th - 3), (x + tw + 4, ty + base - 1), color, cv2.FILLED)
+        ink = (0, 0, 0) if sum(color) > 380 else (255, 255, 255)
+        cv2.putText(out, label, (x + 2, ty - 2), font, scale, ink, 1, cv2.LINE_AA)
+    if fps is not None:
+        text = f"{fps:.1f} FPS"
+        (tw, th), base = cv2.getTextSize(text, font, scale, 1)
+        cv2.rectangle(out, (0, 0), (tw + 8, th + base + 8), (0, 0, 0), cv2.FILLED)
+        cv2.putText(out, text, (4, th + 4), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+class PreviewWindow:
+    """A Tk window showing frames; q, Esc or closing the window asks the loop to stop."""
+
+    def __init__(self, title: str = "edge preview") -> None:
+        if not os.environ.get("DISPLAY"):
+            raise UserError(NO_DISPLAY)
+        try:
+            import tkinter
+        except ImportError:
+            raise UserError(
+                "--preview needs Tk: sudo apt install python3-tk (or use preview.mjpeg_port)"
+            ) from None
+        self._tk = tkinter
+        try:
+            self._root = tkinter.Tk()
+        except tkinter.TclError as exc:
+            raise UserError(f"{NO_DISPLAY} (cannot open {os.environ['DISPLAY']}: {exc})") from None
+        self._root.title(title)
+        self._open = True
+        self._photo: object | None = None
+        self._label = tkinter.Label(self._root, borderwidth=0, highlightthickness=0)
+        self._label.pack()
+        for key in ("q", "Q", "<Escape>"):
+            self._root.bind(key, self._quit)
+        self._root.protocol("WM_DELETE_WINDOW", self._quit)
+        self._root.focus_force()
+
+    def _quit(self, *_: object) -> None:
+        self._open = False
+
+    def show(self, image_bgr: np.ndarray) -> bool:
+        """Display one frame and handle events; False once the user quit."""
+        if not self._open:
+            return False
+        ok, ppm = cv2.imencode(".ppm", image_bgr)  # Tk reads PPM natively, no Pillow needed
+        if not ok:
+            raise ValueError("cannot encode the preview frame")
+        try:
+            photo = self._tk.PhotoImage(data=ppm.tobytes(), format="PPM")
+            self._label.configure(image=photo)
+            self._photo = photo  # Tk keeps no reference of its own
+            self._root.update()
+        except self._tk.TclError:  # the window was destroyed under us
+            self._open = False
+        return self._open
+
+    def close(self) -> None:
+        """Destroy the window."""
+        self._open = False
+        with contextlib.suppress(self._tk.TclError):
+            self._root.destroy()
+
+    def __enter__(self) -> PreviewWindow:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class MjpegServer:
+    """Serve the latest frame as MJPEG at http://bind:port/ and one JPEG at /snapshot.jpg."""
+
+    def __init__(self, bind: str, port: int) -> None:
+        self._cond = threading.Condition()
+        self._image: np.ndarray | None = None
+        self._seq = 0
+        self._jpeg: bytes = b""
+        self._jpeg_seq = -1
+        self._closed = False
+        handler = _handler_for(self)
+        try:
+            self._server = ThreadingHTTPServer((bind, port), handler)
+        except OSError as exc:
+            raise UserError(
+                f"preview.mjpeg_port: cannot serve MJPEG on {bind}:{port}: {exc.strerror or exc}"
+            ) from None
+        self._server.daemon_threads = True
+        self.bind, self.port = self._server.server_address[:2]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
+        )
+        self._thread.start()
+        log.info("MJPEG preview at http://%s:%d/", self.bind, self.port)
+
+    def update(self, image_bgr: np.ndarray) -> None:
+        """Publish a new frame (kept by reference: do not modify it afterwards)."""
+        with self._cond:
+            self._image = image_bgr
+            self._seq += 1
+            self._cond.notify_all()
+
+    def jpeg(self, after: int = -1, timeout: float = 1.0) -> tuple[int, bytes] | None:
+        """(seq, JPEG) of the first frame newer than `after`; None on timeout or close."""
+        with self._cond:
+            if not self._cond.wait_for(
+                lambda: self._closed or (self._image is not None and self._seq > after), timeout
+            ):
+                return None
+            if self._closed:
+                return None
+            if self._jpeg_seq != self._seq:  # encode once per frame, only when someone asks
+                ok, buf = cv2.imencode(
+                    ".jpg", self._image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+                )
+                if not ok:
+                    return None
+                self._jpeg, self._jpeg_seq = buf.tobytes(), self._seq
+            return self._seq, self._jpeg
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Stop serving; open streams end."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> MjpegServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _handler_for(server: MjpegServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, fmt: str, *args: object) -> None:
+            log.debug("mjpeg %s: " + fmt, self.client_address[0], *args)
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/snapshot.jpg":
+                self._snapshot()
+            elif path == "/":
+                self._stream()
+            else:
+                self.send_error(404, "try / or /snapshot.jpg")
+
+        def _snapshot(self) -> None:
+            got = server.jpeg(timeout=2.0)
+            if got is None:
+                self.send_error(503, "no frame yet")
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(got[1])))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(got[1])
+
+        def _stream(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            seq = -1
+            try:
+                while not server.closed:
+                    got = server.jpeg(after=seq)
+                    if got is None:
+                        continue
+                    seq, data = got
+                    self.wfile.write(
+                        f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                        f"Content-Length: {len(data)}\r\n\r\n".encode()
+                        + data
+                        + b"\r\n"
+                    )
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the viewer went away
+
+    return Handler
