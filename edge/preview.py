@@ -32,13 +32,15 @@ def annotate(
     font = cv2.FONT_HERSHEY_SIMPLEX
     for (x, y, bw, bh), label, color in items:
         x, y, bw, bh = int(x), int(y), int(bw), int(bh)
-        cv2.rectangle(out, (x, y), (x + bw - 1, y + bh - 1), color, thick)
+        for i in range(thick):  # the outline stays inside the box's own pixels
+            cv2.rectangle(out, (x + i, y + i), (x + bw - 1 - i, y + bh - 1 - i), color, 1)
         if not label:
             continue
         (tw, th), base = cv2.getTextSize(label, font, scale, 1)
         ty = y - 4 if y - th - base - 4 >= 0 else min(h - 1, y + bh + th + 4)
         cv2.rectangle(out, (x, ty - th - 3), (x + tw + 4, ty + base - 1), color, cv2.FILLED)
-        ink = (0, 0, 0) if sum(color) > 380 else (255, 255, 255)
+        b, g, r = color
+        ink = (0, 0, 0) if 0.114 * b + 0.587 * g + 0.299 * r > 120 else (255, 255, 255)
         cv2.putText(out, label, (x + 2, ty - 2), font, scale, ink, 1, cv2.LINE_AA)
     if fps is not None:
         text = f"{fps:.1f} FPS"
@@ -193,7 +195,7 @@ def _handler_for(server: MjpegServer) -> type[BaseHTTPRequestHandler]:
                 self.send_error(404, "try / or /snapshot.jpg")
 
         def _snapshot(self) -> None:
-            got = server.jpeg(timeout=2.0)
+            got = server.jpeg(timeout=0.5)
             if got is None:
                 self.send_error(503, "no frame yet")
                 return
