@@ -234,39 +234,40 @@ class OpenCVSource(Source):
 
     def _supervise(self, cap: cv2.VideoCapture | None) -> None:
         """Keep a reader running; reopen with exponential backoff when it dies or stalls."""
-        backoff = min(FIRST_BACKOFF_S, self.cam.reopen_backoff_max_s)
+        first = min(FIRST_BACKOFF_S, self.cam.reopen_backoff_max_s)
+        backoff = first
         while not self._closed.is_set():
             if cap is None:
                 cap = self._open()
-                if cap is None:
-                    log.debug("source %s: reopen failed, next try in %.1f s", self.name, backoff)
-                    if self._closed.wait(backoff):
-                        break
-                    backoff = min(backoff * 2, self.cam.reopen_backoff_max_s)
+            if cap is not None:
+                with self._cond:
+                    self._gen += 1
+                    gen = self._gen
+                    self._last_frame_mono = time.monotonic()
+                reader = threading.Thread(
+                    target=self._read_live, args=(cap, gen), name="capture-reader", daemon=True
+                )
+                frames_before = self.frames_read
+                self._readers = [r for r in self._readers if r.is_alive()] + [reader]
+                reader.start()
+                cap = None  # the reader owns and releases it
+                reason = self._watch(reader)
+                if reason is None:
+                    break
+                with self._cond:
+                    self._gen += 1  # a stalled reader drops its frames and exits when it wakes
+                self._set_lost(True, reason)
+                if self.frames_read > frames_before:  # it worked for a while: retry at once
+                    backoff = first
                     continue
-            with self._cond:
-                self._gen += 1
-                gen = self._gen
-                self._last_frame_mono = time.monotonic()
-            reader = threading.Thread(
-                target=self._read_live, args=(cap, gen), name="capture-reader", daemon=True
-            )
-            frames_before = self.frames_read
-            self._readers = [r for r in self._readers if r.is_alive()] + [reader]
-            reader.start()
-            cap = None  # the reader owns and releases it
-            reason = self._watch(reader, gen)
-            if reason is None:
+            log.debug("source %s: reopen failed, next try in %.1f s", self.name, backoff)
+            if self._closed.wait(backoff):
                 break
-            with self._cond:
-                self._gen += 1  # a stalled reader drops its frames and exits when it wakes
-            self._set_lost(True, reason)
-            if self.frames_read > frames_before:  # it worked for a while: start over quickly
-                backoff = min(FIRST_BACKOFF_S, self.cam.reopen_backoff_max_s)
+            backoff = min(backoff * 2, self.cam.reopen_backoff_max_s)
         with self._cond:
             self._cond.notify_all()
 
-    def _watch(self, reader: threading.Thread, gen: int) -> str | None:
+    def _watch(self, reader: threading.Thread) -> str | None:
         """Wait while the reader delivers; the reason it stopped, or None on close()."""
         stall = self.cam.stall_timeout_s
         while not self._closed.wait(min(0.1, stall / 4)):
