@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# Prove setup.sh on aarch64: run it and a short recognizer run inside an emulated Debian
+# bookworm arm64 system (qemu-user + debootstrap + chroot). One command, as root:
+#
+#   tests/arm64/run.sh [--json FILE] [--rebuild]
+#
+#   --json FILE   also write a summary (step times, arch, events, stats, detect output) here
+#   --rebuild     throw away the cached arm64 root and debootstrap it again
+#
+# Environment: ARM64_ROOT (cached root, default /var/cache/edge-faces-arm64/bookworm),
+# MIRROR (Debian mirror, default: the Debian URI in the host's apt sources),
+# EDGE_TEST_DATA (test data, default ../shared/data beside the checkout).
+# Emulated timings say nothing about a real Pi. See docs/arm64.md.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+PROJECT=$(cd "$HERE/../.." && pwd)
+ROOT=${ARM64_ROOT:-/var/cache/edge-faces-arm64/bookworm}
+SUITE=bookworm
+INCLUDE=python3,python3-venv,python3-pip,ca-certificates
+APP=/opt/edge-faces                       # the project's path inside the arm64 root
+DATA=${EDGE_TEST_DATA:-$PROJECT/../shared/data}
+PHOTO=2008_002506.jpg                     # from $DATA/detection: three faces, 56-85 px
+JSON_OUT="" REBUILD=0
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --json) JSON_OUT=${2:?--json needs a file}; shift 2 ;;
+    --rebuild) REBUILD=1; shift ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown option: $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+say() { printf '[arm64] %s\n' "$*" >&2; }
+die() { printf '[arm64] error: %s\n' "$*" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || die "run as root (it installs packages, mounts binfmt_misc and uses chroot)"
+command -v git >/dev/null && git -C "$PROJECT" rev-parse --git-dir >/dev/null 2>&1 \
+  || die "$PROJECT is not a git checkout (the project tree is copied with git ls-files)"
+
+WORK=$(mktemp -d)
+STEPS="$WORK/steps.tsv"
+: >"$STEPS"
+T_START=$(date +%s.%N)
+
+mounts_under() {  # mount points at or below $1, deepest first
+  awk -v r="$1" '$2 == r || index($2, r "/") == 1 { print $2 }' /proc/mounts | sort -r
+}
+unmount_root() {
+  local m
+  for m in $(mounts_under "$ROOT"); do umount "$m" 2>/dev/null || umount -l "$m"; done
+}
+cleanup() {
+  unmount_root
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+step() {  # step NAME COMMAND...: run it, print and record its wall time
+  local name=$1 t0 t1 status=0
+  shift
+  say "== $name"
+  t0=$(date +%s.%N)
+  set +e
+  (set -e; "$@")  # a subshell so that set -e holds inside the step's functions
+  status=$?
+  set -e
+  t1=$(date +%s.%N)
+  local secs
+  secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+  printf '%s\t%s\t%s\n' "$name" "$secs" "$status" >>"$STEPS"
+  if [ "$status" -ne 0 ]; then
+    say "-- $name FAILED (exit $status) after ${secs} s"
+    exit 1
+  fi
+  say "-- $name: ${secs} s"
+}
+
+in_root() {  # run a bash command inside the arm64 root, in the project copy, clean env
+  chroot "$ROOT" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    /bin/bash -c "cd $APP && $1"
+}
+
+# --- 1. host prerequisites (idempotent) ------------------------------------------------
+host_packages() {
+  local missing=() pkg
+  for pkg in qemu-user-static debootstrap binfmt-support debian-archive-keyring; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  command -v apt-get >/dev/null || die "missing host packages: ${missing[*]} (no apt-get)"
+  say "installing host packages: ${missing[*]}"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# --- 2. binfmt_misc + qemu-aarch64 -----------------------------------------------------
+binfmt() {
+  local dir=/proc/sys/fs/binfmt_misc
+  if ! mountpoint -q "$dir"; then
+    mount -t binfmt_misc binfmt_misc "$dir" \
+      || die "cannot mount binfmt_misc at $dir (in a container: run it privileged)"
+  fi
+  [ -e "$dir/qemu-aarch64" ] || update-binfmts --enable qemu-aarch64 \
+    || die "update-binfmts --enable qemu-aarch64 failed"
+  grep -qx enabled "$dir/qemu-aarch64" || echo 1 >"$dir/qemu-aarch64"
+  grep -q '^flags: .*F' "$dir/qemu-aarch64" \
+    || die "qemu-aarch64 is registered without the F flag: chroot cannot find the interpreter"
+}
+
+# --- 3. the cached Debian arm64 root ---------------------------------------------------
+debian_mirror() {  # the first Debian (not security) URI in the host's apt sources
+  local uri
+  uri=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+    | awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^(https?|file):/) { print $i; break } }' \
+    | grep -E '/debian/?$' | head -n1 || true)
+  if [ -z "$uri" ]; then
+    uri=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null \
+      | awk '$1 == "URIs:" { for (i = 2; i <= NF; i++) print $i }' \
+      | grep -E '/debian/?$' | head -n1 || true)
+  fi
+  echo "${uri:-http://deb.debian.org/debian}"
+}
+root_ok() {  # complete (stamp) and its Python can make a venv with pip
+  [ -f "$ROOT/.edge-arm64-root" ] && [ "$(cat "$ROOT/.edge-arm64-root")" = "$SUITE $INCLUDE" ] \
+    && chroot "$ROOT" /usr/bin/python3 -c 'import venv, ensurepip, ssl' 2>/dev/null
+}
+arm64_root() {
+  local mirror=${MIRROR:-$(debian_mirror)}
+  unmount_root
+  if [ "$REBUILD" -eq 0 ] && root_ok; then
+    say "reusing the arm64 root $ROOT"
+  else
+    [ -e "$ROOT" ] && say "rebuilding the arm64 root $ROOT"
+    rm -rf --one-file-system "$ROOT"
+    mkdir -p "$ROOT"
+    say "debootstrap $SUITE arm64 from $mirror (a few minutes)"
+    debootstrap --arch=arm64 --variant=minbase --include="$INCLUDE" "$SUITE" "$ROOT" "$mirror" \
+      >"$WORK/debootstrap.log" 2>&1 || {
+      tail -n 20 "$WORK/debootstrap.log" >&2
+      unmount_root
+      die "debootstrap failed (log above); the next run starts again"
+    }
+    unmount_root  # debootstrap may leave its own /proc or /sys mounts behind
+    echo "$SUITE $INCLUDE" >"$ROOT/.edge-arm64-root"
+  fi
+  cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+  cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/ca-certificates.crt"
+  mount --bind /proc "$ROOT/proc"  # /proc only: binding /sys crashes the TFLite runtime
+  local arch
+  arch=$(chroot "$ROOT" /usr/bin/uname -m)
+  [ "$arch" = aarch64 ] || die "the root reports $arch, not aarch64"
+  say "root: $(chroot "$ROOT" /usr/bin/python3 --version), uname -m $arch"
+}
+
+# --- 4. the current project tree (tracked files, as in the work tree) -------------------
+copy_project() {
+  rm -rf --one-file-system "$ROOT$APP"
+  mkdir -p "$ROOT$APP"
+  git -C "$PROJECT" ls-files -z \
+    | tar -C "$PROJECT" --null --ignore-failed-read -T - -cf - 2>/dev/null \
+    | tar -C "$ROOT$APP" -xf -
+  say "copied $(git -C "$PROJECT" ls-files | wc -l) files at $(git -C "$PROJECT" rev-parse --short HEAD)"
+  if [ -f "$DATA/detection/$PHOTO" ]; then
+    cp "$DATA/detection/$PHOTO" "$ROOT/tmp/$PHOTO"
+  else
+    say "no test photo at $DATA/detection/$PHOTO: the detect check is skipped"
+  fi
+}
+
+# --- 5-9. inside the arm64 root ----------------------------------------------------------
+run_edge() {  # run_edge NAME ARGS...: python -m edge ARGS, stdout kept in $WORK/NAME.out
+  local name=$1
+  shift
+  in_root ".venv/bin/python -m edge $*" >"$WORK/$name.out"
+}
+
+step "host packages" host_packages
+step "binfmt qemu-aarch64" binfmt
+step "arm64 root" arm64_root
+step "copy project" copy_project
+step "setup.sh" in_root ./setup.sh
+step "setup.sh again" in_root ./setup.sh
+step "edge --help" run_edge help --help
+if [ -f "$ROOT/tmp/$PHOTO" ]; then
+  step "edge detect" run_edge detect detect "/tmp/$PHOTO"
+  say "detect: $(cat "$WORK/detect.out")"
+fi
+if [ -f "$ROOT$APP/edge/pipeline.py" ]; then
+  rm -f "$ROOT/tmp/stats.json"
+  step "edge (30 frames)" run_edge events --max-frames 30 --stats-json /tmp/stats.json
+  say "events ($(wc -l <"$WORK/events.out")):"
+  cat "$WORK/events.out" >&2
+  [ -s "$ROOT/tmp/stats.json" ] || die "python -m edge wrote no --stats-json file"
+  cp "$ROOT/tmp/stats.json" "$WORK/stats.json"
+  say "stats: $(cat "$WORK/stats.json")"
+else
+  say "edge/pipeline.py is not in the tree yet: the main-loop run is skipped"
+fi
+
+TOTAL=$(awk -v a="$T_START" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+say "== times (emulated aarch64 on $(uname -m); they say nothing about a real Pi)"
+awk -F'\t' '{ printf "[arm64]   %-22s %7s s\n", $1, $2 }' "$STEPS" >&2
+say "  total                  $TOTAL s"
+
+if [ -n "$JSON_OUT" ]; then
+  python3 - "$WORK" "$TOTAL" "$(chroot "$ROOT" /usr/bin/python3 --version)" \
+    "$(git -C "$PROJECT" rev-parse HEAD)" >"$JSON_OUT" <<'EOF'
+import json, pathlib, sys
+work, total, python, commit = pathlib.Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4]
+def lines(name):
+    p = work / name
+    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else None
+steps = [l.split("\t") for l in (work / "steps.tsv").read_text().splitlines()]
+stats = work / "stats.json"
+print(json.dumps({
+    "arch": "aarch64", "python": python, "commit": commit, "total_s": total,
+    "steps": {name: float(secs) for name, secs, _ in steps},
+    "detect": lines("detect.out"), "events": lines("events.out"),
+    "stats": json.loads(stats.read_text()) if stats.exists() else None,
+}, indent=1))
+EOF
+  say "summary written to $JSON_OUT"
+fi
+say "ok: setup.sh and python -m edge work on emulated aarch64"
