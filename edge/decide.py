@@ -1,0 +1,240 @@
+"""Name or unknown per track (votes over several crops), and person-level presence events.
+
+A track is named only when enough crops agree and few disagree; everything else is unknown.
+A person gets one `recognized` (or `unknown`) event per visit and one `left` after
+decide.away_s without being seen, however often their track is lost and found again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edge.capture import Frame
+from edge.config import DecideConfig, RecognizeConfig
+from edge.track import Crop, Track
+
+log = logging.getLogger(__name__)
+
+UNKNOWN = "unknown"
+SAME_UNKNOWN_DISTANCE = 0.5  # cosine distance under which a re-found unknown is the same visitor
+
+
+@dataclass
+class Decision:
+    """What a track is: a name or UNKNOWN, with the crop and embedding that best show it."""
+
+    name: str
+    confidence: float
+    crop: np.ndarray | None = None  # aligned crop (model input) or the raw cut in detect-only
+    embedding: np.ndarray | None = None
+
+
+def vote(results: list[tuple[str, float]], needed: int, max_crops: int) -> tuple[str, float] | None:
+    """(name, confidence) once the (name, confidence) results settle it, else None.
+
+    A name needs `needed` agreeing results and at least twice as many as all the others
+    together (unknown included). Unknown once no name can get there within max_crops.
+    """
+    if not results:
+        return None
+    names = Counter(n for n, _ in results if n != UNKNOWN)
+    n = len(results)
+    if names:
+        top, count = names.most_common(1)[0]
+        if count >= needed and count >= 2 * (n - count):
+            conf = float(np.mean([c for name, c in results if name == top]))
+            return top, conf
+    left = max(0, max_crops - n)
+    best = names.most_common(1)[0][1] if names else 0
+    for extra in range(left + 1):  # could some name still win with the remaining crops?
+        c = best + extra
+        if c >= needed and c >= 2 * (n + extra - c):
+            return None
+    unknowns = [c for name, c in results if name == UNKNOWN]
+    return UNKNOWN, float(np.mean(unknowns)) if unknowns else 0.0
+
+
+class Judge:
+    """Runs the face model on each track's best untried crops until the vote settles."""
+
+    def __init__(self, cfg: RecognizeConfig, model: Any | None, aligner: Any | None) -> None:
+        self.cfg = cfg
+        self.model = model  # edge.recognize.FaceModel, or None: detect only (everyone unknown)
+        self.aligner = aligner
+        self.crops_identified = 0
+
+    def step(self, tracks: list[Track], now: float) -> list[Track]:
+        """One crop per undecided track; returns tracks whose decision is new or changed."""
+        changed = []
+        for t in tracks:
+            st = t.state
+            decision: Decision | None = st.get("decision")
+            if decision is not None and not st.get("rechecking"):
+                if self.cfg.recheck_s > 0 and now - st["decided_at"] >= self.cfg.recheck_s:
+                    st["rechecking"] = True
+                    t.votes = []
+                continue
+            crop = t.best_untried(self.cfg.min_face_px)
+            if crop is None:
+                continue
+            crop.tried = True
+            t.votes.append(self._identify(crop))
+            result = vote([(v[0], v[1]) for v in t.votes], self.cfg.votes, self.cfg.max_crops)
+            if result is None:
+                continue
+            name, conf = result
+            best = max((v for v in t.votes if v[0] == name), key=lambda v: v[4])
+            new = Decision(name, conf, crop=best[2], embedding=best[3])
+            st["decided_at"] = now
+            st["rechecking"] = False
+            t.votes = []
+            if decision is None or decision.name != name:
+                changed.append(t)
+                if decision is not None:
+                    log.info("track %d re-checked: %s -> %s", t.id, decision.name, name)
+            st["decision"] = new
+        return changed
+
+    def _identify(self, crop: Crop) -> tuple[str, float, np.ndarray, np.ndarray | None, float]:
+        """(name, confidence, crop image, embedding, quality) for one crop."""
+        if self.model is None:
+            return UNKNOWN, 0.0, crop.image, None, crop.quality
+        aligned = self.aligner.crop(crop.image, crop.face, self.model.input_size)
+        ident = self.model.identify(aligned)
+        self.crops_identified += 1
+        return ident.name, float(ident.confidence), aligned, ident.embedding, crop.quality
+
+
+@dataclass(eq=False)
+class Person:
+    """Someone present: a known name, or one unknown visitor."""
+
+    key: str
+    name: str | None  # None for an unknown visitor
+    confidence: float
+    last_seen: float  # source time
+    last_box: tuple[int, int, int, int]
+    last_track: int
+    embedding: np.ndarray | None = None
+    tracks: set[int] = field(default_factory=set)
+
+
+def _cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, np.float32).ravel(), np.asarray(b, np.float32).ravel()
+    denom = float(np.linalg.norm(a) * np.linalg.norm(b)) or 1.0
+    return 1.0 - float(a @ b) / denom
+
+
+def _event(kind: str, p: Person, track: int, box: tuple, frame: Frame) -> dict[str, Any]:
+    """The design's event JSON."""
+    return {
+        "type": kind,
+        "name": p.name,
+        "confidence": round(float(p.confidence), 4),
+        "track": int(track),
+        "box": [int(v) for v in box],
+        "frame": int(frame.index),
+        "source_time": round(float(frame.source_time), 3),
+        "time": round(time.time(), 3),
+    }
+
+
+@dataclass
+class Emitted:
+    """An event and what the loop needs besides: the track that caused it and its best crop."""
+
+    event: dict[str, Any]
+    track: Track | None = None
+    crop: np.ndarray | None = None
+    embedding: np.ndarray | None = None
+
+
+class Presence:
+    """Person-level presence from track decisions: one event per visit, `left` after away_s."""
+
+    def __init__(self, cfg: DecideConfig) -> None:
+        self.cfg = cfg
+        self.people: dict[str, Person] = {}
+        self._visitors = itertools.count(1)
+
+    def update(self, frame: Frame, tracks: list[Track], ended: list[Track]) -> list[Emitted]:
+        """Fold this frame's live and ended tracks into presence; returns the events."""
+        out: list[Emitted] = []
+        for t in ended:
+            p = self.people.get(t.state.get("person", ""))
+            if p is not None:
+                p.tracks.discard(t.id)
+        live = {t.id for t in tracks}
+        for p in self.people.values():
+            p.tracks &= live
+        for t in tracks:
+            decision: Decision | None = t.state.get("decision")
+            if decision is None:
+                continue
+            p = self.people.get(t.state.get("person", ""))
+            if p is None or p.name != (None if decision.name == UNKNOWN else decision.name):
+                if p is not None:
+                    p.tracks.discard(t.id)
+                p = self._assign(t, decision, frame, out)
+            if t.seen_now:
+                p.last_seen = max(p.last_seen, t.last_source_time)
+                p.last_box, p.last_track = t.box, t.id
+        for key, p in list(self.people.items()):
+            if not p.tracks and frame.source_time - p.last_seen > self.cfg.away_s:
+                out.append(Emitted(_event("left", p, p.last_track, p.last_box, frame)))
+                del self.people[key]
+        return out
+
+    def _assign(self, t: Track, d: Decision, frame: Frame, out: list[Emitted]) -> Person:
+        """Attach `t` to the person it shows; a new visit emits recognized/unknown."""
+        if d.name != UNKNOWN:
+            p = self.people.get(d.name)
+            if p is None:
+                p = Person(d.name, d.name, d.confidence, t.last_source_time, t.box, t.id)
+                self.people[d.name] = p
+                out.append(Emitted(_event("recognized", p, t.id, t.box, frame), t, d.crop))
+        else:
+            p = self._refound_unknown(d)
+            if p is None:
+                key = f"{UNKNOWN}-{next(self._visitors)}"
+                p = Person(key, None, d.confidence, t.last_source_time, t.box, t.id, d.embedding)
+                self.people[key] = p
+                out.append(Emitted(_event(UNKNOWN, p, t.id, t.box, frame), t, d.crop, d.embedding))
+        p.tracks.add(t.id)
+        t.state["person"] = p.key
+        return p
+
+    def _refound_unknown(self, d: Decision) -> Person | None:
+        """A present unknown visitor with no live track (lost and found again), if it fits."""
+        for p in self.people.values():
+            if p.name is not None or p.tracks:
+                continue
+            if (
+                d.embedding is not None
+                and p.embedding is not None
+                and _cosine_distance(d.embedding, p.embedding) > SAME_UNKNOWN_DISTANCE
+            ):
+                continue
+            return p
+        return None
+
+    def leave_all(self, frame: Frame) -> list[Emitted]:
+        """`left` for everyone still present (shutdown or end of source)."""
+        out = [
+            Emitted(_event("left", p, p.last_track, p.last_box, frame))
+            for p in self.people.values()
+        ]
+        self.people.clear()
+        return out
+
+    @property
+    def present(self) -> list[str]:
+        """Keys of the people present now."""
+        return list(self.people)

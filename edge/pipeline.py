@@ -1,0 +1,369 @@
+"""The capture loop: source -> detect -> track -> recognize/decide -> publish, with stats.
+
+SIGINT/SIGTERM stop gracefully (pending `left` events, sink closed, exit 0); SIGHUP reloads
+the config file, detector and model, keeping the running ones when the new ones fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from edge.capture import Frame, Source, open_source
+from edge.config import Config, ConfigError, load_config
+from edge.decide import UNKNOWN, Emitted, Judge, Presence
+from edge.errors import UserError
+from edge.notify import Notifier
+from edge.publish import Sink, create_sink
+from edge.stats import Stats, cpu_temperature
+from edge.track import Tracker
+
+log = logging.getLogger(__name__)
+
+GREEN, RED, YELLOW = (0, 200, 0), (0, 0, 230), (0, 220, 255)
+
+
+@dataclass
+class Stages:
+    """The replaceable parts built from a config: detector, aligner and face model."""
+
+    cfg: Config
+    detector: Any
+    aligner: Any | None
+    model: Any | None
+
+    @property
+    def labels(self) -> list[str]:
+        """The model's people (empty in detect-only mode)."""
+        return list(self.model.labels) if self.model is not None else []
+
+
+def build_stages(cfg: Config) -> Stages:
+    """Detector, aligner and model for `cfg`; detect-only when the default model is absent.
+
+    Raises UserError/ModelError (one line) when a model file is bad or explicitly missing.
+    """
+    from edge.detect import create_detector
+
+    detector = create_detector(cfg.detect)
+    path = cfg.recognize.model
+    if not path:
+        log.info("recognize.model is empty: detect only, every face is unknown")
+        return Stages(cfg, detector, None, None)
+    if not Path(path).exists() and "recognize.model" not in cfg.explicit:
+        log.warning(
+            "no face model at %s (train one with `python -m convert train DATASET`): "
+            "detect only, every face is unknown",
+            path,
+        )
+        return Stages(cfg, detector, None, None)
+    from edge.align import Aligner
+    from edge.recognize import FaceModel
+
+    model = FaceModel.load(path, cfg.recognize)
+    log.info("face model %s: %d people", path, len(model.labels))
+    return Stages(cfg, detector, Aligner(cfg.detect), model)
+
+
+def _realtime(args: argparse.Namespace) -> bool | None:
+    if getattr(args, "realtime", False):
+        return True
+    if getattr(args, "every_frame", False):
+        return False
+    return None
+
+
+def _jpeg(image: Any) -> bytes | None:
+    if image is None or getattr(image, "size", 0) == 0:
+        return None
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return buf.tobytes() if ok else None
+
+
+class Loop:
+    """One run of the capture loop; state survives a SIGHUP reload."""
+
+    def __init__(self, cfg: Config, args: argparse.Namespace) -> None:
+        self.cfg, self.args = cfg, args
+        self.notifier = Notifier()
+        self.stages = build_stages(cfg)
+        self.source: Source = open_source(
+            cfg.camera, _realtime(args), lores_width=cfg.detect.downscale_width
+        )
+        self.sink: Sink = create_sink(cfg, getattr(args, "sink", None))
+        self.sink.start(self.stages.labels)
+        self.tracker = Tracker(cfg.track)
+        self.judge = Judge(cfg.recognize, self.stages.model, self.stages.aligner)
+        self.presence = Presence(cfg.decide)
+        self.stats = Stats()
+        self.unknowns = self._unknown_store(cfg)
+        self.window = self.mjpeg = None
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._closer: threading.Thread | None = None
+        self._fps = 0.0  # smoothed, for the preview
+        self._detect_count = 0
+        self._was_enabled = True
+
+    @staticmethod
+    def _unknown_store(cfg: Config) -> Any | None:
+        if not cfg.unknown_faces.enabled:
+            return None
+        from edge.unknowns import UnknownStore
+
+        return UnknownStore(cfg.unknown_faces)
+
+    # --- signals -------------------------------------------------------------------------
+
+    def _on_stop(self, signum: int, _frame: Any) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        # close() wakes a read() blocked on a lost camera; not from the handler (locks).
+        self._closer = threading.Thread(target=self.source.close, name="close", daemon=True)
+        self._closer.start()
+
+    def _on_hup(self, signum: int, _frame: Any) -> None:
+        self._reload.set()
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        old = {}
+        for sig, handler in (
+            (signal.SIGINT, self._on_stop),
+            (signal.SIGTERM, self._on_stop),
+            (signal.SIGHUP, self._on_hup),
+        ):
+            old[sig] = signal.signal(sig, handler)
+        return old
+
+    # --- reload --------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Re-read the config file and rebuild the stages; keep the old ones on any failure."""
+        self.notifier.reloading()
+        try:
+            overrides = {"camera.source": self.args.source} if self.args.source else {}
+            cfg = load_config(self.args.config, overrides)
+            stages = build_stages(cfg)
+        except (ConfigError, UserError, ValueError, OSError) as exc:
+            log.error("reload failed, keeping the running config and model: %s", exc)
+            self.notifier.ready()
+            return False
+        old = self.cfg
+        if cfg.camera != old.camera or cfg.detect.downscale_width != old.detect.downscale_width:
+            try:
+                source = open_source(
+                    cfg.camera, _realtime(self.args), lores_width=cfg.detect.downscale_width
+                )
+            except UserError as exc:
+                log.error("reload failed, keeping the running camera: %s", exc)
+                self.notifier.ready()
+                return False
+            self.source.close()
+            self.source = source
+        if cfg.mqtt != old.mqtt:
+            try:
+                sink = create_sink(cfg, getattr(self.args, "sink", None))
+            except (ConfigError, UserError, OSError) as exc:
+                log.error("reload: keeping the running sink: %s", exc)
+            else:
+                self.sink.close()
+                self.sink = sink
+                self.sink.start(stages.labels)
+        elif stages.labels != self.stages.labels:
+            self.sink.start(stages.labels)
+        logging.getLogger().setLevel(cfg.log_level)
+        self.cfg, self.stages = cfg, stages
+        self.tracker.cfg = cfg.track
+        self.judge.cfg, self.judge.model, self.judge.aligner = (
+            cfg.recognize,
+            stages.model,
+            stages.aligner,
+        )
+        self.presence.cfg = cfg.decide
+        self.unknowns = self._unknown_store(cfg)
+        log.info("reloaded %s (%d people in the model)", cfg.source_file, len(stages.labels))
+        self.notifier.ready()
+        return True
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Read frames until the source ends or a stop signal; returns the exit status."""
+        old = self._install_signals()
+        try:
+            self._open_preview()
+            self.notifier.ready(f"reading {self.source.name}")
+            last: Frame | None = None
+            next_stats = time.monotonic() + self.cfg.stats_interval_s
+            limit = getattr(self.args, "max_frames", None)
+            while not self._stop.is_set():
+                if limit and self.source.frames_read >= limit:
+                    break
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self.reload()
+                t0 = time.perf_counter()
+                frame = self.source.read()
+                if frame is None:
+                    break
+                self.stats.add("capture", time.perf_counter() - t0)
+                self.notifier.watchdog()
+                last = frame
+                self._step(frame)
+                if not self._show(frame):
+                    break
+                if time.monotonic() >= next_stats:
+                    next_stats = time.monotonic() + self.cfg.stats_interval_s
+                    self._periodic()
+            if last is not None:
+                self._publish(self.presence.leave_all(last))
+            return 0
+        finally:
+            self.notifier.stopping()
+            self._shutdown()
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+
+    def _step(self, frame: Frame) -> None:
+        """One frame through detect, track, recognize/decide and publish."""
+        st = self.stats
+        if not self.sink.enabled:
+            if self._was_enabled:  # switched off: forget everyone silently
+                log.info("recognition switched off")
+                self.tracker.clear()
+                self.presence.people.clear()
+                self._was_enabled = False
+            return
+        if not self._was_enabled:
+            log.info("recognition switched on")
+            self._was_enabled = True
+        st.frames_processed += 1
+        faces = None
+        if self._detect_count % self.cfg.detect.every_n_frames == 0:
+            with st.stage("detect"):
+                faces = self.stages.detector.detect(frame.image, frame.small)
+        self._detect_count += 1
+        with st.stage("track"):
+            if faces is not None:
+                ended = self.tracker.update(faces, frame)
+            else:
+                ended = self.tracker.expire(frame)
+        with st.stage("recognize"):
+            self.judge.step(self.tracker.tracks, frame.source_time)
+        with st.stage("publish"):
+            self._publish(self.presence.update(frame, self.tracker.tracks, ended))
+
+    def _publish(self, emitted: list[Emitted]) -> None:
+        for e in emitted:
+            ev = e.event
+            snapshot = _jpeg(e.crop) if ev["type"] != "left" else None
+            self.sink.event(ev, snapshot)
+            self.stats.events += 1
+            if e.track is not None:
+                self.stats.event_latency(time.time() - e.track.first_wall_time)
+            log.info(
+                "%s %s (track %s, confidence %.2f)",
+                ev["type"],
+                ev["name"] or "",
+                ev["track"],
+                ev["confidence"],
+            )
+            if self.unknowns is not None and e.crop is not None:
+                name = UNKNOWN if ev["type"] == UNKNOWN else ev["name"]
+                self.unknowns.save(
+                    e.crop, e.embedding, track=ev["track"], name=name, confidence=ev["confidence"]
+                )
+
+    def _periodic(self) -> None:
+        """Stats to the log, the sink and systemd."""
+        fps = self.stats.period()
+        s = self.stats.summary(self.source.frames_read, self.source.frames_dropped)
+        s["fps"] = round(fps, 2)
+        s["cpu_temp_c"] = cpu_temperature()
+        s["present"] = len(self.presence.people)
+        s["tracks"] = len(self.tracker.tracks)
+        stages = " ".join(f"{k}={v['median_ms']}" for k, v in s["stages"].items())
+        log.info(
+            "stats: %.1f fps, %d read, %d dropped, %d events, median ms %s",
+            fps,
+            s["frames_read"],
+            s["frames_dropped"],
+            s["events"],
+            stages,
+        )
+        self.sink.stats(s)
+        self.notifier.status(f"{fps:.1f} fps, {s['present']} present, {s['events']} events")
+
+    # --- preview -------------------------------------------------------------------------
+
+    def _open_preview(self) -> None:
+        from edge.preview import MjpegServer, PreviewWindow
+
+        if getattr(self.args, "preview", False):
+            self.window = PreviewWindow()
+        if self.cfg.preview.mjpeg_port > 0:
+            self.mjpeg = MjpegServer(self.cfg.preview.mjpeg_bind, self.cfg.preview.mjpeg_port)
+
+    def _show(self, frame: Frame) -> bool:
+        """Annotate and show the frame; False when the user closed the window."""
+        if self.window is None and self.mjpeg is None:
+            return True
+        from edge.preview import annotate
+
+        now = time.perf_counter()
+        dt = now - getattr(self, "_last_show", now)
+        self._last_show = now
+        if dt > 0:
+            self._fps = 1.0 / dt if self._fps == 0 else 0.9 * self._fps + 0.1 / dt
+        items = []
+        for t in self.tracker.tracks:
+            d = t.state.get("decision")
+            if d is None:
+                items.append((t.box, "?", YELLOW))
+            elif d.name == UNKNOWN:
+                items.append((t.box, f"unknown {d.confidence:.2f}", RED))
+            else:
+                items.append((t.box, f"{d.name} {d.confidence:.2f}", GREEN))
+        image = annotate(frame.image, items, self._fps)
+        if self.mjpeg is not None:
+            self.mjpeg.update(image)
+        if self.window is not None:
+            return self.window.show(image)
+        return True
+
+    # --- shutdown ------------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        if self._closer is not None:
+            self._closer.join(timeout=10)
+        self.source.close()
+        try:
+            self.sink.close()
+        finally:
+            for ui in (self.window, self.mjpeg):
+                if ui is not None:
+                    ui.close()
+            path = getattr(self.args, "stats_json", None)
+            if path:
+                summary = self.stats.summary(self.source.frames_read, self.source.frames_dropped)
+                try:
+                    Path(path).write_text(json.dumps(summary, indent=1) + "\n")
+                except OSError as exc:
+                    log.error("cannot write --stats-json %s: %s", path, exc.strerror or exc)
+
+
+def run_pipeline(cfg: Config, args: argparse.Namespace) -> int:
+    """Run the capture loop until the source ends or SIGINT/SIGTERM; returns the exit status."""
+    return Loop(cfg, args).run()
