@@ -1,0 +1,345 @@
+"""Faults a house throws at the service, each on a real `python -m edge` process.
+
+The camera is a real MJPEG stream on loopback whose bytes the test controls; the broker is
+a real Mosquitto; systemd's notify socket is a real AF_UNIX datagram socket, so the
+watchdog pings show when frames are being processed. Each fault: the process stays up (or
+exits with a clear reason), nothing already accepted is lost, the log says it once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import MODELS, ROOT
+
+FPS = 15.0
+
+
+# --- a loopback IP camera ----------------------------------------------------------------
+
+
+class MjpegCamera:
+    """An MJPEG HTTP camera on 127.0.0.1 sending `payload` FPS times a second while playing.
+
+    `payload` is raw bytes (any JPEG, or junk, or nothing); close() drops the camera off the
+    network and open() brings it back on the same port.
+    """
+
+    def __init__(self, port: int = 0, fps: float = FPS) -> None:
+        self.fps = fps
+        self.port = port
+        self.payload = b""
+        self.playing = True
+        self.sent = 0
+        self._cond = threading.Condition()
+        self._seq = 0
+        self._server: ThreadingHTTPServer | None = None
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, daemon=True)
+        self.open()
+        self._ticker.start()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        cam = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_a: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                server = cam._server
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                seq = cam._seq
+                while cam._server is server and not cam._stop.is_set():
+                    with cam._cond:
+                        cam._cond.wait_for(
+                            lambda s=seq: cam._seq != s or cam._server is not server, 0.5
+                        )
+                        if cam._seq == seq:
+                            continue
+                        seq, payload = cam._seq, cam.payload
+                    head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+                    try:
+                        self.wfile.write(head % len(payload) + payload + b"\r\n")
+                        self.wfile.flush()
+                    except OSError:
+                        return
+                    cam.sent += 1
+
+        return Handler
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0 / self.fps):
+            if self.playing and self._server is not None:
+                with self._cond:
+                    self._seq += 1
+                    self._cond.notify_all()
+
+    def show(self, frame: np.ndarray | bytes) -> None:
+        """Send this image (encoded as JPEG) or these raw bytes from now on."""
+        if isinstance(frame, np.ndarray):
+            ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            assert ok
+            frame = buf.tobytes()
+        with self._cond:
+            self.payload = frame
+
+    def open(self) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, args=(0.1,), daemon=True).start()
+
+    def close(self) -> None:
+        """Unplug: stop listening and end the open streams."""
+        server, self._server = self._server, None
+        if server is not None:
+            with self._cond:
+                self._cond.notify_all()
+            server.shutdown()
+            server.server_close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+
+def scene(face: Path | None, size: tuple[int, int] = (640, 480)) -> np.ndarray:
+    """A plain grey-blue wall, with the photo `face` (250x250 LFW crop) in the middle."""
+    w, h = size
+    frame = np.full((h, w, 3), (120, 110, 100), np.uint8)
+    if face is not None:
+        photo = cv2.imread(str(face))
+        side = min(h, w) * 3 // 4
+        photo = cv2.resize(photo, (side, side))
+        y, x = (h - side) // 2, (w - side) // 2
+        frame[y : y + side, x : x + side] = photo
+    return frame
+
+
+# --- the process under test --------------------------------------------------------------
+
+
+class Edge:
+    """`python -m edge` with a config written here and systemd's notify socket faked."""
+
+    def __init__(self, folder: Path, config: dict, *args: str, env: dict | None = None) -> None:
+        self.folder = folder
+        self.config_path = folder / "config.yaml"
+        self.write_config(config)
+        self.notify_path = folder / "notify.sock"
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(str(self.notify_path))
+        self._sock.settimeout(0.2)
+        self.notes: list[tuple[float, str]] = []
+        self._reading = True
+        self._reader = threading.Thread(target=self._read_notes, daemon=True)
+        self._reader.start()
+        self.stdout_path, self.stderr_path = folder / "stdout.txt", folder / "stderr.txt"
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "edge", "--config", str(self.config_path), *args],
+                cwd=ROOT,
+                stdout=out,
+                stderr=err,
+                env={**os.environ, "NOTIFY_SOCKET": str(self.notify_path), **(env or {})},
+            )
+
+    def write_config(self, config: dict) -> None:
+        self.config_path.write_text(yaml.safe_dump(config))
+
+    def _read_notes(self) -> None:
+        while self._reading:
+            try:
+                data = self._sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            for line in data.decode().splitlines():
+                self.notes.append((time.monotonic(), line))
+
+    def pings(self, since: float = 0.0) -> int:
+        """WATCHDOG=1 messages received after monotonic time `since`."""
+        return sum(1 for t, m in list(self.notes) if m == "WATCHDOG=1" and t >= since)
+
+    def noted(self, message: str) -> bool:
+        return any(m == message for _, m in list(self.notes))
+
+    @property
+    def log(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    def events(self) -> list[dict]:
+        import json
+
+        return [json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")]
+
+    def wait(self, pred: Callable[[], bool], timeout: float, what: str) -> None:
+        """Wait for pred(); fail with the log when the process died or time ran out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if pred():
+                return
+            if self.proc.poll() is not None:
+                pytest.fail(f"edge exited {self.proc.returncode} waiting for {what}:\n{self.log}")
+            time.sleep(0.1)
+        pytest.fail(f"timed out after {timeout} s waiting for {what}:\n{self.log[-4000:]}")
+
+    def wait_log(self, pattern: str, timeout: float = 20.0) -> None:
+        self.wait(lambda: re.search(pattern, self.log, re.M) is not None, timeout, pattern)
+
+    def count(self, pattern: str) -> int:
+        return len(re.findall(pattern, self.log, re.M))
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        self.wait(lambda: any(m.startswith("READY=1") for _, m in self.notes), timeout, "READY=1")
+
+    def wait_pings(self, n: int = 5, timeout: float = 20.0) -> None:
+        since = time.monotonic()
+        self.wait(lambda: self.pings(since) >= n, timeout, f"{n} watchdog pings")
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        """SIGTERM as systemd does; the exit status (the test fails if it hangs)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                pytest.fail(f"edge did not exit within {timeout} s of SIGTERM:\n{self.log}")
+        return self.proc.returncode
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._reading = False
+        self._sock.close()
+
+
+def base_config(folder: Path, source: str, **sections: dict) -> dict:
+    """A fast-reacting config: detect only unless a model is given, absolute model paths."""
+    cfg: dict = {
+        "log_level": "INFO",
+        "stats_interval_s": 2.0,
+        "camera": {
+            "source": source,
+            "width": 640,
+            "height": 480,
+            "fps": FPS,
+            "stall_timeout_s": 1.0,
+            "reopen_backoff_max_s": 1.0,
+        },
+        "detect": {
+            "res10_prototxt": str(MODELS / "deploy.prototxt.txt"),
+            "res10_model": str(MODELS / "res10_300x300_ssd_iter_140000.caffemodel"),
+            "blazeface_model": str(MODELS / "face_detection_short_range.tflite"),
+            "landmark_model": str(MODELS / "face_landmark.tflite"),
+            "threads": 1,
+        },
+        "track": {"max_missed_s": 0.5},
+        "decide": {"away_s": 1.0},
+        "recognize": {"model": "", "threads": 1},
+        "unknown_faces": {"dir": str(folder / "unknown_faces")},
+    }
+    for name, values in sections.items():
+        cfg.setdefault(name, {}).update(values)
+    return cfg
+
+
+@pytest.fixture
+def camera():
+    cam = MjpegCamera()
+    yield cam
+    cam.stop()
+
+
+@pytest.fixture
+def faces(data_dir) -> list[Path]:
+    """One held-out-style photo per person in the shared data (LFW crops)."""
+    return [sorted(p.glob("*.jpg"))[0] for p in sorted((data_dir / "faces").iterdir())]
+
+
+@pytest.fixture
+def edge_proc(tmp_path, models_dir):
+    """Start an Edge (call the returned function); it is killed at the end of the test."""
+    started: list[Edge] = []
+
+    def start(config: dict, *args: str, env: dict | None = None) -> Edge:
+        e = Edge(tmp_path, config, *args, env=env)
+        started.append(e)
+        return e
+
+    yield start
+    for e in started:
+        e.close()
+
+
+def no_traceback(e: Edge) -> None:
+    assert "Traceback" not in e.log, e.log
+
+
+# --- the faults --------------------------------------------------------------------------
+
+
+def visit(camera: MjpegCamera, e: Edge, face: Path, kind: str = "unknown") -> None:
+    """A face in front of the camera until its event is out, then an empty scene until left."""
+    before = len([ev for ev in e.events() if ev["type"] == kind])
+    camera.show(scene(face))
+    e.wait(lambda: len([ev for ev in e.events() if ev["type"] == kind]) > before, 30, kind)
+    lefts = len([ev for ev in e.events() if ev["type"] == "left"])
+    camera.show(scene(None))
+    e.wait(lambda: len([ev for ev in e.events() if ev["type"] == "left"]) > lefts, 30, "left")
+
+
+def test_camera_unplugged_mid_run_comes_back(tmp_path, camera, faces, edge_proc):
+    camera.show(scene(None))
+    e = edge_proc(base_config(tmp_path, camera.url), "--sink", "stdout")
+    e.wait_ready()
+    e.wait_pings(5)
+    visit(camera, e, faces[0])
+
+    camera.close()  # unplugged
+    e.wait_log(r"camera lost")
+    time.sleep(3.0)  # several reopen attempts while it is gone
+    since = time.monotonic()
+    time.sleep(1.0)
+    assert e.pings(since) == 0  # no frames, no watchdog: systemd would restart a hung camera
+    assert e.proc.poll() is None
+
+    camera.open()  # plugged back in, same address
+    e.wait_log(r"camera back")
+    e.wait_pings(5)
+    visit(camera, e, faces[1])
+    assert e.terminate() == 0
+    assert e.count(r"camera lost") == 1 and e.count(r"camera back") == 1
+    assert [ev["type"] for ev in e.events()] == ["unknown", "left", "unknown", "left"]
+    assert e.noted("STOPPING=1")
+    no_traceback(e)
