@@ -47,3 +47,71 @@ def run_edge(
         env={**os.environ, **(env or {})},
         **kw,
     )
+
+
+def _trained_model_key(faces_dir: Path) -> str:
+    """Hash of the code and data a trained test model depends on."""
+    import hashlib
+
+    from tests.splits import known, train_photos
+
+    h = hashlib.sha256()
+    code = sorted((ROOT / "convert").glob("*.py")) + sorted(
+        (ROOT / "edge" / "detectors").glob("*.py")
+    )
+    code += [ROOT / "edge" / n for n in ("align.py", "detect.py", "config.py", "images.py")]
+    for path in code:
+        if path.is_file():
+            h.update(path.name.encode() + path.read_bytes())
+    for name in known(faces_dir):
+        for photo in train_photos(faces_dir, name):
+            h.update(f"{name}/{photo.name}:{photo.stat().st_size}\n".encode())
+    return h.hexdigest()[:20]
+
+
+@pytest.fixture(scope="session")
+def trained_model(data_dir: Path, models_dir: Path, tmp_path_factory) -> Path:
+    """faces.tflite (faces.json beside it) trained by `python -m convert train` on the 7 known
+    people's training photos (tests/splits.py). Cached across runs in ~/.cache/edge-faces-tests,
+    keyed by the convert/align/detect code and the photo list."""
+    import shutil
+
+    from tests.splits import make_train_dataset
+
+    pytest.importorskip("tensorflow", reason="convert needs tensorflow (setup.sh --convert)")
+    faces = data_dir / "faces"
+    cache_root = Path(
+        os.environ.get("EDGE_TEST_CACHE", Path.home() / ".cache" / "edge-faces-tests")
+    )
+    final = cache_root / f"model-{_trained_model_key(faces)}"
+    if (final / "faces.tflite").is_file() and (final / "faces.json").is_file():
+        return final / "faces.tflite"
+    work = tmp_path_factory.mktemp("trained_model")
+    dataset = make_train_dataset(faces, work / "dataset")
+    out = work / "out"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "convert",
+            "train",
+            str(dataset),
+            "--out",
+            str(out),
+            "--cache",
+            str(work / "cache"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, f"convert train failed:\n{proc.stderr[-3000:]}"
+    cache_root.mkdir(parents=True, exist_ok=True)
+    staging = cache_root / f".{final.name}.{os.getpid()}"
+    shutil.copytree(out, staging, dirs_exist_ok=True)
+    try:
+        staging.rename(final)
+    except OSError:  # another run got there first
+        shutil.rmtree(staging, ignore_errors=True)
+    return final / "faces.tflite"

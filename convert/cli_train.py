@@ -1,0 +1,168 @@
+"""`convert train` and `convert eval`: the steps from a photo folder to faces.tflite + faces.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from convert.backbone import load_backbone
+from convert.dataset import CropCache, Dataset, default_cache_dir, load_dataset
+from convert.train import calibrate, embed_samples, fit_head, held_out_scores, rates
+from edge.config import Config
+from edge.errors import UserError
+
+log = logging.getLogger("convert")
+
+
+def _require_people(ds: Dataset) -> None:
+    if not ds.samples:
+        raise UserError(
+            f"{ds.root}: no usable photos (expected {ds.root}/<Name>/*.jpg with one face each; "
+            f"{len(ds.skipped)} file(s) skipped)"
+        )
+    if len(ds.labels) < 2:
+        raise UserError(
+            f"{ds.root}: need photos of at least 2 people, found {len(ds.labels)} "
+            f"({', '.join(ds.labels) or 'none'})"
+        )
+
+
+def train(args, cfg: Config, models_dir: Path) -> dict:
+    """Crop, embed, calibrate, fit the head, export int8; returns the metrics."""
+    from convert import export
+
+    t0 = time.monotonic()
+    backbone = load_backbone(args.backbone, models_dir, args.weights)
+    cache = CropCache(Path(args.cache) if args.cache else default_cache_dir(args.dataset))
+    ds = load_dataset(Path(args.dataset), cfg.detect, backbone.input_size, cache)
+    _require_people(ds)
+    labels = ds.labels
+    samples = ds.known() + ds.unknown()
+    y = np.array([labels.index(s.label) if s.label else -1 for s in samples])
+    t_crop = time.monotonic()
+    emb = embed_samples(backbone, samples, cache)
+    t_embed = time.monotonic()
+    scores = held_out_scores(emb, y, len(labels), args.seed)
+    rules = calibrate(scores)
+    chosen = rules["chosen"]
+    head = fit_head(
+        emb.reshape(-1, emb.shape[-1]), np.repeat(y, emb.shape[1]), len(labels), args.seed
+    )
+    t_head = time.monotonic()
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    crops = np.stack([s.crop_rgb for s in samples])
+    tmp = out / "faces.tflite.tmp"
+    tmp.write_bytes(export.convert(backbone, head, crops))
+    t_export = time.monotonic()
+    from edge.tflite import load_interpreter
+
+    outputs = export.output_indices(load_interpreter(tmp, 1), backbone.embedding_size, len(labels))
+    quant = export.compare(tmp, backbone, head, crops[:, :, ::-1].copy())  # mirrored: unseen
+    known = scores["known"]
+    metrics = {
+        "backbone": backbone.name,
+        "people": len(labels),
+        "photos": len(ds.known()),
+        "unknown_photos": len(ds.unknown()),
+        "skipped": len(ds.skipped),
+        "cv_folds": scores["folds"],
+        "cv_top1": round(float(np.mean(known["pred"] == known["true"])), 4),
+        "calibration": rules,
+        "int8_vs_float": quant,
+        "model_mb": round(tmp.stat().st_size / 1e6, 2),
+        "seconds": {
+            "crop": round(t_crop - t0, 1),
+            "embed": round(t_embed - t_crop, 1),
+            "calibrate_and_head": round(t_head - t_embed, 1),
+            "export": round(t_export - t_head, 1),
+            "total": round(time.monotonic() - t0, 1),
+        },
+    }
+    meta = {
+        "format": 1,
+        "labels": labels,
+        "input_size": backbone.input_size,
+        "input": "uint8 RGB crop, 1 x S x S x 3, aligned by edge.align.Aligner",
+        "normalization": backbone.normalization,
+        "backbone": backbone.name,
+        "embedding_size": backbone.embedding_size,
+        "outputs": outputs,
+        "thresholds": {
+            "min_probability": chosen["min_probability"],
+            "max_distance": chosen["max_distance"],
+            "rule": "named when probability >= min_probability and cosine distance to the centroid <= max_distance",
+        },
+        "centroids": np.round(head.centroids, 6).tolist(),
+        "metrics": metrics,
+        "dataset": {"path": str(Path(args.dataset).resolve()), "hash": ds.digest()},
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    meta_tmp = out / "faces.json.tmp"
+    meta_tmp.write_text(json.dumps(meta, indent=1) + "\n")
+    os.replace(tmp, out / "faces.tflite")
+    os.replace(meta_tmp, out / "faces.json")
+    log.info("wrote %s and %s", out / "faces.tflite", out / "faces.json")
+    return metrics
+
+
+def evaluate(args, cfg: Config) -> dict:
+    """Run the exported model on DATASET: folders named like a label are that person, others strangers."""
+    from convert.train import DIST_GRID, PROB_GRID
+    from edge.recognize import FaceModel
+
+    model = FaceModel.load(args.model, cfg.recognize)
+    cache = CropCache(Path(args.cache) if args.cache else default_cache_dir(args.dataset))
+    ds = load_dataset(Path(args.dataset), cfg.detect, model.input_size, cache, min_photos=1)
+    if not ds.samples:
+        raise UserError(f"{ds.root}: no usable photos")
+    known = {"pred": [], "true": [], "prob": [], "dist": []}
+    stranger = {"prob": [], "dist": []}
+    for s in ds.samples:
+        emb, probs = model.infer(cv2.cvtColor(s.crop_rgb, cv2.COLOR_RGB2BGR))
+        best = int(np.argmax(probs))
+        prob, dist = float(probs[best]), float(1.0 - emb @ model.centroids[best])
+        if s.label in model.labels:
+            for k, v in zip(known, (best, model.labels.index(s.label), prob, dist), strict=True):
+                known[k].append(v)
+        else:
+            stranger["prob"].append(prob)
+            stranger["dist"].append(dist)
+    scores = {
+        "known": {k: np.asarray(v) for k, v in known.items()},
+        "stranger": {k: np.asarray(v) for k, v in stranger.items()},
+    }
+    p, d = model.min_probability, model.max_distance
+    kr, sr = rates(scores, p, d)
+
+    def row(pp: float, dd: float) -> dict:
+        a, b = rates(scores, pp, dd)
+        return {
+            "min_probability": round(float(pp), 2),
+            "max_distance": round(float(dd), 2),
+            "known_accuracy": round(a, 4),
+            "stranger_rejection": round(b, 4),
+        }
+
+    return {
+        "model": str(args.model),
+        "known_photos": len(known["true"]),
+        "stranger_photos": len(stranger["prob"]),
+        "skipped": len(ds.skipped),
+        "top1": round(float(np.mean(np.array(known["pred"]) == np.array(known["true"]))), 4)
+        if known["true"]
+        else None,
+        "thresholds": {"min_probability": p, "max_distance": d},
+        "known_accuracy": round(kr, 4),
+        "stranger_rejection": round(sr, 4),
+        "roc_distance": [row(p, dd) for dd in DIST_GRID[::5]],
+        "roc_probability": [row(pp, d) for pp in PROB_GRID[::2]],
+    }

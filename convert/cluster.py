@@ -1,0 +1,141 @@
+"""Group unknown face crops by identity so a user can name them and retrain.
+
+Input: the edge's unknown-faces folder (JPEG + .npy embedding + .json per capture), or any
+folder of face photos (embedded with the face model). Output: `cluster_001/...` folders,
+largest first, each with a contact sheet `cluster_001.jpg` beside it (outside the folder, so
+a renamed folder moved into the dataset holds only faces); crops that match nobody go to
+`unclustered/`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from sklearn.cluster import AgglomerativeClustering
+
+from edge.config import Config
+from edge.errors import UserError
+from edge.images import iter_images, read_image
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DISTANCE = 0.5  # average-linkage cosine distance that still means "same person"
+
+
+@dataclass
+class Item:
+    """One face to cluster."""
+
+    image: Path  # the crop (or photo) to copy into the cluster folder
+    embedding: np.ndarray
+    meta: Path | None = None  # the edge's .json beside a capture
+
+
+def _from_captures(folder: Path) -> list[Item]:
+    items = []
+    for meta_path in sorted(folder.glob("*.json")):
+        try:
+            meta = json.loads(meta_path.read_text())
+            emb = np.load(folder / meta["embedding"]) if meta.get("embedding") else None
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("%s: skipped (%s)", meta_path, exc)
+            continue
+        image = folder / meta.get("image", meta_path.with_suffix(".jpg").name)
+        if emb is not None and image.exists():
+            items.append(Item(image, emb.astype(np.float32).ravel(), meta_path))
+    return items
+
+
+def load_items(folder: str | Path, cfg: Config, model_path: str | None = None) -> list[Item]:
+    """Faces in `folder`: the edge's captures with their embeddings, else images embedded now."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such folder")
+    items = _from_captures(folder)
+    if items:
+        return items
+    from edge.stills import StillRecognizer
+
+    recognizer = StillRecognizer(cfg, model_path)
+    for path in iter_images([str(folder)]):
+        try:
+            faces = recognizer(read_image(path))
+        except UserError as exc:
+            log.warning("%s", exc)
+            continue
+        if not faces:
+            log.warning("%s: skipped (no face found)", path)
+            continue
+        best = max(faces, key=lambda f: f.face.box[2] * f.face.box[3])
+        items.append(Item(path, np.asarray(best.embedding, np.float32).ravel()))
+    return items
+
+
+def cluster_embeddings(embeddings: np.ndarray, distance: float = DEFAULT_DISTANCE) -> np.ndarray:
+    """Cluster labels (0.. by decreasing size; -1 for faces alone in their group)."""
+    if len(embeddings) < 2:
+        return np.full(len(embeddings), -1)
+    model = AgglomerativeClustering(
+        n_clusters=None, distance_threshold=distance, metric="cosine", linkage="average"
+    )
+    raw = model.fit_predict(embeddings)
+    ids, counts = np.unique(raw, return_counts=True)
+    order = [i for _, i in sorted(zip(-counts, ids, strict=True)) if counts[ids == i][0] >= 2]
+    remap = {old: new for new, old in enumerate(order)}
+    return np.array([remap.get(r, -1) for r in raw])
+
+
+def contact_sheet(images: list[Path], tile: int = 112, columns: int = 8) -> np.ndarray:
+    """A grid of the first 64 images, each resized to `tile` px."""
+    tiles = []
+    for path in images[:64]:
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is not None:
+            tiles.append(cv2.resize(img, (tile, tile), interpolation=cv2.INTER_AREA))
+    if not tiles:
+        return np.zeros((tile, tile, 3), np.uint8)
+    rows = -(-len(tiles) // columns)
+    sheet = np.full((rows * tile, min(columns, len(tiles)) * tile, 3), 255, np.uint8)
+    for i, t in enumerate(tiles):
+        r, c = divmod(i, columns)
+        sheet[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] = t
+    return sheet
+
+
+def write_clusters(items: list[Item], labels: np.ndarray, out: str | Path) -> dict[str, int]:
+    """Copy each item into cluster_NNN/ (or unclustered/), a contact sheet beside each; returns sizes."""
+    out = Path(out)
+    sizes: dict[str, int] = {}
+    for item, label in zip(items, labels, strict=True):
+        name = f"cluster_{label + 1:03d}" if label >= 0 else "unclustered"
+        folder = out / name
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(item.image, folder / item.image.name)
+        if item.meta is not None:
+            shutil.copy2(item.meta, folder / item.meta.name)
+        sizes[name] = sizes.get(name, 0) + 1
+    for name in sizes:
+        folder = out / name
+        images = sorted(
+            p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
+        )
+        cv2.imwrite(str(out / f"{name}.jpg"), contact_sheet(images))
+    return dict(sorted(sizes.items()))
+
+
+def purity(labels: np.ndarray, truth: list[str]) -> float:
+    """Share of clustered faces that belong to their cluster's majority identity."""
+    clustered = [(lab, t) for lab, t in zip(labels, truth, strict=True) if lab >= 0]
+    if not clustered:
+        return 0.0
+    majority = 0
+    for lab in {lab for lab, _ in clustered}:
+        names = [t for lb, t in clustered if lb == lab]
+        majority += max(names.count(n) for n in set(names))
+    return majority / len(clustered)

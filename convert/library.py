@@ -1,0 +1,241 @@
+"""Index a photo library in SQLite (who is in which photo) and answer "which photos show X?".
+
+`scan` walks a folder tree in parallel worker processes and is resumable: photos already
+indexed with the same size, mtime and face model are skipped, and progress is committed
+as it goes, so an interrupted scan continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import logging
+import os
+import re
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.config import Config
+from edge.errors import UserError
+from edge.images import iter_images
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS photos (
+    path TEXT PRIMARY KEY, size INTEGER, mtime REAL, width INTEGER, height INTEGER,
+    model TEXT, error TEXT, scanned REAL);
+CREATE TABLE IF NOT EXISTS faces (
+    photo TEXT NOT NULL REFERENCES photos(path) ON DELETE CASCADE,
+    x INTEGER, y INTEGER, w INTEGER, h INTEGER, name TEXT, confidence REAL, embedding BLOB);
+CREATE INDEX IF NOT EXISTS faces_name ON faces(name);
+CREATE INDEX IF NOT EXISTS faces_photo ON faces(photo);
+"""
+
+
+@dataclass
+class ScanReport:
+    """What one scan did."""
+
+    found: int = 0
+    skipped: int = 0
+    scanned: int = 0
+    failed: int = 0
+    faces: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def photos_per_s(self) -> float:
+        return self.scanned / self.seconds if self.seconds else 0.0
+
+
+def open_index(path: str | Path) -> sqlite3.Connection:
+    """Open (creating if needed) the index database."""
+    try:
+        db = sqlite3.connect(str(path))
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.executescript(SCHEMA)
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"{path}: not a usable index database ({exc})") from None
+    return db
+
+
+def model_id(model_path: str) -> str:
+    """A short hash of the face model file, so a new model re-scans the photos."""
+    digest = hashlib.sha256()
+    with open(model_path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+_worker = None
+
+
+def _init_worker(cfg: Config, model_path: str) -> None:
+    global _worker
+    from edge.stills import StillRecognizer
+
+    cv2.setNumThreads(1)
+    cfg = replace(
+        cfg, recognize=replace(cfg.recognize, threads=1), detect=replace(cfg.detect, threads=1)
+    )
+    _worker = StillRecognizer(cfg, model_path)
+
+
+def _scan_one(path: str) -> tuple[str, int, int, list[tuple], str | None]:
+    from edge.images import read_image
+
+    try:
+        image = read_image(path)
+    except UserError as exc:
+        return path, 0, 0, [], str(exc)
+    faces = []
+    for sf in _worker(image):
+        x, y, w, h = sf.face.box
+        emb = np.asarray(sf.embedding, dtype=np.float32).tobytes()
+        faces.append((x, y, w, h, sf.name, float(sf.confidence), emb))
+    return path, image.shape[1], image.shape[0], faces, None
+
+
+def _todo(
+    db: sqlite3.Connection, root: str, model: str, report: ScanReport
+) -> Iterator[tuple[str, int, float]]:
+    for p in iter_images([root]):
+        report.found += 1
+        path = str(p.resolve())
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        row = db.execute("SELECT size, mtime, model FROM photos WHERE path = ?", (path,)).fetchone()
+        if row and row[0] == st.st_size and row[1] == st.st_mtime and row[2] == model:
+            report.skipped += 1
+            continue
+        yield path, st.st_size, st.st_mtime
+
+
+def scan(
+    photos: str, index: str, cfg: Config, model_path: str | None = None, jobs: int = 0
+) -> ScanReport:
+    """Index every photo under `photos` into `index`; resumable; Ctrl-C keeps what is done."""
+    model_path = model_path or cfg.recognize.model
+    if not Path(photos).exists():
+        raise UserError(f"{photos}: no such file or folder")
+    if not Path(model_path).is_file():
+        raise UserError(
+            f"{model_path}: face model not found (train one with python -m convert train)"
+        )
+    model = model_id(model_path)
+    db = open_index(index)
+    report = ScanReport()
+    todo = list(_todo(db, photos, model, report))
+    stats = {p: (size, mtime) for p, size, mtime in todo}
+    jobs = jobs or os.cpu_count() or 1
+    start = last = time.monotonic()
+    pool = ProcessPoolExecutor(
+        max_workers=jobs, initializer=_init_worker, initargs=(cfg, model_path)
+    )
+    try:
+        for i, (path, w, h, faces, error) in enumerate(pool.map(_scan_one, stats, chunksize=4), 1):
+            size, mtime = stats[path]
+            db.execute("DELETE FROM faces WHERE photo = ?", (path,))
+            db.execute(
+                "INSERT OR REPLACE INTO photos VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (path, size, mtime, w, h, model, error, time.time()),
+            )
+            db.executemany(
+                "INSERT INTO faces VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(path, *f) for f in faces]
+            )
+            report.scanned += 1
+            report.faces += len(faces)
+            if error:
+                report.failed += 1
+                log.warning("%s", error)
+            now = time.monotonic()
+            if now - last >= 1.0 or i == len(stats):
+                db.commit()
+                last = now
+                rate = i / (now - start)
+                sys.stderr.write(
+                    f"\rscan: {i}/{len(stats)} photos, {report.faces} faces, {rate:.1f} photos/s "
+                )
+                sys.stderr.flush()
+    except KeyboardInterrupt:
+        report.interrupted = True
+        pool.shutdown(wait=False, cancel_futures=True)
+    finally:
+        db.commit()
+        db.close()
+        pool.shutdown(wait=not report.interrupted, cancel_futures=True)
+        if stats:
+            sys.stderr.write("\n")
+    report.seconds = time.monotonic() - start
+    return report
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "", name.lower())
+
+
+def find(name: str, index: str) -> list[tuple[str, float, list[tuple[int, int, int, int]]]]:
+    """Photos showing `name` (spelling-insensitive), newest first: (path, best confidence, boxes)."""
+    if not Path(index).is_file():
+        raise UserError(
+            f"{index}: no such index (create it with python -m convert scan PHOTOS --index {index})"
+        )
+    db = open_index(index)
+    names = [n for (n,) in db.execute("SELECT DISTINCT name FROM faces") if _norm(n) == _norm(name)]
+    if not names:
+        known = sorted({n for (n,) in db.execute("SELECT DISTINCT name FROM faces")})
+        raise UserError(
+            f"{name}: nobody of that name in {index} (names there: {', '.join(known) or 'none'})"
+        )
+    rows = db.execute(
+        f"""SELECT f.photo, f.confidence, f.x, f.y, f.w, f.h FROM faces f JOIN photos p ON p.path = f.photo
+            WHERE f.name IN ({",".join("?" * len(names))}) ORDER BY p.mtime DESC, f.photo""",
+        names,
+    ).fetchall()
+    db.close()
+    out: dict[str, tuple[float, list]] = {}
+    for photo, conf, x, y, w, h in rows:
+        best, boxes = out.get(photo, (0.0, []))
+        out[photo] = (max(best, conf), [*boxes, (x, y, w, h)])
+    return [(photo, conf, boxes) for photo, (conf, boxes) in out.items()]
+
+
+def write_html(name: str, results: list, out: str | Path, thumb: int = 200) -> None:
+    """A self-contained page of thumbnails (faces boxed) for `find --html`."""
+    cells = []
+    for photo, conf, boxes in results:
+        image = cv2.imread(photo, cv2.IMREAD_COLOR)
+        if image is None:
+            continue
+        for x, y, w, h in boxes:
+            cv2.rectangle(image, (x, y), (x + w, y + h), (0, 200, 0), max(2, image.shape[1] // 200))
+        scale = thumb / max(image.shape[:2])
+        small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        data = base64.b64encode(cv2.imencode(".jpg", small)[1].tobytes()).decode()
+        title = html.escape(photo)
+        cells.append(
+            f'<figure><a href="file://{title}"><img src="data:image/jpeg;base64,{data}"></a>'
+            f"<figcaption>{html.escape(Path(photo).name)} ({conf:.2f})</figcaption></figure>"
+        )
+    page = (
+        f"<!doctype html><meta charset=utf-8><title>{html.escape(name)}</title>"
+        "<style>body{font-family:sans-serif}figure{display:inline-block;margin:6px}"
+        "figcaption{font-size:12px;max-width:200px;overflow:hidden}</style>"
+        f"<h1>{html.escape(name)}: {len(results)} photos</h1>{''.join(cells)}"
+    )
+    Path(out).write_text(page, encoding="utf-8")
