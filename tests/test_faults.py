@@ -214,6 +214,11 @@ class Edge:
     def wait_log(self, pattern: str, timeout: float = 20.0) -> None:
         self.wait(lambda: re.search(pattern, self.log, re.M) is not None, timeout, pattern)
 
+    def wait_more(self, pattern: str, timeout: float = 20.0) -> None:
+        """Wait until `pattern` is in the log once more than now."""
+        n = self.count(pattern)
+        self.wait(lambda: self.count(pattern) > n, timeout, f"another {pattern}")
+
     def count(self, pattern: str) -> int:
         return len(re.findall(pattern, self.log, re.M))
 
@@ -311,12 +316,10 @@ def no_traceback(e: Edge) -> None:
 
 def visit(camera: MjpegCamera, e: Edge, face: Path, kind: str = "unknown") -> None:
     """A face in front of the camera until its event is out, then an empty scene until left."""
-    before = len([ev for ev in e.events() if ev["type"] == kind])
     camera.show(scene(face))
-    e.wait(lambda: len([ev for ev in e.events() if ev["type"] == kind]) > before, 30, kind)
-    lefts = len([ev for ev in e.events() if ev["type"] == "left"])
+    e.wait_more(rf"edge.pipeline: {kind} ", 30)
     camera.show(scene(None))
-    e.wait(lambda: len([ev for ev in e.events() if ev["type"] == "left"]) > lefts, 30, "left")
+    e.wait_more(r"edge.pipeline: left ", 30)
 
 
 def test_camera_unplugged_mid_run_comes_back(tmp_path, camera, faces, edge_proc):
@@ -342,4 +345,47 @@ def test_camera_unplugged_mid_run_comes_back(tmp_path, camera, faces, edge_proc)
     assert e.count(r"camera lost") == 1 and e.count(r"camera back") == 1
     assert [ev["type"] for ev in e.events()] == ["unknown", "left", "unknown", "left"]
     assert e.noted("STOPPING=1")
+    no_traceback(e)
+
+
+def test_broker_down_at_start_comes_up_later(tmp_path, camera, faces, edge_proc):
+    from tests.broker import Broker, Recorder, retained
+
+    broker = Broker(tmp_path / "broker").start()
+    base = "edge/door"
+    # Home Assistant's side: a persistent session, so the broker keeps what it missed.
+    rec = Recorder(broker, [f"{base}/#"], client_id="ha").start()
+    broker.stop()
+    try:
+        camera.show(scene(None))
+        cfg = base_config(
+            tmp_path,
+            camera.url,
+            mqtt={"host": broker.host, "port": broker.port, "device_id": "door"},
+        )
+        cfg["mqtt"]["reconnect_max_s"] = 1
+        e = edge_proc(cfg)
+        e.wait_ready()
+        e.wait_log(r"MQTT broker .* unreachable")
+        for face in faces[:2]:  # two visits while the broker is down: 4 events accepted
+            visit(camera, e, face)
+        broker.start()
+        e.wait_log(r"MQTT connected")
+        assert rec.wait_for(lambda: len(rec.on(f"{base}/event")) >= 4, 20), rec.messages
+        camera.show(scene(faces[2]))  # and one with the broker up
+        assert rec.wait_for(lambda: len(rec.on(f"{base}/event")) >= 5, 30)
+        camera.show(scene(None))
+        assert rec.wait_for(lambda: len(rec.on(f"{base}/event")) >= 6, 30)
+        assert e.terminate() == 0
+        held = retained(broker, f"{base}/#")
+    finally:
+        rec.stop()
+        broker.stop()
+    import json
+
+    events = [json.loads(m.payload) for m in rec.on(f"{base}/event")]
+    assert [ev["type"] for ev in events] == ["unknown", "left"] * 3
+    assert [ev["track"] for ev in events] == sorted(ev["track"] for ev in events)
+    assert held[f"{base}/status"] == b"offline" and held[f"{base}/unknown"] == b"OFF"
+    assert e.count(r"MQTT broker .* unreachable") == 1  # once, not once per retry
     no_traceback(e)
