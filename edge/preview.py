@@ -76,6 +76,8 @@ class PreviewWindow:
             self._root.bind(key, self._quit)
         self._root.protocol("WM_DELETE_WINDOW", self._quit)
         self._root.focus_force()
+        self._max_w = int(self._root.winfo_screenwidth() * 0.95)
+        self._max_h = int(self._root.winfo_screenheight() * 0.9)
 
     def _quit(self, *_: object) -> None:
         self._open = False
@@ -84,6 +86,11 @@ class PreviewWindow:
         """Display one frame and handle events; False once the user quit."""
         if not self._open:
             return False
+        h, w = image_bgr.shape[:2]
+        fit = min(1.0, self._max_w / w, self._max_h / h)
+        if fit < 1.0:  # larger than the screen: shrink to fit
+            size = (max(1, int(w * fit)), max(1, int(h * fit)))
+            image_bgr = cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
         ok, ppm = cv2.imencode(".ppm", image_bgr)  # Tk reads PPM natively, no Pillow needed
         if not ok:
             raise ValueError("cannot encode the preview frame")

@@ -154,6 +154,17 @@ def test_window_shows_the_annotated_frame(xvfb, monkeypatch, data_dir):
     assert xs.min() == x + 100 and ys.max() == y + 219
 
 
+def test_window_shrinks_a_frame_larger_than_the_screen(xvfb, monkeypatch, data_dir):
+    monkeypatch.setenv("DISPLAY", xvfb)  # the screen is 640x480
+    big = cv2.resize(scene(data_dir), (1200, 900))
+    with PreviewWindow() as window:
+        show_until_painted(window, big)
+        shot = screenshot(xvfb)
+    fit = min(640 * 0.95 / 1200, 480 * 0.9 / 900)
+    expect = cv2.resize(big, (int(1200 * fit), int(900 * fit)), interpolation=cv2.INTER_AREA)
+    find(shot, expect)
+
+
 @pytest.mark.parametrize("key", ["q", "Escape"])
 def test_q_or_escape_closes_the_window(xvfb, monkeypatch, data_dir, key):
     if not shutil.which("xdotool"):
