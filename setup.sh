@@ -62,7 +62,7 @@ apt_install() {  # install Debian packages that are missing, with one apt-get up
 # --- system packages -------------------------------------------------------------------
 "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
 if [ "$IS_PI" -eq 1 ]; then
-  apt_install python3-picamera2
+  apt_install python3-picamera2 python3-tk   # camera; Tk for --preview
 fi
 if [ "$WITH_TEST" -eq 1 ]; then
   apt_install mosquitto mosquitto-clients xvfb x11-apps imagemagick xdotool
