@@ -446,7 +446,7 @@ class MqttSink(Sink):
         its retained states are folded into the next group so presence stays right."""
         if bounded and len(self._queue) >= self._m.queue_size:
             oldest = self._queue.popleft()
-            self.dropped += sum(1 for msg in oldest if not msg.retain) or 1
+            self.dropped += sum(1 for msg in oldest if not msg.retain)
             keep = {msg.topic: msg for msg in oldest if msg.retain}
             if self._queue:
                 nxt = self._queue.popleft()

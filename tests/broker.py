@@ -227,6 +227,7 @@ class Recorder:
         username: str | None = None,
         password: str | None = None,
         persistent: bool = True,
+        ca: Path | None = None,
     ) -> None:
         self.broker = broker
         self.topics = topics
@@ -242,7 +243,7 @@ class Recorder:
             self.client.username_pw_set(username, password)
         if broker.tls:
             self.client.tls_set(
-                ca_certs=str(broker.tls.ca),
+                ca_certs=str(ca or broker.tls.ca),
                 certfile=str(broker.tls.client_cert),
                 keyfile=str(broker.tls.client_key),
             )

@@ -1,0 +1,329 @@
+"""MqttSink against a real Mosquitto: topics, retain flags, discovery, reconnects, security."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from edge.config import load_config
+from edge.errors import UserError
+from edge.mqtt import MqttSink, person_slugs, slugify
+from tests.broker import Broker, Recorder, Tls, make_cert, retained
+
+BASE = "edge/pi"
+JPEG = bytes.fromhex("ffd8ffe000104a464946") + b"test-jpeg" + bytes.fromhex("ffd9")
+
+# Keys Home Assistant's MQTT schema requires (or needs to be useful) per component.
+REQUIRED = {
+    "binary_sensor": {"state_topic", "payload_on", "payload_off", "device_class"},
+    "sensor": {"state_topic"},
+    "event": {"state_topic", "event_types"},
+    "image": {"image_topic"},
+    "switch": {"command_topic", "state_topic"},
+}
+COMMON = {"name", "unique_id", "device", "availability_topic", "payload_available"}
+
+
+def make_cfg(broker: Broker, **over):
+    base = {
+        "mqtt.host": broker.host,
+        "mqtt.port": broker.port,
+        "mqtt.device_id": "pi",
+        "mqtt.reconnect_max_s": 1,
+    }
+    return load_config(None, {**base, **over})
+
+
+def ev(kind: str, name: str | None, track: int, frame: int, conf: float = 0.9) -> dict:
+    return {
+        "type": kind,
+        "name": name,
+        "confidence": conf,
+        "track": track,
+        "box": [1, 2, 30, 40],
+        "frame": frame,
+        "source_time": frame / 15,
+        "time": 1_700_000_000.0 + frame,
+    }
+
+
+@pytest.fixture
+def broker(tmp_path: Path):
+    with Broker(tmp_path / "broker") as b:
+        yield b
+
+
+def mqtt_records(caplog, level=logging.WARNING) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "edge.mqtt" and r.levelno >= level]
+
+
+def test_slugs():
+    assert slugify("Zoë Müller-Smith") == "zoe_muller_smith"
+    assert person_slugs(["Anna B", "anna_b", "!!"]) == {
+        "Anna B": "anna_b",
+        "anna_b": "anna_b_2",
+        "!!": "person",
+    }
+
+
+def test_bad_topic_parts_are_one_line_errors(broker):
+    with pytest.raises(UserError, match=r"mqtt.device_id: 'a\+b'"):
+        MqttSink(make_cfg(broker, **{"mqtt.device_id": "a+b"}))
+    with pytest.raises(UserError, match="mqtt.host is empty"):
+        MqttSink(load_config(None))
+
+
+def test_discovery_payloads_and_retained_states(broker):
+    labels = ["Alice", "Bob Smith", "Zoë"]
+    with Recorder(broker, ["#"]) as rec:
+        sink = MqttSink(make_cfg(broker))
+        sink.start(labels)
+        assert rec.wait_payload(f"{BASE}/enabled", "ON")
+        sink.event(ev("recognized", "Alice", 1, 10), JPEG)
+        sink.event(ev("unknown", None, 2, 11), JPEG)
+        assert rec.wait_for(lambda: len(rec.on(f"{BASE}/event")) == 2)
+        held = retained(broker, "#")
+        configs = {t: json.loads(p) for t, p in held.items() if t.startswith("homeassistant/")}
+        by_object = {t.split("/")[-2]: (t.split("/")[1], c) for t, c in configs.items()}
+        assert {"person_alice", "person_bob_smith", "person_zoe", "unknown"} <= set(by_object)
+        components = {comp for comp, _ in by_object.values()}
+        assert components == set(REQUIRED)
+        devices = set()
+        for object_id, (component, cfg) in by_object.items():
+            missing = (REQUIRED[component] | COMMON) - set(cfg)
+            assert not missing, f"{component}/{object_id} lacks {missing}"
+            assert cfg["availability_topic"] == f"{BASE}/status"
+            devices.add(json.dumps(cfg["device"], sort_keys=True))
+            assert cfg["device"]["identifiers"]
+        assert len(devices) == 1, "every entity on one device"
+        assert len({c["unique_id"] for _, c in by_object.values()}) == len(by_object)
+        person = by_object["person_bob_smith"][1]
+        assert person["name"] == "Bob Smith"  # friendly name is the label
+        assert person["state_topic"] == f"{BASE}/person/bob_smith"
+        assert person["device_class"] in ("presence", "occupancy")
+        assert by_object["face"][1]["event_types"][:2] == ["recognized", "unknown"]
+        assert by_object["last_person"][1]["json_attributes_topic"] == f"{BASE}/last"
+        assert by_object["snapshot"][1]["image_topic"] == f"{BASE}/snapshot"
+        assert by_object["enabled"][1]["command_topic"] == f"{BASE}/enabled/set"
+        assert {"fps", "latency", "mqtt_dropped"} <= set(by_object)
+        # States retained as the design says; events and stats are not.
+        assert held[f"{BASE}/status"] == b"online"
+        assert held[f"{BASE}/person/alice"] == b"ON"
+        assert held[f"{BASE}/person/bob_smith"] == b"OFF"
+        assert held[f"{BASE}/unknown"] == b"ON"
+        assert held[f"{BASE}/enabled"] == b"ON"
+        assert held[f"{BASE}/snapshot"] == JPEG
+        assert json.loads(held[f"{BASE}/last"])["name"] == "Alice"
+        attrs = json.loads(held[f"{BASE}/person/alice/attributes"])
+        assert attrs["confidence"] == 0.9 and attrs["last_seen"].startswith("2023-11-14T22:")
+        assert f"{BASE}/event" not in held
+        live = rec.on(f"{BASE}/event")
+        assert [json.loads(m.payload) for m in live] == [
+            ev("recognized", "Alice", 1, 10),
+            ev("unknown", None, 2, 11),
+        ]
+        sink.stats({"fps": 14.5, "latency_ms": 80.0})
+        assert rec.wait_for(lambda: rec.on(f"{BASE}/stats"))
+        stats = json.loads(rec.last(f"{BASE}/stats").payload)
+        assert stats["fps"] == 14.5 and stats["mqtt"]["dropped"] == 0
+        assert f"{BASE}/stats" not in retained(broker, f"{BASE}/#", 0.5)
+        # Leaving: presence OFF; close() says offline.
+        sink.event(ev("left", "Alice", 1, 20))
+        sink.event(ev("left", None, 2, 21))
+        sink.close()
+        held = retained(broker, f"{BASE}/#", 0.5)
+        assert held[f"{BASE}/person/alice"] == b"OFF"
+        assert held[f"{BASE}/unknown"] == b"OFF"
+        assert held[f"{BASE}/status"] == b"offline"
+
+
+def test_close_turns_present_people_off(broker):
+    sink = MqttSink(make_cfg(broker))
+    sink.start(["Alice"])
+    sink.event(ev("recognized", "Alice", 1, 1))
+    sink.event(ev("unknown", None, 2, 2))
+    sink.close()
+    held = retained(broker, f"{BASE}/#", 0.5)
+    assert held[f"{BASE}/person/alice"] == b"OFF"
+    assert held[f"{BASE}/unknown"] == b"OFF"
+    assert held[f"{BASE}/status"] == b"offline"
+
+
+def test_broker_restart_during_burst_delivers_all_in_order(broker, caplog):
+    caplog.set_level(logging.INFO)
+    n = 400
+    with Recorder(broker, [f"{BASE}/event"], client_id="burst") as rec:
+        sink = MqttSink(make_cfg(broker))
+        sink.start(["Alice"])
+
+        def burst():
+            for i in range(n):
+                sink.event(ev("unknown", None, i, i))
+                time.sleep(0.004)
+
+        sender = threading.Thread(target=burst)
+        sender.start()
+        time.sleep(0.4)
+        broker.stop()
+        time.sleep(1.0)
+        broker.start()
+        sender.join()
+        assert rec.wait_for(lambda: len({m.payload for m in rec.messages}) >= n, 30)
+        sink.close()
+    frames = [json.loads(m.payload)["frame"] for m in rec.messages]
+    first_seen = list(dict.fromkeys(frames))  # QoS 1 may repeat one; never reorder or lose
+    assert first_seen == list(range(n))
+    assert sink.dropped == 0
+    lost = [r for r in mqtt_records(caplog) if "lost" in r.getMessage()]
+    assert len(lost) == 1
+    assert not any(r.exc_info for r in caplog.records)
+
+
+def test_queue_bound_drops_oldest_events_keeps_states(tmp_path):
+    broker = Broker(tmp_path / "b")
+    rec = Recorder(broker, [f"{BASE}/#"], client_id="bounded")
+    with broker, rec:
+        pass  # the recorder's persistent session now waits in the broker for what follows
+    sink = MqttSink(make_cfg(broker, **{"mqtt.queue_size": 5}))
+    sink.start(["Alice", "Bob"])  # broker down: everything waits in the queue
+    sink.event(ev("recognized", "Alice", 1, 0))  # Alice arrives; this event is then dropped
+    for i in range(1, 20):
+        sink.event(ev("unknown", None, 100 + i, i))
+    assert sink.dropped == 15
+    sink.stats({"fps": 1.0})
+    with broker, rec:
+        assert rec.wait_for(lambda: len(rec.on(f"{BASE}/event")) == 5, 15)
+        assert [json.loads(m.payload)["frame"] for m in rec.on(f"{BASE}/event")] == list(
+            range(15, 20)
+        )
+        assert rec.wait_for(lambda: rec.on(f"{BASE}/stats"))
+        assert json.loads(rec.last(f"{BASE}/stats").payload)["mqtt"]["dropped"] == 15
+        sink.close()
+        held = retained(broker, f"{BASE}/#", 0.5)
+    # Alice's ON was carried past the dropped event (the start-up OFF it superseded was
+    # not), then close() turned her OFF: the states stayed consistent.
+    assert [m.payload for m in rec.on(f"{BASE}/person/alice")] == [b"ON", b"OFF"]
+    assert held[f"{BASE}/person/bob"] == b"OFF"
+
+
+def test_enable_switch(broker):
+    with Recorder(broker, [f"{BASE}/enabled"]) as rec:
+        sink = MqttSink(make_cfg(broker))
+        sink.start([])
+        assert rec.wait_payload(f"{BASE}/enabled", "ON")
+        rec.client.publish(f"{BASE}/enabled/set", "OFF", qos=1)
+        assert rec.wait_payload(f"{BASE}/enabled", "OFF")
+        assert sink.enabled is False
+        rec.client.publish(f"{BASE}/enabled/set", "bogus", qos=1)
+        rec.client.publish(f"{BASE}/enabled/set", "ON", qos=1)
+        assert rec.wait_payload(f"{BASE}/enabled", "ON")
+        assert sink.enabled is True
+        assert retained(broker, f"{BASE}/enabled", 0.3)[f"{BASE}/enabled"] == b"ON"
+        sink.close()
+
+
+def test_discovery_resent_when_home_assistant_comes_online(broker):
+    topic = "homeassistant/binary_sensor/pi/person_alice/config"
+    with Recorder(broker, ["homeassistant/#"]) as rec:
+        sink = MqttSink(make_cfg(broker))
+        sink.start(["Alice"])
+        assert rec.wait_for(lambda: len(rec.on(topic)) == 1)
+        rec.client.publish("homeassistant/status", "online", qos=1)
+        assert rec.wait_for(lambda: len(rec.on(topic)) == 2)
+        assert json.loads(rec.on(topic)[-1].payload)["name"] == "Alice"
+        sink.close()
+
+
+def test_person_removed_from_model_loses_entity(broker):
+    first = MqttSink(make_cfg(broker))
+    first.start(["Alice", "Bob"])
+    first.event(ev("recognized", "Bob", 1, 1))
+    first.close()
+    bob_cfg = "homeassistant/binary_sensor/pi/person_bob/config"
+    held = retained(broker, "#", 0.5)
+    assert bob_cfg in held and f"{BASE}/person/bob/attributes" in held
+    second = MqttSink(make_cfg(broker))
+    second.start(["Alice"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        held = retained(broker, "#", 0.3)
+        if bob_cfg not in held:
+            break
+    assert bob_cfg not in held, "empty retained config removes the entity"
+    assert "homeassistant/binary_sensor/pi/person_alice/config" in held
+    assert f"{BASE}/person/bob" not in held and f"{BASE}/person/bob/attributes" not in held
+    second.close()
+
+
+def test_password_broker(tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO)
+    secret = "s3cret-Pa55"
+    with Broker(tmp_path / "b", users={"edge": secret, "ha": "hapass"}) as broker:
+        monkeypatch.setenv("EDGE_TEST_MQTT_PW", "wrong-Pa55")
+        cfg = make_cfg(
+            broker, **{"mqtt.username": "edge", "mqtt.password_env": "EDGE_TEST_MQTT_PW"}
+        )
+        with Recorder(broker, [f"{BASE}/status"], username="ha", password="hapass") as rec:
+            sink = MqttSink(cfg)
+            sink.start(["Alice"])
+            sink.event(ev("recognized", "Alice", 1, 1))
+            time.sleep(3.5)  # several refused attempts (backoff capped at 1 s)
+            errors = mqtt_records(caplog, logging.ERROR)
+            assert len(errors) == 1, [r.getMessage() for r in errors]
+            msg = errors[0].getMessage()
+            assert "refused" in msg and "mqtt.username 'edge'" in msg
+            assert "$EDGE_TEST_MQTT_PW" in msg
+            assert errors[0].exc_info is None
+            broker.set_password("edge", "wrong-Pa55")  # the admin fixes the account
+            assert rec.wait_payload(f"{BASE}/status", "online", 10)
+            sink.close()
+        assert "wrong-Pa55" not in caplog.text and secret not in caplog.text
+        # The password file is an alternative to the variable.
+        pw = tmp_path / "pw"
+        pw.write_text("wrong-Pa55\n")
+        sink = MqttSink(
+            make_cfg(broker, **{"mqtt.username": "edge", "mqtt.password_file": str(pw)})
+        )
+        sink.start([])
+        with Recorder(broker, [f"{BASE}/status"], username="ha", password="hapass") as rec:
+            assert rec.wait_payload(f"{BASE}/status", "online", 10)
+        sink.close()
+
+
+def test_tls_broker_with_client_certificate(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    tls = Tls.create(tmp_path / "pki")
+    broker = Broker(tmp_path / "b", tls=tls, require_client_cert=True)
+    with broker, Recorder(broker, [f"{BASE}/status"]) as rec:
+        tls_keys = {
+            "mqtt.tls.ca_file": str(tls.ca),
+            "mqtt.tls.certfile": str(tls.client_cert),
+            "mqtt.tls.keyfile": str(tls.client_key),
+        }
+        sink = MqttSink(make_cfg(broker, **tls_keys))
+        sink.start([])
+        assert rec.wait_payload(f"{BASE}/status", "online")
+        sink.close()
+        assert rec.wait_payload(f"{BASE}/status", "offline")
+        assert not mqtt_records(caplog, logging.WARNING)
+
+        # Wrong CA: one clear line, retries, connects once the broker's certificate is fixed.
+        sink = MqttSink(make_cfg(broker, **{**tls_keys, "mqtt.tls.ca_file": str(tls.other_ca)}))
+        sink.start([])
+        time.sleep(3.5)
+        errors = mqtt_records(caplog, logging.ERROR)
+        assert len(errors) == 1, [r.getMessage() for r in errors]
+        assert "TLS certificate check failed" in errors[0].getMessage()
+        assert "mqtt.tls.ca_file" in errors[0].getMessage()
+        assert errors[0].exc_info is None
+        fixed = make_cert(tmp_path / "pki", (tls.other_ca, tls.other_ca_key), "server2", True)
+        broker.use_server_cert(*fixed)
+        broker.stop()
+    with broker, Recorder(broker, [f"{BASE}/status"], ca=tls.other_ca) as rec:
+        assert rec.wait_payload(f"{BASE}/status", "online", 10)
+        sink.close()
