@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -389,3 +390,97 @@ def test_broker_down_at_start_comes_up_later(tmp_path, camera, faces, edge_proc)
     assert held[f"{base}/status"] == b"offline" and held[f"{base}/unknown"] == b"OFF"
     assert e.count(r"MQTT broker .* unreachable") == 1  # once, not once per retry
     no_traceback(e)
+
+
+def test_corrupt_detector_model_on_reload_keeps_the_old_one(tmp_path, camera, faces, edge_proc):
+    model = tmp_path / "res10.caffemodel"
+    shutil.copy(MODELS / "res10_300x300_ssd_iter_140000.caffemodel", model)
+    camera.show(scene(None))
+    cfg = base_config(tmp_path, camera.url, detect={"res10_model": str(model)})
+    e = edge_proc(cfg, "--sink", "stdout")
+    e.wait_ready()
+    visit(camera, e, faces[0])
+
+    model.write_bytes(b"\0garbage from a half-finished copy\n" * 1000)
+    e.proc.send_signal(signal.SIGHUP)
+    e.wait_log(r"reload failed, keeping the running config and model")
+    assert e.noted("RELOADING=1")
+    e.wait_pings(5)
+    visit(camera, e, faces[1])  # the old detector still finds faces
+
+    cfg["decide"]["away_s"] = "soon"  # a bad config on the next reload: same story
+    e.write_config(cfg)
+    e.proc.send_signal(signal.SIGHUP)
+    e.wait_more(r"reload failed, keeping the running config and model")
+    visit(camera, e, faces[2])
+    assert e.terminate() == 0
+    assert e.count(r"reload failed") == 2
+    assert re.search(rf"reload failed.*{re.escape(str(model))}", e.log)  # names the file
+    assert re.search(r"reload failed.*decide\.away_s", e.log)  # names the key
+    assert [ev["type"] for ev in e.events()] == ["unknown", "left"] * 3
+    no_traceback(e)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB tmpfs filled to the last byte (needs root to mount; skipped otherwise)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs: {r.stderr.decode().strip()}")
+    try:
+        fd = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_disk_full_when_saving_unknown_faces(tmp_path, camera, faces, edge_proc, full_disk):
+    camera.show(scene(None))
+    cfg = base_config(tmp_path, camera.url, unknown_faces={"dir": str(full_disk / "unknown")})
+    e = edge_proc(cfg, "--sink", "stdout")
+    e.wait_ready()
+    for face in faces[:3]:
+        visit(camera, e, face)
+    assert e.proc.poll() is None
+    assert e.terminate() == 0
+    assert [ev["type"] for ev in e.events()] == ["unknown", "left"] * 3  # events unaffected
+    problems = [line for line in e.log.splitlines() if "ERROR" in line or "WARNING" in line]
+    assert len(problems) == 1, e.log  # said once, not once per face
+    assert "disk full" in problems[0] and str(full_disk) in problems[0]
+    no_traceback(e)
+
+
+def test_empty_junk_grayscale_and_resized_frames(tmp_path, camera, faces, edge_proc):
+    camera.show(scene(None))
+    e = edge_proc(base_config(tmp_path, camera.url), "--sink", "stdout")
+    e.wait_ready()
+    e.wait_pings(5)
+    gray = cv2.cvtColor(scene(faces[0]), cv2.COLOR_BGR2GRAY)
+    for what, payload in (
+        ("empty", b""),
+        ("junk", b"\xff\xd8 this is not a JPEG " * 50),
+        ("grayscale", gray),
+        ("smaller", scene(faces[1], (320, 240))),
+        ("larger", scene(faces[2], (1280, 720))),
+        ("odd size", scene(faces[3], (333, 251))),
+    ):
+        camera.show(payload)
+        time.sleep(2.0)
+        assert e.proc.poll() is None, f"died on {what} frames:\n{e.log}"
+    camera.show(scene(None))
+    e.wait_pings(5, timeout=30)  # frames flow again after whatever the bad ones did
+    visit(camera, e, faces[4])
+    assert e.terminate() == 0
+    no_traceback(e)
+    assert e.events()[-2:] and [ev["type"] for ev in e.events()[-2:]] == ["unknown", "left"]

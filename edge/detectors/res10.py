@@ -26,6 +26,11 @@ def load_res10(prototxt: str, model: str) -> cv2.dnn.Net:
         raise ModelError(f"{model}: not a valid res10 Caffe model (with {prototxt})") from None
     if net.empty():
         raise ModelError(f"{model}: not a valid res10 Caffe model (with {prototxt})")
+    try:  # a corrupt .caffemodel loads without complaint and fails on the first forward()
+        net.setInput(cv2.dnn.blobFromImage(np.zeros((32, 32, 3), np.uint8), 1.0, (32, 32), MEAN))
+        net.forward()
+    except cv2.error:
+        raise ModelError(f"{model}: not a valid res10 Caffe model (with {prototxt})") from None
     return net
 
 
