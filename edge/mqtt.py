@@ -150,8 +150,9 @@ class MqttSink(Sink):
         self._thermal = cpu_temperature_file()
         self._labels: list[str] = []
         self._slugs: dict[str, str] = {}
-        self._tracks: dict[Any, str | None] = {}  # track id -> name (None: unknown)
-        self._present: set[str] = set()
+        self._names: set[str] = set()  # people whose visit is on (the loop: one event per visit)
+        self._unknown_visits = 0
+        self._present: set[str] = set()  # as last published
         self._unknown_on = False
         self._attributes: dict[str, dict[str, Any]] = {}
         self._cond = threading.Condition()
@@ -210,16 +211,27 @@ class MqttSink(Sink):
         return client
 
     def start(self, labels: list[str]) -> None:
-        """Know the model's people, set every presence OFF, connect in the background."""
-        if self._started:
-            return
-        self._labels = list(labels)
-        self._slugs = person_slugs(self._labels)
-        group = [self._msg(self._person_topic(s), b"OFF") for s in self._slugs.values()]
-        group.append(self._msg(f"{self.base}/unknown", b"OFF"))
-        group.append(self._msg(f"{self.base}/enabled", b"ON" if self.enabled else b"OFF"))
+        """Know the model's people, set every presence OFF, connect in the background.
+
+        Called again with other labels (a reloaded model): discovery is re-sent and the
+        entities of people no longer in the model are removed."""
         with self._cond:
+            old = set(person_slugs(self._labels).values())
+            self._labels = list(labels)
+            self._slugs = person_slugs(self._labels)
+            new = set(self._slugs.values())
+            fresh = new if not self._started else new - old
+            group = [self._msg(self._person_topic(s), b"OFF") for s in sorted(fresh)]
             self._discovery_topics = set(self.discovery())
+            self._cleared -= self._discovery_topics
+            if self._started:
+                for slug in sorted(old - new):
+                    group += self._removal(self._person_config_topic(slug))
+                self._rediscover = True
+                self._enqueue(group, bounded=False)
+                return
+            group.append(self._msg(f"{self.base}/unknown", b"OFF"))
+            group.append(self._msg(f"{self.base}/enabled", b"ON" if self.enabled else b"OFF"))
             self._queue.appendleft(group)
             self._started = True
         self._worker = threading.Thread(target=self._run, name="mqtt-publish", daemon=True)
@@ -390,10 +402,14 @@ class MqttSink(Sink):
         track = event.get("track")
         group: list[Message] = []
         with self._cond:
-            if kind in ("recognized", "unknown"):
-                self._tracks[track] = name if kind == "recognized" else None
+            if kind == "recognized" and name:
+                self._names.add(name)
+            elif kind == "unknown":
+                self._unknown_visits += 1
+            elif kind == "left" and name:
+                self._names.discard(name)
             elif kind == "left":
-                self._tracks.pop(track, None)
+                self._unknown_visits = max(0, self._unknown_visits - 1)
             if kind == "recognized" and name:
                 attrs = {
                     "name": name,
@@ -426,8 +442,8 @@ class MqttSink(Sink):
 
     def _presence_changes(self) -> list[Message]:
         """ON/OFF messages for people and unknown whose presence changed (lock held)."""
-        present = {n for n in self._tracks.values() if n is not None}
-        unknown = any(n is None for n in self._tracks.values())
+        present = set(self._names)
+        unknown = self._unknown_visits > 0
         out = [
             self._msg(self._person_topic(self._slug(n)), b"ON")
             for n in sorted(present - self._present)
@@ -440,6 +456,12 @@ class MqttSink(Sink):
             out.append(self._msg(f"{self.base}/unknown", b"ON" if unknown else b"OFF"))
         self._present, self._unknown_on = present, unknown
         return out
+
+    def _forget_everyone(self) -> list[Message]:
+        """Nobody present any more (lock held): the OFF messages for those who were."""
+        self._names.clear()
+        self._unknown_visits = 0
+        return self._presence_changes()
 
     def _enqueue(self, group: list[Message], bounded: bool = True) -> None:
         """Append one group (lock held). Beyond the bound the oldest group's event is dropped;
@@ -462,14 +484,15 @@ class MqttSink(Sink):
 
     def stats(self, stats: dict[str, Any]) -> None:
         """Publish the loop's stats (plus CPU temperature and queue counters) when connected."""
+        payload = {"fps": None, **stats}
+        if payload.get("latency_ms") is None:
+            lat = stats.get("latency_s")
+            median = lat.get("median") if isinstance(lat, dict) else None
+            payload["latency_ms"] = None if median is None else round(median * 1000.0, 1)
+        if payload.get("cpu_temp_c") is None:
+            payload["cpu_temp_c"] = read_celsius(self._thermal)
         with self._cond:
-            payload = {
-                "fps": None,
-                "latency_ms": None,
-                **stats,
-                "cpu_temp_c": read_celsius(self._thermal),
-                "mqtt": self.counters(),
-            }
+            payload["mqtt"] = self.counters()
             self._stats_msg = Message(f"{self.base}/stats", _json(payload), False, 0)
             self._cond.notify_all()
 
@@ -488,8 +511,7 @@ class MqttSink(Sink):
             return
         self._closed = True
         with self._cond:
-            self._tracks.clear()
-            group = self._presence_changes()
+            group = self._forget_everyone()
             group.append(self._msg(f"{self.base}/status", b"offline"))
             self._enqueue(group, bounded=False)
         if not self._started:
@@ -657,7 +679,10 @@ class MqttSink(Sink):
             self.enabled = payload.upper() == "ON"
             log.info("recognition %s over MQTT", "enabled" if self.enabled else "disabled")
             with self._cond:
-                self._enqueue([self._msg(f"{self.base}/enabled", payload.upper().encode())], False)
+                # Switched off, the loop forgets everyone without `left` events: nobody is watched.
+                group = [] if self.enabled else self._forget_everyone()
+                group.append(self._msg(f"{self.base}/enabled", payload.upper().encode()))
+                self._enqueue(group, False)
             return
         prefix = self._m.discovery_prefix
         if topic == f"{prefix}/status":
@@ -670,16 +695,24 @@ class MqttSink(Sink):
         if topic.startswith(f"{prefix}/") and topic.endswith("/config") and payload:
             self._forget_entity(topic)
 
+    def _person_config_topic(self, slug: str) -> str:
+        return f"{self._m.discovery_prefix}/binary_sensor/{self.node}/person_{slug}/config"
+
+    def _removal(self, topic: str) -> list[Message]:
+        """Empty retained config (Home Assistant deletes the entity) and, for a person, their
+        retained state topics (lock held)."""
+        self._cleared.add(topic)
+        object_id = topic.split("/")[-2]
+        group = [self._msg(topic, b"")]
+        if object_id.startswith("person_"):
+            person = self._person_topic(object_id.removeprefix("person_"))
+            group += [self._msg(person, b""), self._msg(f"{person}/attributes", b"")]
+        log.info("MQTT: removing Home Assistant entity %s (no longer published)", object_id)
+        return group
+
     def _forget_entity(self, topic: str) -> None:
-        """A retained discovery config of ours that this run does not publish: remove it."""
+        """A retained discovery config of this device that this run does not publish."""
         with self._cond:
             if topic in self._discovery_topics or topic in self._cleared:
                 return
-            self._cleared.add(topic)
-            object_id = topic.split("/")[-2]
-            group = [self._msg(topic, b"")]
-            if object_id.startswith("person_"):
-                person = self._person_topic(object_id.removeprefix("person_"))
-                group += [self._msg(person, b""), self._msg(f"{person}/attributes", b"")]
-            self._enqueue(group, bounded=False)
-        log.info("MQTT: removing Home Assistant entity %s (no longer in the model)", object_id)
+            self._enqueue(self._removal(topic), bounded=False)

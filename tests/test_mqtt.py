@@ -212,13 +212,17 @@ def test_queue_bound_drops_oldest_events_keeps_states(tmp_path):
 
 
 def test_enable_switch(broker):
-    with Recorder(broker, [f"{BASE}/enabled"]) as rec:
+    with Recorder(broker, [f"{BASE}/enabled", f"{BASE}/person/#"]) as rec:
         sink = MqttSink(make_cfg(broker))
-        sink.start([])
+        sink.start(["Alice"])
         assert rec.wait_payload(f"{BASE}/enabled", "ON")
+        sink.event(ev("recognized", "Alice", 1, 1))
+        assert rec.wait_payload(f"{BASE}/person/alice", "ON")
         rec.client.publish(f"{BASE}/enabled/set", "OFF", qos=1)
         assert rec.wait_payload(f"{BASE}/enabled", "OFF")
         assert sink.enabled is False
+        # The loop forgets everyone when switched off, so nobody is shown present.
+        assert rec.wait_payload(f"{BASE}/person/alice", "OFF")
         rec.client.publish(f"{BASE}/enabled/set", "bogus", qos=1)
         rec.client.publish(f"{BASE}/enabled/set", "ON", qos=1)
         assert rec.wait_payload(f"{BASE}/enabled", "ON")
@@ -327,3 +331,18 @@ def test_tls_broker_with_client_certificate(tmp_path, caplog):
     with broker, Recorder(broker, [f"{BASE}/status"], ca=tls.other_ca) as rec:
         assert rec.wait_payload(f"{BASE}/status", "online", 10)
         sink.close()
+
+
+def test_reloaded_model_updates_entities(broker):
+    sink = MqttSink(make_cfg(broker))
+    sink.start(["Alice", "Bob"])
+    with Recorder(broker, ["#"]) as rec:
+        assert rec.wait_payload(f"{BASE}/person/bob", "OFF")
+        sink.start(["Alice", "Carol"])  # SIGHUP with a retrained model
+        carol = "homeassistant/binary_sensor/pi/person_carol/config"
+        bob = "homeassistant/binary_sensor/pi/person_bob/config"
+        assert rec.wait_for(lambda: rec.on(carol) and rec.on(bob) and not rec.last(bob).payload)
+        assert rec.wait_payload(f"{BASE}/person/carol", "OFF")
+        sink.close()
+    held = retained(broker, "#", 0.5)
+    assert bob not in held and carol in held and f"{BASE}/person/bob" not in held
