@@ -1,4 +1,4 @@
-"""Command line: `python -m convert train DATASET` / `eval DATASET`; metrics JSON on stdout."""
+"""Command line: `python -m convert train|eval|cluster|enroll|forget|scan|find`; results on stdout."""
 
 from __future__ import annotations
 
@@ -39,6 +39,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     for q in (t, e):
         q.add_argument("--config", metavar="FILE", help="config YAML (detector settings)")
         q.add_argument("--cache", metavar="DIR", help="crop/embedding cache (DATASET/.cache)")
+    from convert import library_cli
+
+    library_cli.add_parsers(sub, MODELS)
     return p.parse_args(argv)
 
 
@@ -60,8 +63,15 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.command == "train":
             result = cli_train.train(args, cfg, MODELS)
-        else:
+        elif args.command == "eval":
             result = cli_train.evaluate(args, cfg)
+        else:
+            from convert import library_cli
+
+            result = library_cli.run(args, cfg, MODELS)
+            if isinstance(result, str):  # `find`: one path per line
+                sys.stdout.write(result)
+                return 0
     except (ConfigError, UserError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2

@@ -111,14 +111,19 @@ def contact_sheet(images: list[Path], tile: int = 112, columns: int = 8) -> np.n
 def write_clusters(items: list[Item], labels: np.ndarray, out: str | Path) -> dict[str, int]:
     """Copy each item into cluster_NNN/ (or unclustered/), a contact sheet beside each; returns sizes."""
     out = Path(out)
+    if out.is_dir() and any(out.glob("cluster_*")):
+        raise UserError(f"{out}: already holds clusters; give an empty or new --out folder")
     sizes: dict[str, int] = {}
     for item, label in zip(items, labels, strict=True):
         name = f"cluster_{label + 1:03d}" if label >= 0 else "unclustered"
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(item.image, folder / item.image.name)
-        if item.meta is not None:
-            shutil.copy2(item.meta, folder / item.meta.name)
+        target = folder / item.image.name
+        n = 1
+        while target.exists():  # same file name from two subfolders
+            target = folder / f"{item.image.stem}-{n}{item.image.suffix}"
+            n += 1
+        shutil.copy2(item.image, target)
         sizes[name] = sizes.get(name, 0) + 1
     for name in sizes:
         folder = out / name

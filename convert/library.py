@@ -10,9 +10,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import json
 import logging
 import os
 import re
+import signal
 import sqlite3
 import sys
 import time
@@ -39,6 +41,7 @@ CREATE TABLE IF NOT EXISTS faces (
     x INTEGER, y INTEGER, w INTEGER, h INTEGER, name TEXT, confidence REAL, embedding BLOB);
 CREATE INDEX IF NOT EXISTS faces_name ON faces(name);
 CREATE INDEX IF NOT EXISTS faces_photo ON faces(photo);
+CREATE TABLE IF NOT EXISTS models (id TEXT PRIMARY KEY, path TEXT, labels TEXT);
 """
 
 
@@ -48,6 +51,7 @@ class ScanReport:
 
     found: int = 0
     skipped: int = 0
+    removed: int = 0
     scanned: int = 0
     failed: int = 0
     faces: int = 0
@@ -87,6 +91,7 @@ def _init_worker(cfg: Config, model_path: str) -> None:
     global _worker
     from edge.stills import StillRecognizer
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     cv2.setNumThreads(1)
     cfg = replace(
         cfg, recognize=replace(cfg.recognize, threads=1), detect=replace(cfg.detect, threads=1)
@@ -110,11 +115,12 @@ def _scan_one(path: str) -> tuple[str, int, int, list[tuple], str | None]:
 
 
 def _todo(
-    db: sqlite3.Connection, root: str, model: str, report: ScanReport
+    db: sqlite3.Connection, root: str, model: str, report: ScanReport, seen: set[str]
 ) -> Iterator[tuple[str, int, float]]:
     for p in iter_images([root]):
         report.found += 1
         path = str(p.resolve())
+        seen.add(path)
         try:
             st = os.stat(path)
         except OSError:
@@ -133,14 +139,19 @@ def scan(
     model_path = model_path or cfg.recognize.model
     if not Path(photos).exists():
         raise UserError(f"{photos}: no such file or folder")
-    if not Path(model_path).is_file():
-        raise UserError(
-            f"{model_path}: face model not found (train one with python -m convert train)"
-        )
     model = model_id(model_path)
     db = open_index(index)
+    from edge.recognize import FaceModel
+
+    labels = FaceModel.load(model_path, cfg.recognize).labels  # fails here, in one line
+    db.execute(
+        "INSERT OR REPLACE INTO models VALUES (?, ?, ?)",
+        (model, str(Path(model_path).resolve()), json.dumps(labels)),
+    )
     report = ScanReport()
-    todo = list(_todo(db, photos, model, report))
+    seen: set[str] = set()
+    todo = list(_todo(db, photos, model, report, seen))
+    report.removed = _prune(db, photos, seen)
     stats = {p: (size, mtime) for p, size, mtime in todo}
     jobs = jobs or os.cpu_count() or 1
     start = last = time.monotonic()
@@ -185,6 +196,20 @@ def scan(
     return report
 
 
+def _prune(db: sqlite3.Connection, photos: str, seen: set[str]) -> int:
+    """Forget indexed photos under `photos` that are gone from disk; returns how many."""
+    top = str(Path(photos).resolve())
+    prefix = top.rstrip(os.sep) + os.sep
+    gone = [
+        p
+        for (p,) in db.execute("SELECT path FROM photos")
+        if (p == top or p.startswith(prefix)) and p not in seen and not os.path.exists(p)
+    ]
+    db.executemany("DELETE FROM photos WHERE path = ?", [(p,) for p in gone])
+    db.commit()
+    return len(gone)
+
+
 def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "", name.lower())
 
@@ -196,9 +221,12 @@ def find(name: str, index: str) -> list[tuple[str, float, list[tuple[int, int, i
             f"{index}: no such index (create it with python -m convert scan PHOTOS --index {index})"
         )
     db = open_index(index)
-    names = [n for (n,) in db.execute("SELECT DISTINCT name FROM faces") if _norm(n) == _norm(name)]
+    known = {n for (n,) in db.execute("SELECT DISTINCT name FROM faces")}
+    for (labels,) in db.execute("SELECT labels FROM models"):
+        known.update(json.loads(labels))
+    names = [n for n in known if _norm(n) == _norm(name)]
     if not names:
-        known = sorted({n for (n,) in db.execute("SELECT DISTINCT name FROM faces")})
+        known = sorted(known)
         raise UserError(
             f"{name}: nobody of that name in {index} (names there: {', '.join(known) or 'none'})"
         )
