@@ -163,6 +163,6 @@ def evaluate(args, cfg: Config) -> dict:
         "thresholds": {"min_probability": p, "max_distance": d},
         "known_accuracy": round(kr, 4),
         "stranger_rejection": round(sr, 4),
-        "roc_distance": [row(p, dd) for dd in DIST_GRID[::5]],
+        "roc_distance": [row(p, dd) for dd in DIST_GRID[:61:5]],
         "roc_probability": [row(pp, d) for pp in PROB_GRID[::2]],
     }

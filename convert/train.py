@@ -160,7 +160,6 @@ def held_out_scores(emb: np.ndarray, y: np.ndarray, n_classes: int, seed: int = 
             keep = y != c
             yy = y[keep].copy()
             yy[yy > c] -= 1
-            yy[yy == -1] = -1
             head = fit_head(*_rows(emb[keep], yy, np.arange(len(yy)), True), n_classes - 1, seed)
             _, prob, dist = head.scores(_rows(emb, y, np.flatnonzero(y == c), False)[0])
             stranger["prob"] += prob.tolist()
@@ -194,7 +193,11 @@ def calibrate(scores: dict) -> dict:
         grid = [(p, d, *rates(scores, p, d)) for p in probs for d in dists]
         top = max(g[2] + g[3] for g in grid)
         tied = [g for g in grid if g[2] + g[3] >= top - 1e-9]
-        p, d, kr, sr = tied[len(tied) // 2]  # middle of the plateau
+        # the middle of the plateau: median probability, then the median distance there
+        ps = sorted({g[0] for g in tied})
+        p_mid = ps[len(ps) // 2]
+        row = sorted((g for g in tied if g[0] == p_mid), key=lambda g: g[1])
+        p, d, kr, sr = row[len(row) // 2]
         return {
             "min_probability": float(p),
             "max_distance": float(d),
