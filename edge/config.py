@@ -58,6 +58,9 @@ class DetectConfig:
     max_proposals: int = _opt(
         12, "two-stage: most Haar proposals confirmed per frame, largest first", min=1, max=200
     )
+    confirm_size: int = _opt(
+        128, "two-stage: res10 input side for each margin crop, px", min=32, max=600
+    )
     haar: HaarConfig = field(default_factory=HaarConfig)
     res10_prototxt: str = _opt(
         "models/deploy.prototxt.txt", "res10 SSD network", path=True, exists=True

@@ -12,7 +12,6 @@ from edge.detect import Detector, Face, clip_face, scale_face, small_frame
 from edge.errors import ModelError
 
 MEAN = (104.0, 177.0, 123.0)
-CROP_SIZE = 150  # confirmer input side: a margin crop holds one face at ~45% of its width
 
 
 def load_res10(prototxt: str, model: str) -> cv2.dnn.Net:
@@ -62,7 +61,9 @@ class Res10Detector(Detector):
         """Faces in each crop (one batched forward pass), boxes in the crop's px."""
         if not crops:
             return []
-        blob = cv2.dnn.blobFromImages(crops, 1.0, (CROP_SIZE, CROP_SIZE), MEAN)
+        blob = cv2.dnn.blobFromImages(
+            crops, 1.0, (self.cfg.confirm_size, self.cfg.confirm_size), MEAN
+        )
         self.net.setInput(blob)
         return self._faces(self.net.forward(), [(c.shape[1], c.shape[0]) for c in crops])
 
