@@ -220,6 +220,8 @@ class Loop:
                     break
                 self.stats.add("capture", time.perf_counter() - t0)
                 self.notifier.watchdog()
+                if last is None:
+                    self.stats.source_t0 = frame.wall_time - frame.source_time
                 last = frame
                 self._step(frame)
                 if not self._show(frame):
@@ -241,13 +243,13 @@ class Loop:
         st = self.stats
         if not self.sink.enabled:
             if self._was_enabled:  # switched off: forget everyone silently
-                log.info("recognition switched off")
+                log.debug("recognition switched off")
                 self.tracker.clear()
                 self.presence.people.clear()
                 self._was_enabled = False
             return
         if not self._was_enabled:
-            log.info("recognition switched on")
+            log.debug("recognition switched on")
             self._was_enabled = True
         st.frames_processed += 1
         faces = None

@@ -42,6 +42,7 @@ class Stats:
         self.latency: deque[float] = deque(maxlen=WINDOW)
         self.frames_processed = 0
         self.events = 0
+        self.source_t0: float | None = None  # wall time of source time 0 (first frame's clock)
         self._mark = (self._start, 0)  # (perf time, frames processed) at the last period
 
     @contextmanager
@@ -89,4 +90,5 @@ class Stats:
             "events": self.events,
             "latency_s": {"median": lat["median"], "p95": lat["p95"], "count": len(self.latency)},
             "start_time": round(self.start_wall, 3),
+            "source_t0": None if self.source_t0 is None else round(self.source_t0, 3),
         }

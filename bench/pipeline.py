@@ -1,0 +1,331 @@
+"""Pipeline benchmark: the whole loop (`python -m edge`) on real videos and the doorbell clip.
+
+    .venv/bin/python bench/pipeline.py [--model FILE] [--skip-videos] [--soak-minutes 10]
+
+Per run: frames read/processed/dropped, FPS, per-stage ms (median, p95), CPU % and peak RSS
+of the process (os.wait4); on the generated 20-visit doorbell clip also event precision and
+recall, and in --realtime runs the appear-to-event delay (from the visit's first frame on the
+source clock to the event's wall time). --soak-minutes loops the doorbell clip in one process
+and reports RSS at the start and end. Prints tables; writes bench/results/pipeline.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.doorbell import make_clip, score_events  # noqa: E402
+from tests.splits import make_train_dataset  # noqa: E402
+
+DATA = Path(os.environ.get("EDGE_TEST_DATA", ROOT.parent / "shared" / "data"))
+RESULTS = ROOT / "bench" / "results"
+STAGES = ("capture", "detect", "track", "recognize", "publish")
+# name -> config overrides (YAML text appended to the base config)
+SETTINGS = {
+    "default": "",
+    "every-3rd": "detect:\n  every_n_frames: 3\n",
+    "blazeface": "detect:\n  method: dnn\n  confirmer: blazeface\n",
+}
+
+
+def find_model(arg: str | None) -> Path:
+    """--model, else models/faces.tflite, else the newest test-cached model, else train one."""
+    if arg:
+        return Path(arg).resolve()
+    if (ROOT / "models" / "faces.tflite").is_file():
+        return ROOT / "models" / "faces.tflite"
+    cache = Path(os.environ.get("EDGE_TEST_CACHE", Path.home() / ".cache" / "edge-faces-tests"))
+    cached = sorted(cache.glob("model-*/faces.tflite"), key=lambda p: p.stat().st_mtime)
+    if cached:
+        return cached[-1]
+    out = RESULTS / "model"
+    if not (out / "faces.tflite").is_file():
+        print("training a face model on the known people (tests/splits.py) ...", file=sys.stderr)
+        dataset = make_train_dataset(DATA / "faces", RESULTS / "dataset")
+        subprocess.run(
+            [sys.executable, "-m", "convert", "train", str(dataset), "--out", str(out)],
+            cwd=ROOT,
+            check=True,
+        )
+    return out / "faces.tflite"
+
+
+def run_edge(config: Path, source: Path, extra: list[str], workdir: Path) -> dict[str, Any]:
+    """One `python -m edge` run: its stats, events, CPU % and peak RSS."""
+    stats_path = workdir / "stats.json"
+    stats_path.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "edge", "--config", str(config), "--source", str(source)]
+    cmd += ["--stats-json", str(stats_path), *extra]
+    t0 = time.perf_counter()
+    with open(workdir / "events.jsonl", "w") as out, open(workdir / "stderr.log", "w") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        tail = (workdir / "stderr.log").read_text()[-1500:]
+        raise SystemExit(f"error: {' '.join(cmd)} exited {proc.returncode}:\n{tail}")
+    stats = json.loads(stats_path.read_text())
+    events = [json.loads(line) for line in (workdir / "events.jsonl").read_text().splitlines()]
+    stats["cpu_percent"] = round(100.0 * (usage.ru_utime + usage.ru_stime) / wall, 1)
+    stats["peak_rss_mb"] = round(usage.ru_maxrss / 1024.0, 1)
+    stats["process_wall_s"] = round(wall, 2)
+    return {"stats": stats, "events": events}
+
+
+def appear_delays(events: list[dict], timeline: dict, t0: float) -> list[float]:
+    """Seconds from each visit's first frame (source clock) to its first arrival event."""
+    fps = timeline["fps"]
+    out = []
+    for v in timeline["visits"]:
+        arrivals = [
+            e
+            for e in events
+            if e["type"] != "left" and v["first_frame"] <= e["frame"] <= v["last_frame"]
+        ]
+        if arrivals:
+            out.append(arrivals[0]["time"] - (t0 + v["first_frame"] / fps))
+    return out
+
+
+def _ms(stage: dict) -> str:
+    med, p95 = stage["median_ms"], stage["p95_ms"]
+    return "-" if med is None else f"{med:.1f}/{p95:.1f}"
+
+
+def row(name: str, source: str, mode: str, r: dict[str, Any]) -> dict[str, Any]:
+    s = r["stats"]
+    out = {
+        "setting": name,
+        "source": source,
+        "mode": mode,
+        **{k: s[k] for k in ("frames_read", "frames_processed", "frames_dropped", "fps")},
+        "wall_s": s["wall_s"],
+        "cpu_percent": s["cpu_percent"],
+        "peak_rss_mb": s["peak_rss_mb"],
+        "stages": s["stages"],
+        "track_latency_s": s["latency_s"],
+        "events": len(r["events"]),
+    }
+    return out
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    head = (
+        f"{'setting':<10} {'source':<24} {'mode':<9} {'read':>5} {'proc':>5} {'drop':>5} "
+        f"{'fps':>6} {'cpu%':>5} {'rssMB':>6} "
+        + " ".join(f"{s[:5] + ' ms':>11}" for s in STAGES)
+        + f" {'P':>5} {'R':>5} {'delay s':>11}"
+    )
+    print(head)
+    for r in rows:
+        sc = r.get("score", {})
+        delay = r.get("appear_delay_s")
+        print(
+            f"{r['setting']:<10} {r['source'][:24]:<24} {r['mode']:<9} {r['frames_read']:>5} "
+            f"{r['frames_processed']:>5} {r['frames_dropped']:>5} {r['fps']:>6.1f} "
+            f"{r['cpu_percent']:>5.0f} {r['peak_rss_mb']:>6.0f} "
+            + " ".join(f"{_ms(r['stages'][s]):>11}" for s in STAGES)
+            + f" {sc.get('precision', ''):>5} {sc.get('recall', ''):>5} "
+            + (f"{delay['median']:.2f}/{delay['p95']:.2f}" if delay else "")
+        )
+
+
+# --- soak: the clip looped in one process ----------------------------------------------------
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def soak(config: Path, clip: Path, minutes: float) -> dict[str, Any]:
+    """Loop the clip in-process for `minutes`, paced like a camera; sample RSS every 10 s."""
+    from edge.capture import Source, open_source
+    from edge.config import load_config
+    from edge.pipeline import Loop
+
+    cfg = load_config(config, {"camera.source": str(clip)})
+
+    class Looped(Source):
+        """The clip again and again, on one continuous source clock."""
+
+        def __init__(self) -> None:
+            self.inner = open_source(cfg.camera, True, cfg.detect.downscale_width)
+            self.name, self.fps, self.offset, self.passes = str(clip), self.inner.fps, 0, 1
+            self._read_before = self._dropped_before = 0
+            self.deadline = time.monotonic() + minutes * 60
+
+        @property
+        def frames_read(self) -> int:
+            return self._read_before + self.inner.frames_read
+
+        @property
+        def frames_dropped(self) -> int:
+            return self._dropped_before + self.inner.frames_dropped
+
+        def read(self):
+            if time.monotonic() >= self.deadline:
+                return None
+            frame = self.inner.read()
+            if frame is None:
+                self._read_before += self.inner.frames_read
+                self._dropped_before += self.inner.frames_dropped
+                self.offset = self._read_before
+                self.inner = open_source(cfg.camera, True, cfg.detect.downscale_width)
+                self.passes += 1
+                frame = self.inner.read()
+            frame.index += self.offset
+            frame.source_time += self.offset / self.fps
+            return frame
+
+        def close(self) -> None:
+            self.inner.close()
+
+    args = argparse.Namespace(
+        config=str(config), source=str(clip), preview=False, sink="stdout", realtime=True,
+        every_frame=False, max_frames=None, stats_json=None,
+    )  # fmt: skip
+    devnull = open(os.devnull, "w")  # noqa: SIM115 - the events are not needed here
+    real_stdout, sys.stdout = sys.stdout, devnull
+    try:
+        loop = Loop(cfg, args)
+        loop.source.close()
+        loop.source = Looped()
+        samples: list[tuple[float, float]] = []
+        done = threading.Event()
+
+        def sample() -> None:
+            t0 = time.monotonic()
+            while not done.wait(10.0):
+                samples.append((round(time.monotonic() - t0, 1), round(_rss_mb(), 1)))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        status = loop.run()
+        done.set()
+        sampler.join()
+    finally:
+        sys.stdout = real_stdout
+        devnull.close()
+    rss = [m for _, m in samples]
+    first_min = [m for t, m in samples if t <= 60] or rss[:1]
+    last_min = [m for t, m in samples if t >= samples[-1][0] - 60] or rss[-1:]
+    return {
+        "minutes": minutes,
+        "exit_status": status,
+        "passes": loop.source.passes,
+        "frames_read": loop.source.frames_read,
+        "frames_dropped": loop.source.frames_dropped,
+        "frames_processed": loop.stats.frames_processed,
+        "events": loop.stats.events,
+        "rss_start_mb": round(float(np.mean(first_min)), 1),
+        "rss_end_mb": round(float(np.mean(last_min)), 1),
+        "rss_max_mb": max(rss) if rss else None,
+        "samples": samples,
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", help="faces.tflite to use (default: see find_model)")
+    p.add_argument("--visits", type=int, default=20, help="doorbell clip visits")
+    p.add_argument("--skip-videos", action="store_true", help="only the doorbell clip")
+    p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    p.add_argument("--no-realtime", action="store_true", help="skip the --realtime runs")
+    p.add_argument("--soak-minutes", type=float, default=0, help="looped run for RSS growth")
+    p.add_argument("--soak-only", action="store_true", help="only the soak, added to the JSON")
+    args = p.parse_args()
+    if not (DATA / "faces").is_dir():
+        print(f"error: no test data at {DATA} (set EDGE_TEST_DATA)", file=sys.stderr)
+        return 2
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    work = RESULTS / "pipeline-work"
+    work.mkdir(exist_ok=True)
+    model = find_model(args.model)
+    clip_dir = work / f"doorbell-{args.visits}"
+    if not (clip_dir / "timeline.json").is_file():
+        make_clip(DATA, clip_dir, visits=args.visits, seed=0)
+    timeline = json.loads((clip_dir / "timeline.json").read_text())
+    clip = clip_dir / "clip.mp4"
+
+    configs = {}
+    for name in args.settings:
+        path = work / f"{name}.yaml"
+        path.write_text(
+            f"recognize:\n  model: {model}\nunknown_faces:\n  enabled: false\n" + SETTINGS[name]
+        )
+        configs[name] = path
+
+    out_path = RESULTS / "pipeline.json"
+    if args.soak_only:  # add the soak to the last full run's results
+        result = json.loads(out_path.read_text()) if out_path.exists() else {}
+        result["soak"] = s = soak(configs["default"], clip, args.soak_minutes)
+        out_path.write_text(json.dumps(result, indent=1))
+        print(f"soak: {json.dumps({k: v for k, v in s.items() if k != 'samples'})}")
+        return 0
+    rows: list[dict[str, Any]] = []
+    if not args.skip_videos:
+        for video in sorted((DATA / "video").glob("*.mp4")):
+            r = run_edge(configs["default"], video, ["--every-frame"], work)
+            rows.append(row("default", video.name, "every", r))
+            print_table(rows[-1:])
+    for name, config in configs.items():
+        modes = [("every", ["--every-frame"])]
+        if not args.no_realtime and name in ("default", "every-3rd"):
+            modes.append(("realtime", ["--realtime"]))
+        for mode, extra in modes:
+            r = run_edge(config, clip, extra, work)
+            out = row(name, f"doorbell-{args.visits}", mode, r)
+            out["score"] = score_events(r["events"], timeline)
+            if mode == "realtime":
+                d = appear_delays(r["events"], timeline, r["stats"]["source_t0"])
+                out["appear_delay_s"] = {
+                    "median": round(float(np.median(d)), 3),
+                    "p95": round(float(np.percentile(d, 95)), 3),
+                    "count": len(d),
+                }
+            rows.append(out)
+            print_table(rows[-1:])
+    print()
+    print_table(rows)
+    result: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_avg_at_end": os.getloadavg(),
+        },
+        "model": str(model),
+        "timeline": {k: timeline[k] for k in ("fps", "width", "height", "frames")},
+        "visits": timeline["visits"],
+        "runs": rows,
+    }
+    if args.soak_minutes > 0:
+        s = soak(configs["default"], clip, args.soak_minutes)
+        result["soak"] = s
+        print(
+            f"\nsoak {s['minutes']} min: {s['passes']} passes, {s['frames_processed']} frames, "
+            f"RSS start {s['rss_start_mb']} MB, end {s['rss_end_mb']} MB, max {s['rss_max_mb']} MB"
+        )
+    out_path.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

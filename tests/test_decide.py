@@ -1,0 +1,189 @@
+"""Votes, person-level presence, and the judge with the real trained model on real crops."""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.capture import Frame
+from edge.config import DecideConfig, RecognizeConfig, TrackConfig, load_config
+from edge.decide import UNKNOWN, Decision, Judge, Presence, vote
+from edge.detect import Face
+from edge.track import Tracker
+from tests import splits
+
+N, M, U = "Ann", "Bob", UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("results", "expected"),
+    [
+        ([N], None),
+        ([N, N], None),
+        ([N, N, N], N),
+        ([N, U, N, N], N),
+        ([U, U, U], U),  # no name can reach 3 agreeing votes with twice the others
+        ([N, M, N, M], None),
+        ([N, M, N, M, N, M], U),  # max_crops reached without a clear majority
+        ([N, N, M, M, U], U),
+        ([U, N, U, N, N, N], N),
+    ],
+)
+def test_vote(results, expected):
+    got = vote([(r, 0.8) for r in results], needed=3, max_crops=6)
+    assert (got[0] if got else None) == expected
+
+
+def _frame(index: int, fps: float = 15.0) -> Frame:
+    return Frame(np.zeros((480, 640, 3), np.uint8), index, index / fps, time.time())
+
+
+class _Scene:
+    """A tracker and presence fed with decided tracks frame by frame."""
+
+    def __init__(self, away_s: float = 2.0) -> None:
+        self.tracker = Tracker(TrackConfig(max_missed_s=0.5))
+        self.presence = Presence(DecideConfig(away_s=away_s))
+        self.events: list[dict] = []
+        self.index = 0
+
+    def step(self, boxes_names: list[tuple[tuple, str, np.ndarray | None]]) -> None:
+        frame = _frame(self.index)
+        faces = [Face(b, 0.9) for b, _, _ in boxes_names]
+        ended = self.tracker.update(faces, frame)
+        for t in self.tracker.tracks:
+            if t.seen_now and "decision" not in t.state:
+                _, name, emb = next(bn for bn in boxes_names if bn[0] == t.box)
+                t.state["decision"] = Decision(name, 0.9, embedding=emb)
+        self.events += [e.event for e in self.presence.update(frame, self.tracker.tracks, ended)]
+        self.index += 1
+
+    def run(self, seconds: float, boxes_names: list) -> None:
+        for _ in range(round(seconds * 15)):
+            self.step(boxes_names)
+
+
+BOX_A, BOX_B = (100, 100, 120, 140), (400, 120, 120, 140)
+
+
+def test_one_event_per_visit_across_lost_tracks():
+    s = _Scene(away_s=2.0)
+    s.run(2, [(BOX_A, N, None)])
+    s.run(1, [])  # lost for 1 s: the track ends (0.5 s), the person stays present (2 s)
+    s.run(2, [(BOX_B, N, None)])  # found again, new track, same person
+    assert [(e["type"], e["name"]) for e in s.events] == [("recognized", N)]
+    assert s.tracker.tracks[0].id == 2
+    s.run(3, [])
+    assert [(e["type"], e["name"]) for e in s.events] == [("recognized", N), ("left", N)]
+    left = s.events[-1]
+    assert left["track"] == 2 and left["box"] == list(BOX_B)
+    assert left["source_time"] - 5.0 >= 2.0  # away_s after the last sighting (frame 74)
+    s.run(1, [(BOX_A, N, None)])  # a new visit
+    assert [e["type"] for e in s.events] == ["recognized", "left", "recognized"]
+
+
+def test_unknown_visitors_refound_by_embedding():
+    s = _Scene(away_s=2.0)
+    e1, e2 = np.eye(4, dtype=np.float32)[0], np.eye(4, dtype=np.float32)[1]
+    s.run(1, [(BOX_A, U, e1)])
+    s.run(1, [])
+    s.run(1, [(BOX_B, U, e1)])  # same stranger, found again: no new event
+    assert [(e["type"], e["name"]) for e in s.events] == [(U, None)]
+    s.run(1, [])
+    s.run(0.5, [(BOX_A, U, e2)])  # a different face while the first is still "present"
+    assert [(e["type"], e["name"]) for e in s.events] == [(U, None), (U, None)]
+    s.run(4, [])
+    assert [e["type"] for e in s.events].count("left") == 2
+
+
+def test_two_people_at_once_and_leave_all():
+    s = _Scene()
+    s.run(1, [(BOX_A, N, None), (BOX_B, M, None)])
+    assert sorted(e["name"] for e in s.events) == [N, M]
+    left = s.presence.leave_all(_frame(s.index))
+    assert sorted(e.event["name"] for e in left) == [N, M]
+    assert {e.event["type"] for e in left} == {"left"} and s.presence.people == {}
+
+
+def test_event_json_fields():
+    s = _Scene()
+    s.run(0.2, [(BOX_A, N, None)])
+    (ev,) = s.events
+    assert list(ev) == [
+        "type",
+        "name",
+        "confidence",
+        "track",
+        "box",
+        "frame",
+        "source_time",
+        "time",
+    ]
+    assert ev["box"] == list(BOX_A) and ev["frame"] == 0 and abs(ev["time"] - time.time()) < 60
+
+
+# --- the judge with the real model ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def judge_parts(trained_model, models_dir):
+    from edge.align import Aligner
+    from edge.detect import create_detector
+    from edge.recognize import FaceModel
+
+    cfg = load_config(None)
+    return (
+        cfg,
+        create_detector(cfg.detect),
+        Aligner(cfg.detect),
+        FaceModel.load(trained_model, cfg.recognize),
+    )
+
+
+def _judge(parts, image) -> Decision | None:
+    cfg, detector, aligner, model = parts
+    judge = Judge(RecognizeConfig(votes=3, max_crops=6, min_face_px=40), model, aligner)
+    tracker = Tracker(TrackConfig())
+    for i in range(10):
+        frame = np.full((480, 640, 3), 100, np.uint8)
+        x = 170 + 3 * (i % 3)
+        frame[90:390, x : x + 300] = cv2.resize(image, (300, 300))
+        f = Frame(frame, i, i / 15, time.time())
+        tracker.update(detector.detect(f.image), f)
+        judge.step(tracker.tracks, f.source_time)
+    assert len(tracker.tracks) == 1, "one face, one track"
+    return tracker.tracks[0].state.get("decision")
+
+
+def test_judge_names_known_people_and_never_strangers(judge_parts, data_dir):
+    faces = data_dir / "faces"
+    for name in splits.known(faces)[:3]:
+        photo = splits.heldout_photos(faces, name)[0]
+        d = _judge(judge_parts, cv2.imread(str(photo)))
+        assert d is not None and d.name == name, f"{photo.name}: {d}"
+        assert d.embedding is not None and d.crop.shape[:2] == (judge_parts[3].input_size,) * 2
+    for name in splits.strangers(faces):
+        for photo in splits.heldout_photos(faces, name)[:2]:
+            d = _judge(judge_parts, cv2.imread(str(photo)))
+            assert d is None or d.name == UNKNOWN, f"stranger {photo.name} named {d.name}"
+
+
+def test_judge_without_model_says_unknown_after_votes(judge_parts, data_dir):
+    _, detector, _, _ = judge_parts
+    faces = data_dir / "faces"
+    photo = cv2.imread(str(splits.heldout_photos(faces, splits.known(faces)[0])[0]))
+    judge = Judge(RecognizeConfig(votes=3), None, None)
+    tracker = Tracker(TrackConfig())
+    decided_at = None
+    for i in range(6):
+        frame = np.full((480, 640, 3), 100, np.uint8)
+        frame[90:390, 170:470] = cv2.resize(photo, (300, 300))
+        f = Frame(frame, i, i / 15, time.time())
+        tracker.update(detector.detect(frame), f)
+        if judge.step(tracker.tracks, f.source_time) and decided_at is None:
+            decided_at = i
+    assert decided_at == 2  # three usable crops
+    assert tracker.tracks[0].state["decision"].name == UNKNOWN
