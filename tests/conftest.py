@@ -56,10 +56,13 @@ def _trained_model_key(faces_dir: Path) -> str:
     from tests.splits import known, train_photos
 
     h = hashlib.sha256()
-    code = sorted((ROOT / "convert").glob("*.py")) + sorted(
-        (ROOT / "edge" / "detectors").glob("*.py")
-    )
-    code += [ROOT / "edge" / n for n in ("align.py", "detect.py", "config.py", "images.py")]
+    from edge.config import DetectConfig
+
+    h.update(repr(DetectConfig()).encode())  # detector defaults shape the crops
+    train_files = ("backbone", "cli_train", "dataset", "export", "train")
+    code = [ROOT / "convert" / f"{n}.py" for n in train_files]
+    code += sorted((ROOT / "edge" / "detectors").glob("*.py"))
+    code += [ROOT / "edge" / n for n in ("align.py", "detect.py", "images.py")]
     for path in code:
         if path.is_file():
             h.update(path.name.encode() + path.read_bytes())
