@@ -480,6 +480,7 @@ def test_empty_junk_grayscale_and_resized_frames(tmp_path, camera, faces, edge_p
         assert e.proc.poll() is None, f"died on {what} frames:\n{e.log}"
     camera.show(scene(None))
     e.wait_pings(5, timeout=30)  # frames flow again after whatever the bad ones did
+    e.wait(lambda: e.count(r"pipeline: left ") == e.count(r"pipeline: unknown "), 30, "left")
     visit(camera, e, faces[4])
     assert e.terminate() == 0
     no_traceback(e)
