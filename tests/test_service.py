@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -135,3 +137,34 @@ def test_notifier_is_silent_without_systemd_and_survives_a_vanished_socket(
     sock.close()
     path.unlink()
     n.watchdog()  # systemd went away: logged at debug, never raised into the loop
+
+
+def test_watchdog_is_fed_only_while_frames_arrive(tmp_path, models_dir):
+    """A real `python -m edge` on a live stream that stalls: the pings stop, then resume."""
+    from tests.test_faults import Edge, MjpegCamera, base_config, scene
+
+    camera = MjpegCamera()
+    camera.show(scene(None))
+    e = Edge(tmp_path, base_config(tmp_path, camera.url), "--sink", "stdout")
+    try:
+        e.wait_ready()
+        assert [m for _, m in e.notes][0].startswith("READY=1")
+        e.wait_pings(10)
+        camera.playing = False  # connected, but no more frames: a hung camera
+        e.wait_log(r"camera lost")
+        since = time.monotonic()
+        time.sleep(3.0)
+        assert e.pings(since) == 0
+        assert e.proc.poll() is None
+        camera.playing = True
+        e.wait_log(r"camera back")
+        e.wait_pings(10)
+        e.proc.send_signal(signal.SIGHUP)  # systemctl reload
+        e.wait(lambda: e.noted("RELOADING=1"), 20, "RELOADING=1")
+        e.wait(lambda: sum(m.startswith("READY=1") for _, m in e.notes) == 2, 20, "READY again")
+        e.wait_pings(5)
+        assert e.terminate() == 0
+        assert [m for _, m in e.notes][-1] == "STOPPING=1"
+    finally:
+        e.close()
+        camera.stop()
