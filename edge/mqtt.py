@@ -660,6 +660,8 @@ class MqttSink(Sink):
             self._cond.notify_all()
         if was and not self._halt:
             self.reconnects += 1
+            if getattr(reason, "value", None) == 128:  # paho's code for a dropped socket
+                reason = "connection closed"
             self._report(
                 f"lost:{reason}",
                 f"MQTT connection to {self._where} lost ({reason}); reconnecting, {queued} messages queued",
