@@ -47,6 +47,8 @@ class MjpegCamera:
         self.payload = b""
         self.playing = True
         self.sent = 0
+        self.clip: list[bytes] = []
+        self.ticks = 0
         self._cond = threading.Condition()
         self._seq = 0
         self._server: ThreadingHTTPServer | None = None
@@ -87,11 +89,23 @@ class MjpegCamera:
         return Handler
 
     def _tick(self) -> None:
-        while not self._stop.wait(1.0 / self.fps):
+        period, next_t = 1.0 / self.fps, time.monotonic()
+        while True:
+            next_t += period
+            if self._stop.wait(max(0.0, next_t - time.monotonic())):
+                return
             if self.playing and self._server is not None:
                 with self._cond:
+                    if self.clip:
+                        self.payload = self.clip[self.ticks % len(self.clip)]
+                    self.ticks += 1
                     self._seq += 1
                     self._cond.notify_all()
+
+    def play_clip(self, jpegs: list[bytes]) -> None:
+        """Send these JPEG frames one per tick, round and round (ticks counts them)."""
+        with self._cond:
+            self.clip, self.ticks = list(jpegs), 0
 
     def show(self, frame: np.ndarray | bytes) -> None:
         """Send this image (encoded as JPEG) or these raw bytes from now on."""
