@@ -23,7 +23,7 @@ log = logging.getLogger("convert.dataset")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 UNKNOWN_DIR = "_unknown"
 AMBIGUOUS_RATIO = 0.8  # a second face this large (area vs the largest) makes a photo ambiguous
-CROP_VERSION = 2  # bump when the crop geometry changes: invalidates cached crops
+CROP_VERSION = 3  # bump when the crop geometry changes: invalidates cached crops
 
 
 @dataclass

@@ -40,10 +40,17 @@ class Aligner:
         elif lm is not None and len(lm) >= 468:
             a, b = lm[list(_EYE_A)].mean(axis=0), lm[list(_EYE_B)].mean(axis=0)
         else:
-            found = self._landmarks(image, face)
+            found = self._landmarks(image, face, 0.0)
             if found is None:
                 return None
             a, b = found
+            tilt = math.degrees(math.atan2(b[1] - a[1], b[0] - a[0]))
+            if (
+                8.0 < abs(tilt) <= _MAX_TILT_DEG
+            ):  # the model under-reads tilted faces: look again level
+                found = self._landmarks(image, face, tilt)
+                if found is not None:
+                    a, b = found
         return (a, b) if a[0] <= b[0] else (b, a)
 
     def crop(self, image_bgr: np.ndarray, face: Face, size: int) -> np.ndarray:
@@ -60,26 +67,30 @@ class Aligner:
                 angle = tilt
         return _warp(image_bgr, (cx, cy), side, angle, size)
 
-    def _landmarks(self, image: np.ndarray, face: Face) -> tuple[np.ndarray, np.ndarray] | None:
+    def _landmarks(
+        self, image: np.ndarray, face: Face, angle: float
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Eye centres from face_landmark.tflite on the box (enlarged, rotated by `angle`)."""
         interp = self._landmark_model()
         if interp is None:
             return None
         x, y, w, h = face.box
-        cx, cy = x + w / 2.0, y + h / 2.0
-        side = max(w, h) * LANDMARK_ROI
-        roi = _warp(image, (cx, cy), side, 0.0, LANDMARK_SIZE)
+        center = (x + w / 2.0, y + h / 2.0)
+        m = _matrix(center, max(w, h) * LANDMARK_ROI, angle, LANDMARK_SIZE)
+        roi = cv2.warpAffine(
+            image, m, (LANDMARK_SIZE, LANDMARK_SIZE), borderMode=cv2.BORDER_REPLICATE
+        )
         rgb = cv2.cvtColor(roi, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
-        inp = interp.get_input_details()[0]
-        interp.set_tensor(inp["index"], rgb[None])
+        interp.set_tensor(interp.get_input_details()[0]["index"], rgb[None])
         interp.invoke()
         outs = {int(np.prod(d["shape"])): d["index"] for d in interp.get_output_details()}
         points = interp.get_tensor(outs[1404]).reshape(468, 3)[:, :2]
-        presence = float(interp.get_tensor(outs[1]).reshape(-1)[0])
-        if presence < 0.0:  # a logit: below 0 means the model sees no face in the box
+        if float(interp.get_tensor(outs[1]).reshape(-1)[0]) < 0.0:  # presence logit: no face
             return None
-        scale = side / LANDMARK_SIZE
-        points = (points - LANDMARK_SIZE / 2.0) * scale + np.array([cx, cy])
-        return points[list(_EYE_A)].mean(axis=0), points[list(_EYE_B)].mean(axis=0)
+        inv = cv2.invertAffineTransform(m)
+        eyes = np.stack([points[list(_EYE_A)].mean(axis=0), points[list(_EYE_B)].mean(axis=0)])
+        back = eyes @ inv[:, :2].T + inv[:, 2]
+        return back[0], back[1]
 
     def _landmark_model(self):
         if self._landmarker is False:
@@ -97,13 +108,19 @@ class Aligner:
         return self._landmarker
 
 
+def _matrix(center: tuple[float, float], side: float, angle: float, size: int) -> np.ndarray:
+    """Affine map taking the `side` px square around `center`, rotated by `angle`, to size x size."""
+    m = cv2.getRotationMatrix2D(center, angle, size / side)
+    m[0, 2] += size / 2.0 - center[0]
+    m[1, 2] += size / 2.0 - center[1]
+    return m
+
+
 def _warp(
     image: np.ndarray, center: tuple[float, float], side: float, angle: float, size: int
 ) -> np.ndarray:
     """The square of `side` px around `center`, rotated by `angle` degrees, as size x size."""
-    m = cv2.getRotationMatrix2D(center, angle, size / side)
-    m[0, 2] += size / 2.0 - center[0]
-    m[1, 2] += size / 2.0 - center[1]
+    m = _matrix(center, side, angle, size)
     return cv2.warpAffine(
         image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
