@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,7 +68,7 @@ class Judge:
         self.cfg = cfg
         self.model = model  # edge.recognize.FaceModel, or None: detect only (everyone unknown)
         self.aligner = aligner
-        self.crops_identified = 0
+        self.crop_seconds: deque[float] = deque(maxlen=5000)  # align + identify, per crop
 
     def step(self, tracks: list[Track], now: float) -> list[Track]:
         """One crop per undecided track; returns tracks whose decision is new or changed."""
@@ -106,9 +106,10 @@ class Judge:
         """(name, confidence, crop image, embedding, quality) for one crop."""
         if self.model is None:
             return UNKNOWN, 0.0, crop.image, None, crop.quality
+        t0 = time.perf_counter()
         aligned = self.aligner.crop(crop.image, crop.face, self.model.input_size)
         ident = self.model.identify(aligned)
-        self.crops_identified += 1
+        self.crop_seconds.append(time.perf_counter() - t0)
         return ident.name, float(ident.confidence), aligned, ident.embedding, crop.quality
 
 

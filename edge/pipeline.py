@@ -291,7 +291,9 @@ class Loop:
     def _periodic(self) -> None:
         """Stats to the log, the sink and systemd."""
         fps = self.stats.period()
-        s = self.stats.summary(self.source.frames_read, self.source.frames_dropped)
+        s = self.stats.summary(
+            self.source.frames_read, self.source.frames_dropped, self.judge.crop_seconds
+        )
         s["fps"] = round(fps, 2)
         s["cpu_temp_c"] = cpu_temperature()
         s["present"] = len(self.presence.people)
@@ -359,7 +361,9 @@ class Loop:
                     ui.close()
             path = getattr(self.args, "stats_json", None)
             if path:
-                summary = self.stats.summary(self.source.frames_read, self.source.frames_dropped)
+                summary = self.stats.summary(
+                    self.source.frames_read, self.source.frames_dropped, self.judge.crop_seconds
+                )
                 try:
                     Path(path).write_text(json.dumps(summary, indent=1) + "\n")
                 except OSError as exc:

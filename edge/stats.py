@@ -73,8 +73,10 @@ class Stats:
         self._mark = (now, self.frames_processed)
         return (self.frames_processed - n0) / (now - t0) if now > t0 else 0.0
 
-    def summary(self, frames_read: int, frames_dropped: int) -> dict[str, Any]:
-        """The --stats-json object."""
+    def summary(
+        self, frames_read: int, frames_dropped: int, crop_seconds: Any = ()
+    ) -> dict[str, Any]:
+        """The --stats-json object; crop_seconds: per-crop recognition times, if any."""
         wall = self.wall_s()
         lat = _summary(self.latency, 1.0, 3)
         return {
@@ -87,6 +89,10 @@ class Stats:
                 s: {f"{k}_ms": v for k, v in _summary(self.stages[s], 1000.0, 2).items()}
                 for s in STAGES
             },
+            "recognize_per_crop": {
+                f"{k}_ms": v for k, v in _summary(crop_seconds, 1000.0, 2).items()
+            }
+            | {"count": len(crop_seconds)},
             "events": self.events,
             "latency_s": {"median": lat["median"], "p95": lat["p95"], "count": len(self.latency)},
             "start_time": round(self.start_wall, 3),

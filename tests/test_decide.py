@@ -154,19 +154,26 @@ def _judge(parts, image) -> Decision | None:
         f = Frame(frame, i, i / 15, time.time())
         tracker.update(detector.detect(f.image), f)
         judge.step(tracker.tracks, f.source_time)
-    assert len(tracker.tracks) == 1, "one face, one track"
-    return tracker.tracks[0].state.get("decision")
+    assert tracker.tracks, "the face was tracked"
+    main = max(tracker.tracks, key=lambda t: t.box[2] * t.box[3])  # LFW: others in the back
+    return main.state.get("decision")
 
 
 def test_judge_names_known_people_and_never_strangers(judge_parts, data_dir):
+    """Held-out photos: never a wrong name, mostly the right one; strangers stay unknown."""
     faces = data_dir / "faces"
-    for name in splits.known(faces)[:3]:
+    size = judge_parts[3].input_size
+    right = 0
+    for name in splits.known(faces):
         photo = splits.heldout_photos(faces, name)[0]
         d = _judge(judge_parts, cv2.imread(str(photo)))
-        assert d is not None and d.name == name, f"{photo.name}: {d}"
-        assert d.embedding is not None and d.crop.shape[:2] == (judge_parts[3].input_size,) * 2
+        assert d is not None, f"{photo.name}: no decision"
+        assert d.name in (name, UNKNOWN), f"{photo.name} named {d.name}"
+        assert d.embedding is not None and d.crop.shape[:2] == (size, size)
+        right += d.name == name
+    assert right >= 5, f"only {right} of 7 known people named"
     for name in splits.strangers(faces):
-        for photo in splits.heldout_photos(faces, name)[:2]:
+        for photo in splits.heldout_photos(faces, name)[:3]:
             d = _judge(judge_parts, cv2.imread(str(photo)))
             assert d is None or d.name == UNKNOWN, f"stranger {photo.name} named {d.name}"
 
