@@ -38,6 +38,10 @@ die() { printf '[arm64] error: %s\n' "$*" >&2; exit 1; }
 command -v git >/dev/null && git -C "$PROJECT" rev-parse --git-dir >/dev/null 2>&1 \
   || die "$PROJECT is not a git checkout (the project tree is copied with git ls-files)"
 
+mkdir -p "$(dirname "$ROOT")"
+exec 9>"$ROOT.lock"
+flock -n 9 || { say "waiting for another run.sh that uses $ROOT"; flock 9; }
+
 WORK=$(mktemp -d)
 STEPS="$WORK/steps.tsv"
 : >"$STEPS"
@@ -162,7 +166,8 @@ copy_project() {
   git -C "$PROJECT" ls-files -z \
     | tar -C "$PROJECT" --null --ignore-failed-read -T - -cf - 2>/dev/null \
     | tar -C "$ROOT$APP" -xf -
-  say "copied $(git -C "$PROJECT" ls-files | wc -l) files at $(git -C "$PROJECT" rev-parse --short HEAD)"
+  say "copied $(git -C "$PROJECT" ls-files | wc -l) files at $(git -C "$PROJECT" rev-parse --short HEAD)" \
+    "($(git -C "$PROJECT" status --porcelain --untracked-files=no | wc -l) with uncommitted changes)"
   if [ -f "$DATA/detection/$PHOTO" ]; then
     cp "$DATA/detection/$PHOTO" "$ROOT/tmp/$PHOTO"
   else
@@ -188,40 +193,19 @@ if [ -f "$ROOT/tmp/$PHOTO" ]; then
   step "edge detect" run_edge detect detect "/tmp/$PHOTO"
   say "detect: $(cat "$WORK/detect.out")"
 fi
-if [ -f "$ROOT$APP/edge/pipeline.py" ]; then
-  rm -f "$ROOT/tmp/stats.json"
-  step "edge (30 frames)" run_edge events --max-frames 30 --stats-json /tmp/stats.json
-  say "events ($(wc -l <"$WORK/events.out")):"
-  cat "$WORK/events.out" >&2
-  [ -s "$ROOT/tmp/stats.json" ] || die "python -m edge wrote no --stats-json file"
-  cp "$ROOT/tmp/stats.json" "$WORK/stats.json"
-  say "stats: $(cat "$WORK/stats.json")"
-else
-  say "edge/pipeline.py is not in the tree yet: the main-loop run is skipped"
-fi
+rm -f "$ROOT/tmp/stats.json"
+step "edge (30 frames)" run_edge events --max-frames 30 --stats-json /tmp/stats.json
+say "events ($(wc -l <"$WORK/events.out")):"
+cat "$WORK/events.out" >&2
+[ -s "$ROOT/tmp/stats.json" ] || die "python -m edge wrote no --stats-json file"
+cp "$ROOT/tmp/stats.json" "$WORK/stats.json"
+say "stats: $(tr -d '\n' <"$WORK/stats.json")"
 
 TOTAL=$(awk -v a="$T_START" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 say "== times (emulated aarch64 on $(uname -m); they say nothing about a real Pi)"
 awk -F'\t' '{ printf "[arm64]   %-22s %7s s\n", $1, $2 }' "$STEPS" >&2
 say "  total                  $TOTAL s"
-
-if [ -n "$JSON_OUT" ]; then
-  python3 - "$WORK" "$TOTAL" "$(chroot "$ROOT" /usr/bin/python3 --version)" \
-    "$(git -C "$PROJECT" rev-parse HEAD)" >"$JSON_OUT" <<'EOF'
-import json, pathlib, sys
-work, total, python, commit = pathlib.Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4]
-def lines(name):
-    p = work / name
-    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else None
-steps = [l.split("\t") for l in (work / "steps.tsv").read_text().splitlines()]
-stats = work / "stats.json"
-print(json.dumps({
-    "arch": "aarch64", "python": python, "commit": commit, "total_s": total,
-    "steps": {name: float(secs) for name, secs, _ in steps},
-    "detect": lines("detect.out"), "events": lines("events.out"),
-    "stats": json.loads(stats.read_text()) if stats.exists() else None,
-}, indent=1))
-EOF
-  say "summary written to $JSON_OUT"
-fi
+python3 "$HERE/summary.py" "$WORK" "$TOTAL" "$(chroot "$ROOT" /usr/bin/python3 --version)" \
+  "$(git -C "$PROJECT" rev-parse HEAD)" ${JSON_OUT:+"$JSON_OUT"} || die "the runs inside the arm64 root did not do their job"
+[ -z "$JSON_OUT" ] || say "summary written to $JSON_OUT"
 say "ok: setup.sh and python -m edge work on emulated aarch64"
