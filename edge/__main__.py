@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from edge.config import Config, ConfigError, load_config
@@ -112,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         overrides = {}
         if getattr(args, "source", None):
+            if os.path.exists(args.source):  # a path on the command line is relative to the cwd
+                args.source = os.path.abspath(args.source)
             overrides["camera.source"] = args.source
         cfg = load_config(args.config, overrides)
         logging.getLogger().setLevel(cfg.log_level)
