@@ -499,3 +499,35 @@ def test_empty_junk_grayscale_and_resized_frames(tmp_path, camera, faces, edge_p
     assert e.terminate() == 0
     no_traceback(e)
     assert e.events()[-2:] and [ev["type"] for ev in e.events()[-2:]] == ["unknown", "left"]
+
+
+def test_switch_off_while_someone_is_present_leaves_no_stale_presence(
+    tmp_path, camera, faces, edge_proc
+):
+    from tests.broker import Broker, Recorder
+
+    base = "edge/door"
+    with Broker(tmp_path / "broker") as broker, Recorder(broker, [f"{base}/#"]) as rec:
+        camera.show(scene(None))
+        cfg = base_config(
+            tmp_path,
+            camera.url,
+            mqtt={"host": broker.host, "port": broker.port, "device_id": "door"},
+        )
+        e = edge_proc(cfg)
+        e.wait_ready()
+        camera.show(scene(faces[0]))
+        assert rec.wait_payload(f"{base}/unknown", "ON", 30)
+        rec.client.publish(f"{base}/enabled/set", "OFF", qos=1)
+        assert rec.wait_payload(f"{base}/enabled", "OFF", 10)
+        # Recognition is off while the visitor is still there: nobody may stay "present".
+        assert rec.wait_payload(f"{base}/unknown", "OFF", 10), rec.on(f"{base}/unknown")
+        camera.show(scene(None))
+        rec.client.publish(f"{base}/enabled/set", "ON", qos=1)
+        assert rec.wait_payload(f"{base}/enabled", "ON", 10)
+        camera.show(scene(faces[1]))  # and it works again afterwards
+        assert rec.wait_for(
+            lambda: [m.text for m in rec.on(f"{base}/unknown")][-2:] == ["OFF", "ON"], 30
+        )
+        assert e.terminate() == 0
+    no_traceback(e)
