@@ -531,3 +531,39 @@ def test_switch_off_while_someone_is_present_leaves_no_stale_presence(
         )
         assert e.terminate() == 0
     no_traceback(e)
+
+
+@pytest.mark.slow
+def test_corrupt_face_model_on_reload_keeps_the_old_one(
+    tmp_path, camera, data_dir, edge_proc, trained_model
+):
+    from tests.splits import heldout_photos, known
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("faces.tflite", "faces.json"):
+        shutil.copy(trained_model.parent / name, models / name)
+    person = known(data_dir / "faces")[0]
+    photo = heldout_photos(data_dir / "faces", person)[0]
+    camera.show(scene(None))
+    cfg = base_config(tmp_path, camera.url, recognize={"model": str(models / "faces.tflite")})
+    e = edge_proc(cfg, "--sink", "stdout")
+    e.wait_ready()
+    visit(camera, e, photo, "recognized")
+
+    whole = (models / "faces.tflite").read_bytes()
+    (models / "faces.tflite").write_bytes(whole[: len(whole) // 2])  # a half-finished copy
+    e.proc.send_signal(signal.SIGHUP)
+    e.wait_log(r"reload failed, keeping the running config and model")
+    visit(camera, e, photo, "recognized")  # the old model still names people
+
+    (models / "faces.tflite").write_bytes(whole)  # the copy finished: reload takes it
+    e.proc.send_signal(signal.SIGHUP)
+    e.wait_log(r"reloaded .* \(7 people in the model\)")
+    visit(camera, e, photo, "recognized")
+    assert e.terminate() == 0
+    assert e.count(r"reload failed") == 1
+    assert re.search(r"reload failed.*faces\.tflite", e.log)
+    named = [ev["name"] for ev in e.events() if ev["type"] == "recognized"]
+    assert named == [person] * 3
+    no_traceback(e)
