@@ -316,9 +316,13 @@ class Recorder:
         )
 
 
-def retained(broker: Broker, topic: str, timeout: float = 1.0) -> dict[str, bytes]:
-    """The retained messages the broker holds under `topic` (wildcards allowed), by topic."""
-    rec = Recorder(broker, [topic], client_id=f"peek-{time.monotonic_ns()}", persistent=False)
+def retained(broker: Broker, topic: str, timeout: float = 1.0, **login: str) -> dict[str, bytes]:
+    """The retained messages the broker holds under `topic` (wildcards allowed), by topic.
+
+    `login`: username= and password= for a password-protected broker."""
+    rec = Recorder(
+        broker, [topic], client_id=f"peek-{time.monotonic_ns()}", persistent=False, **login
+    )
     with rec:
         time.sleep(timeout)
         return {m.topic: m.payload for m in rec.messages if m.retain}

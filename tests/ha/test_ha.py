@@ -1,0 +1,263 @@
+"""A real Home Assistant 2024.3.3 discovers edge over a real Mosquitto.
+
+Slow and outside the default run (marker `ha`): `tests/ha/run.sh` sets up .venv-ha and runs it.
+Home Assistant is onboarded and given the MQTT integration over its REST API, then
+`python -m edge --sink mqtt` runs on a doorbell clip; /api/states must show the person and
+unknown entities changing state, and the image entity must serve a JPEG.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from edge.config import load_config
+from edge.mqtt import MqttSink, slugify
+from tests.broker import Broker, free_port, retained
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.ha
+
+HASS = ROOT / ".venv-ha" / "bin" / "hass"
+DEVICE = "doorpi"
+USERS = {"edge": "edge-Pa55", "hass": "hass-Pa55"}
+
+
+class Api:
+    """Minimal Home Assistant REST client."""
+
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.token: str | None = None
+
+    def call(self, method: str, path: str, body=None, form: dict | None = None, raw=False):
+        headers = {}
+        data = None
+        if form is not None:
+            data = urllib.parse.urlencode(form).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        elif body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        req = urllib.request.Request(self.base + path, data=data, headers=headers, method=method)
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            payload = resp.read()
+            if raw:
+                return resp.headers.get("Content-Type", ""), payload
+            return json.loads(payload) if payload else None
+
+    def wait_up(self, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"hass exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                self.call("GET", "/api/onboarding")
+                return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.5)
+        pytest.fail(f"hass did not answer within {timeout}s:\n{log.read_text()[-3000:]}")
+
+    def onboard(self) -> None:
+        """Create the owner over the onboarding API and log in (code -> access token)."""
+        client_id = self.base + "/"
+        user = {
+            "client_id": client_id,
+            "name": "Test Owner",
+            "username": "owner",
+            "password": "owner-Pa55-word",
+            "language": "en",
+        }
+        code = self.call("POST", "/api/onboarding/users", user)["auth_code"]
+        tokens = self.call(
+            "POST",
+            "/auth/token",
+            form={"grant_type": "authorization_code", "code": code, "client_id": client_id},
+        )
+        self.token = tokens["access_token"]
+
+    def states(self) -> dict[str, dict]:
+        return {s["entity_id"]: s for s in self.call("GET", "/api/states")}
+
+
+def _hass_config(folder: Path, port: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "configuration.yaml").write_text(
+        f"""homeassistant:
+  name: edge-faces test
+  unit_system: metric
+  time_zone: UTC
+  latitude: 0
+  longitude: 0
+  elevation: 0
+http:
+  server_host: 127.0.0.1
+  server_port: {port}
+api:
+onboarding:
+logger:
+  default: warning
+"""
+    )
+
+
+@pytest.fixture
+def clip(data_dir: Path, tmp_path: Path) -> Path:
+    from tests.doorbell import make_clip
+
+    make_clip(data_dir, tmp_path / "clip", visits=3, seed=3)
+    return tmp_path / "clip" / "clip.mp4"
+
+
+def test_home_assistant_discovers_edge(tmp_path, clip, trained_model, capsys):
+    if not HASS.exists():
+        pytest.skip("no .venv-ha: run tests/ha/setup.sh (or tests/ha/run.sh)")
+    labels = json.loads(trained_model.with_suffix(".json").read_text())["labels"]
+    with Broker(tmp_path / "broker", users=USERS) as broker:
+        port = free_port()
+        _hass_config(tmp_path / "hass", port)
+        hass_log = tmp_path / "hass.log"
+        with open(hass_log, "w") as out:
+            hass = subprocess.Popen(
+                [str(HASS), "-c", str(tmp_path / "hass"), "--skip-pip"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        edge_proc = None
+        try:
+            api = Api(port)
+            api.wait_up(hass, hass_log)
+            api.onboard()
+            flow = api.call("POST", "/api/config/config_entries/flow", {"handler": "mqtt"})
+            assert flow.get("step_id") == "broker", flow
+            entry = api.call(
+                "POST",
+                f"/api/config/config_entries/flow/{flow['flow_id']}",
+                {
+                    "broker": broker.host,
+                    "port": broker.port,
+                    "username": "hass",
+                    "password": USERS["hass"],
+                },
+            )
+            assert entry.get("type") == "create_entry", entry
+
+            cfg = tmp_path / "edge.yaml"
+            cfg.write_text(
+                f"""stats_interval_s: 2
+recognize:
+  model: "{trained_model}"
+unknown_faces:
+  enabled: false
+mqtt:
+  host: {broker.host}
+  port: {broker.port}
+  username: edge
+  password_file: {tmp_path / "edge.pw"}
+  device_id: {DEVICE}
+"""
+            )
+            (tmp_path / "edge.pw").write_text(USERS["edge"] + "\n")
+            # Entities appear by themselves: discovery alone (no video yet) creates them, so
+            # Home Assistant listens before the first (not retained) event of the run.
+            sink = MqttSink(load_config(cfg))
+            sink.start(labels)
+            switch = f"switch.{DEVICE}_enabled"
+            deadline = time.monotonic() + 60
+            while api.states().get(switch, {}).get("state") != "on":
+                assert time.monotonic() < deadline, f"no {switch}:\n{hass_log.read_text()[-3000:]}"
+                time.sleep(0.3)
+            sink.close()
+            edge_log = tmp_path / "edge.log"
+            with open(edge_log, "w") as err:
+                edge_proc = subprocess.Popen(
+                    [sys.executable, "-m", "edge", "--config", str(cfg), "--source", str(clip)]
+                    + ["--realtime"],  # paced like a live camera: ~28 s
+                    cwd=ROOT,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                )
+
+            # Watch /api/states while edge runs: every state each entity of the device takes.
+            seen: dict[str, list[str]] = {}
+            event_types: list[str] = []
+            image: tuple[str, bytes] | None = None
+            switched = False
+            deadline = time.monotonic() + 240
+            while edge_proc.poll() is None and time.monotonic() < deadline:
+                for eid, st in api.states().items():
+                    if f"{DEVICE}_" not in eid:
+                        continue
+                    history = seen.setdefault(eid, [])
+                    if not history or history[-1] != st["state"]:
+                        history.append(st["state"])
+                        if eid.startswith("event.") and st["attributes"].get("event_type"):
+                            event_types.append(st["attributes"]["event_type"])
+                    token = st["attributes"].get("access_token")
+                    fresh = st["state"] not in ("unknown", "unavailable")
+                    if eid.startswith("image.") and image is None and token and fresh:
+                        image = api.call("GET", f"/api/image_proxy/{eid}?token={token}", raw=True)
+                if (
+                    not switched
+                    and image
+                    and "on" in seen.get(f"binary_sensor.{DEVICE}_unknown", [])
+                ):
+                    # The switch, from Home Assistant's side: recognition off for the rest.
+                    api.call(
+                        "POST",
+                        "/api/services/switch/turn_off",
+                        {"entity_id": f"switch.{DEVICE}_enabled"},
+                    )
+                    switched = True
+                time.sleep(0.25)
+            assert edge_proc.poll() == 0, edge_log.read_text()[-3000:]
+            final = api.states()
+        finally:
+            if edge_proc is not None and edge_proc.poll() is None:
+                edge_proc.kill()
+                edge_proc.wait()
+            hass.send_signal(signal.SIGTERM)
+            try:
+                hass.wait(60)
+            except subprocess.TimeoutExpired:
+                hass.kill()
+                hass.wait()
+        held = retained(broker, f"edge/{DEVICE}/#", 0.5, username="hass", password=USERS["hass"])
+
+    with capsys.disabled():
+        print("\nHome Assistant entities of the device and the states they took:")
+        for eid in sorted(seen):
+            print(f"  {eid}: {' -> '.join(seen[eid])}")
+        print(f"  event types: {event_types}")
+        if image:
+            print(f"  image: {image[0]}, {len(image[1])} bytes")
+
+    people = [f"binary_sensor.{DEVICE}_person_{slugify(p)}" for p in labels]
+    for eid in people:
+        assert eid in seen, f"{eid} missing; entities: {sorted(seen)}"
+    # The clip shows Ariel_Sharon, then Arnold_Schwarzenegger, then a stranger.
+    assert "on" in seen[f"binary_sensor.{DEVICE}_person_ariel_sharon"]
+    assert "on" in seen[f"binary_sensor.{DEVICE}_unknown"]
+    assert seen[f"binary_sensor.{DEVICE}_person_ariel_sharon"][-2:] == ["off", "unavailable"]
+    assert event_types[:1] == ["recognized"] and "unknown" in event_types
+    assert "Ariel_Sharon" in seen[f"sensor.{DEVICE}_last_person"]
+    assert "off" in seen[f"switch.{DEVICE}_enabled"]
+    assert "recognition disabled over MQTT" in edge_log.read_text()
+    assert image is not None, "the image entity never held a snapshot"
+    assert image[0].startswith("image/jpeg") and image[1][:2] == b"\xff\xd8"
+    assert held[f"edge/{DEVICE}/snapshot"][:2] == b"\xff\xd8"
+    # After edge's clean exit everything of the device shows unavailable (status offline).
+    assert all(
+        final[e]["state"] == "unavailable" for e in final if e.split(".")[1].startswith(DEVICE)
+    )
