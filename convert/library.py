@@ -139,11 +139,11 @@ def scan(
     model_path = model_path or cfg.recognize.model
     if not Path(photos).exists():
         raise UserError(f"{photos}: no such file or folder")
-    model = model_id(model_path)
-    db = open_index(index)
     from edge.recognize import FaceModel
 
-    labels = FaceModel.load(model_path, cfg.recognize).labels  # fails here, in one line
+    labels = FaceModel.load(model_path, cfg.recognize).labels  # a bad model fails here, in one line
+    model = model_id(model_path)
+    db = open_index(index)
     db.execute(
         "INSERT OR REPLACE INTO models VALUES (?, ?, ?)",
         (model, str(Path(model_path).resolve()), json.dumps(labels)),

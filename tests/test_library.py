@@ -1,0 +1,162 @@
+"""`convert scan` / `convert find`: index real photos, resume, find the right ones."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.splits import known, photos, train_photos
+
+
+def convert(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "convert", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def library(data_dir: Path, tmp_path_factory) -> tuple[Path, dict[str, list[Path]]]:
+    """A small photo tree: 3 photos each of 3 known people (training photos, so the names are
+    certain; how well unseen photos are named is bench/library.py's job) and 2 without faces."""
+    root = tmp_path_factory.mktemp("library")
+    faces = data_dir / "faces"
+    who = {name: train_photos(faces, name)[:3] for name in known(faces)[:3]}
+    placed: dict[str, list[Path]] = {}
+    for i, (name, files) in enumerate(who.items()):
+        folder = root / f"album{i}" / "sub"
+        folder.mkdir(parents=True)
+        placed[name] = [Path(shutil.copy2(f, folder / f.name)).resolve() for f in files]
+    (root / "misc").mkdir()
+    for name in ("coffee.png", "moon.png"):
+        shutil.copy2(data_dir / "no_face" / name, root / "misc" / name)
+    (root / "misc" / "notes.txt").write_text("not a photo")
+    return root, placed
+
+
+def _scan(root: Path, index: Path, model: Path, *extra: str) -> dict:
+    proc = convert("scan", str(root), "--index", str(index), "--model", str(model), *extra)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def _find(name: str, index: Path, *extra: str) -> list[Path]:
+    proc = convert("find", name, "--index", str(index), *extra)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return [Path(line) for line in proc.stdout.splitlines()]
+
+
+def test_scan_find_and_rescan(library, trained_model: Path, tmp_path: Path) -> None:
+    root, placed = library
+    index = tmp_path / "index.db"
+    first = _scan(root, index, trained_model, "--jobs", "2")
+    assert first["found"] == 11 and first["scanned"] == 11 and first["skipped"] == 0
+    assert first["faces"] >= 9 and not first["interrupted"]
+
+    a, b, c = placed
+    for name in (a, b, c):
+        assert sorted(_find(name, index)) == sorted(placed[name])
+    assert _find(a.lower().replace("_", " "), index) == _find(a, index)  # spelling-insensitive
+
+    page = tmp_path / "a.html"
+    assert len(_find(a, index, "--html", str(page))) == 3
+    assert page.read_text().count('<img src="data:image/jpeg;base64,') == 3
+
+    # Unchanged photos are skipped; a changed one is scanned again, a deleted one forgotten.
+    again = _scan(root, index, trained_model)
+    assert again["scanned"] == 0 and again["skipped"] == 11
+    changed, gone = placed[a][0], placed[a][1]
+    shutil.copy2(placed[b][0], changed)  # now shows person b
+    gone.unlink()
+    third = _scan(root, index, trained_model)
+    assert (third["scanned"], third["skipped"], third["removed"]) == (1, 9, 1)
+    assert sorted(_find(a, index)) == [placed[a][2]]
+    assert changed in _find(b, index)
+    with sqlite3.connect(index) as db:
+        assert db.execute("SELECT COUNT(*) FROM photos").fetchone()[0] == 10
+
+
+def test_find_newest_first(library, trained_model: Path, tmp_path: Path) -> None:
+    root, placed = library
+    a = next(iter(placed))
+    index = tmp_path / "index.db"
+    _scan(root, index, trained_model)
+    ordered = _find(a, index)
+    mtimes = [p.stat().st_mtime for p in ordered]
+    assert mtimes == sorted(mtimes, reverse=True)
+
+
+def test_bad_input_one_line(library, trained_model: Path, tmp_path: Path) -> None:
+    root, _ = library
+    cases = [
+        ("scan", str(tmp_path / "nope"), "--index", str(tmp_path / "i.db"), "--model",
+         str(trained_model)),
+        ("scan", str(root), "--index", str(tmp_path / "i.db"), "--model", str(tmp_path / "x")),
+        ("scan", str(root), "--index", str(tmp_path / "i.db"), "--jobs", "0"),
+        ("find", "x", "--index", str(tmp_path / "missing.db")),
+    ]  # fmt: skip
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not sqlite" * 100)
+    cases.append(("find", "x", "--index", str(garbage)))
+    for args in cases:
+        proc = convert(*args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stdout == ""
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert "Traceback" not in proc.stderr
+    index = tmp_path / "ok.db"
+    _scan(root / "misc", index, trained_model)
+    proc = convert("find", "Nobody_Here", "--index", str(index))
+    assert proc.returncode == 2 and "Nobody_Here" in proc.stderr
+
+
+@pytest.mark.slow
+def test_scan_resumes_after_sigint(data_dir: Path, trained_model: Path, tmp_path: Path) -> None:
+    """Ctrl-C keeps the finished photos; the next scan does only the rest."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    faces = data_dir / "faces"
+    for name in known(faces)[:4]:
+        for p in photos(faces, name):
+            shutil.copy2(p, root / p.name)
+    total = len(list(root.iterdir()))
+    index = tmp_path / "index.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "convert", "scan", str(root), "--index", str(index), "--model",
+         str(trained_model), "--jobs", "1"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    done = 0
+    deadline = time.monotonic() + 240
+    while done < 3 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        if index.exists():
+            try:
+                with sqlite3.connect(index) as db:
+                    done = db.execute("SELECT COUNT(*) FROM photos").fetchone()[0]
+            except sqlite3.OperationalError:  # schema not created yet
+                pass
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    stopped = json.loads(out)
+    assert stopped["interrupted"] and 3 <= stopped["scanned"] < total
+    with sqlite3.connect(index) as db:
+        indexed = db.execute("SELECT COUNT(*) FROM photos").fetchone()[0]
+    assert indexed == stopped["scanned"]
+    resumed = _scan(root, index, trained_model)
+    assert resumed["skipped"] == indexed
+    assert resumed["scanned"] == total - indexed
