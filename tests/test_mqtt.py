@@ -346,3 +346,25 @@ def test_reloaded_model_updates_entities(broker):
         sink.close()
     held = retained(broker, "#", 0.5)
     assert bob not in held and carol in held and f"{BASE}/person/bob" not in held
+
+
+def test_cpu_temperature_from_the_thermal_zone(broker, tmp_path, monkeypatch):
+    import edge.mqtt
+
+    zone = tmp_path / "thermal" / "thermal_zone0"  # the layout of a Pi's /sys/class/thermal
+    zone.mkdir(parents=True)
+    (zone / "type").write_text("cpu-thermal\n")
+    (zone / "temp").write_text("48312\n")
+    monkeypatch.setattr(edge.mqtt, "THERMAL", tmp_path / "thermal")
+    with Recorder(broker, [f"{BASE}/stats", "homeassistant/sensor/#"]) as rec:
+        sink = MqttSink(make_cfg(broker))
+        sink.start([])
+        topic = "homeassistant/sensor/pi/cpu_temperature/config"
+        assert rec.wait_for(lambda: rec.on(topic))
+        config = json.loads(rec.last(topic).payload)
+        assert config["device_class"] == "temperature" and config["entity_category"] == "diagnostic"
+        sink.stats({"fps": 3.0, "latency_s": {"median": 0.25, "p95": 0.4, "count": 2}})
+        assert rec.wait_for(lambda: rec.on(f"{BASE}/stats"))
+        stats = json.loads(rec.last(f"{BASE}/stats").payload)
+        assert stats["cpu_temp_c"] == 48.3 and stats["latency_ms"] == 250.0
+        sink.close()

@@ -261,3 +261,40 @@ mqtt:
     assert all(
         final[e]["state"] == "unavailable" for e in final if e.split(".")[1].startswith(DEVICE)
     )
+
+
+def test_discovery_passes_home_assistant_schemas(tmp_path, monkeypatch):
+    """Every discovery payload (CPU temperature included) validated by HA's own schemas."""
+    import edge.mqtt
+
+    if not HASS.exists():
+        pytest.skip("no .venv-ha: run tests/ha/setup.sh (or tests/ha/run.sh)")
+    zone = tmp_path / "thermal" / "thermal_zone0"  # the layout of a Pi's /sys/class/thermal
+    zone.mkdir(parents=True)
+    (zone / "type").write_text("cpu-thermal\n")
+    (zone / "temp").write_text("48312\n")
+    monkeypatch.setattr(edge.mqtt, "THERMAL", tmp_path / "thermal")
+    sink = MqttSink(load_config(None, {"mqtt.host": "127.0.0.1", "mqtt.device_id": DEVICE}))
+    sink._labels = ["Alice", "Zoë B"]
+    payloads = tmp_path / "discovery.json"
+    payloads.write_text(json.dumps(sink.discovery()))
+    check = """
+import importlib, json, sys
+bad = []
+for topic, payload in json.load(open(sys.argv[1])).items():
+    schema = importlib.import_module("homeassistant.components.mqtt." + topic.split("/")[1])
+    try:
+        schema.DISCOVERY_SCHEMA(payload)
+    except Exception as exc:
+        bad.append(f"{topic}: {exc}")
+print(json.dumps(bad))
+"""
+    out = subprocess.run(
+        [str(HASS.parent / "python"), "-c", check, str(payloads)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.splitlines()[-1]) == []
+    assert "homeassistant/sensor/doorpi/cpu_temperature/config" in sink.discovery()
