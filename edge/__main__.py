@@ -108,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        # Under systemd the journal stamps each line itself.
+        format=("" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s ")
+        + "%(levelname)s %(name)s: %(message)s",
     )
     try:
         overrides = {}
