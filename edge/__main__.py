@@ -11,6 +11,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
+
+import numpy as np
 
 from edge.config import Config, ConfigError, load_config
 from edge.errors import UserError
@@ -64,42 +67,35 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _detect(args: argparse.Namespace, cfg: Config) -> int:
-    from edge.detect import create_detector
+def _per_image(paths: list[str], faces_of: Callable[[np.ndarray], list]) -> int:
+    """Print one JSON line per readable image; unreadable ones are logged and give exit 2."""
     from edge.images import iter_images, read_image
 
-    detector = create_detector(cfg.detect, method=args.detector, confirmer=args.confirmer)
     failed = 0
-    for path in iter_images(args.paths):
+    for path in iter_images(paths):
         try:
             image = read_image(path)
         except UserError as exc:
             log.error("%s", exc)
             failed += 1
             continue
-        faces = detector.detect(image)
         h, w = image.shape[:2]
-        _emit({"image": str(path), "width": w, "height": h, "faces": [f.to_json() for f in faces]})
+        faces = [f.to_json() for f in faces_of(image)]
+        _emit({"image": str(path), "width": w, "height": h, "faces": faces})
     return 2 if failed else 0
+
+
+def _detect(args: argparse.Namespace, cfg: Config) -> int:
+    from edge.detect import create_detector
+
+    detector = create_detector(cfg.detect, method=args.detector, confirmer=args.confirmer)
+    return _per_image(args.paths, detector.detect)
 
 
 def _identify(args: argparse.Namespace, cfg: Config) -> int:
-    from edge.images import iter_images, read_image
     from edge.stills import StillRecognizer
 
-    recognizer = StillRecognizer(cfg, args.model)
-    failed = 0
-    for path in iter_images(args.paths):
-        try:
-            image = read_image(path)
-        except UserError as exc:
-            log.error("%s", exc)
-            failed += 1
-            continue
-        faces = [f.to_json() for f in recognizer(image)]
-        h, w = image.shape[:2]
-        _emit({"image": str(path), "width": w, "height": h, "faces": faces})
-    return 2 if failed else 0
+    return _per_image(args.paths, StillRecognizer(cfg, args.model))
 
 
 def main(argv: list[str] | None = None) -> int:
