@@ -475,6 +475,7 @@ def test_disk_full_when_saving_unknown_faces(tmp_path, camera, faces, edge_proc,
     no_traceback(e)
 
 
+@pytest.mark.slow
 def test_empty_junk_grayscale_and_resized_frames(tmp_path, camera, faces, edge_proc):
     camera.show(scene(None))
     e = edge_proc(base_config(tmp_path, camera.url), "--sink", "stdout")
@@ -490,7 +491,7 @@ def test_empty_junk_grayscale_and_resized_frames(tmp_path, camera, faces, edge_p
         ("odd size", scene(faces[3], (333, 251))),
     ):
         camera.show(payload)
-        time.sleep(2.0)
+        time.sleep(1.5)
         assert e.proc.poll() is None, f"died on {what} frames:\n{e.log}"
     camera.show(scene(None))
     e.wait_pings(5, timeout=30)  # frames flow again after whatever the bad ones did
