@@ -159,7 +159,12 @@ class MqttConfig:
     discovery_prefix: str = _opt("homeassistant", "Home Assistant discovery prefix")
     qos: int = _opt(1, "QoS for events and states", choices=(0, 1, 2))
     keepalive_s: int = _opt(30, "MQTT keepalive", min=5, max=3600)
-    queue_size: int = _opt(1000, "messages kept while the broker is down", min=1, max=1_000_000)
+    queue_size: int = _opt(
+        1000,
+        "events kept while the broker is down; beyond, the oldest are dropped",
+        min=1,
+        max=1_000_000,
+    )
     reconnect_max_s: int = _opt(
         30, "longest wait between attempts to reach the broker, s", min=1, max=3600
     )
