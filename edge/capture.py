@@ -432,7 +432,11 @@ class Picamera2Source(Source):
         with self._lock:
             if self._closed.is_set():
                 return None
-            request = self._cam.capture_request()
+            try:
+                request = self._cam.capture_request()
+            except Exception as exc:  # noqa: BLE001 - libcamera raises plain errors
+                # One line and exit 2; under systemd the service restarts and reopens it.
+                raise UserError(f"camera picamera2 failed: {exc}") from None
             try:
                 image = request.make_array("main")
                 small = self._lores_bgr(request.make_buffer("lores")) if self.lores_size else None

@@ -568,3 +568,104 @@ def test_corrupt_face_model_on_reload_keeps_the_old_one(
     named = [ev["name"] for ev in e.events() if ev["type"] == "recognized"]
     assert named == [person] * 3
     no_traceback(e)
+
+
+FAKE_PICAMERA2 = '''
+"""A stand-in for picamera2 (the only mock allowed): serves a scene image; the file named by
+$FAKECAM_CTL says what the camera does next: play, hang or error."""
+import os
+import time
+
+import cv2
+
+
+class Picamera2:
+    def __init__(self):
+        self.config = None
+        self.ts = 1_000_000_000
+
+    def create_video_configuration(self, main=None, lores=None, controls=None, transform=None):
+        return {"main": main, "lores": lores, "controls": controls}
+
+    def configure(self, config):
+        assert config["lores"] is None, "run with detect.downscale_width >= camera.width"
+        self.config = config
+
+    def start(self):
+        pass
+
+    def capture_request(self):
+        mode = open(os.environ["FAKECAM_CTL"]).read().strip()
+        if mode == "error":
+            raise RuntimeError("Camera frontend has timed out!")
+        while mode == "hang":
+            time.sleep(0.1)
+            mode = open(os.environ["FAKECAM_CTL"]).read().strip()
+        time.sleep(1 / 15)
+        w, h = self.config["main"]["size"]
+        image = cv2.resize(cv2.imread(os.environ["FAKECAM_IMAGE"]), (w, h))
+        self.ts += 66_666_667
+        return Request(image, self.ts)
+
+    def stop(self):
+        pass
+
+    def close(self):
+        pass
+
+
+class Request:
+    def __init__(self, image, ts):
+        self.image, self.ts = image, ts
+
+    def make_array(self, name):
+        return self.image
+
+    def get_metadata(self):
+        return {"SensorTimestamp": self.ts}
+
+    def release(self):
+        pass
+'''
+
+
+@pytest.fixture
+def fake_picamera2(tmp_path):
+    """PYTHONPATH with a fake picamera2 + libcamera, and its control file (starts "play")."""
+    pkg = tmp_path / "fakecam"
+    (pkg / "picamera2").mkdir(parents=True)
+    (pkg / "picamera2" / "__init__.py").write_text(FAKE_PICAMERA2)
+    (pkg / "libcamera").mkdir()
+    (pkg / "libcamera" / "__init__.py").write_text(
+        "class Transform:\n    def __init__(self, hflip=0, vflip=0):\n"
+        "        self.hflip, self.vflip = hflip, vflip\n"
+    )
+    ctl = tmp_path / "camctl"
+    ctl.write_text("play")
+    image = tmp_path / "scene.jpg"
+    cv2.imwrite(str(image), scene(None))
+    env = {"PYTHONPATH": str(pkg), "FAKECAM_CTL": str(ctl), "FAKECAM_IMAGE": str(image)}
+    return env, ctl
+
+
+def test_pi_camera_hangs_then_fails_mid_run(tmp_path, fake_picamera2, edge_proc):
+    env, ctl = fake_picamera2
+    cfg = base_config(tmp_path, "picamera2", detect={"downscale_width": 640})
+    e = edge_proc(cfg, "--sink", "stdout", env=env)
+    e.wait_ready()
+    e.wait_pings(5)
+    ctl.write_text("hang")  # libcamera stops delivering: no pings, so systemd restarts us
+    time.sleep(1.0)
+    since = time.monotonic()
+    time.sleep(2.0)
+    assert e.pings(since) == 0 and e.proc.poll() is None
+    ctl.write_text("play")
+    e.wait_pings(5)
+    ctl.write_text("error")  # libcamera raises: one clear line, exit 2, systemd restarts us
+    e.wait(lambda: e.proc.poll() is not None, 20, "exit")
+    assert e.proc.returncode == 2
+    assert e.log.rstrip().splitlines()[-1] == (
+        "error: camera picamera2 failed: Camera frontend has timed out!"
+    )
+    assert e.noted("STOPPING=1")
+    no_traceback(e)
