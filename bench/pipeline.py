@@ -117,6 +117,8 @@ def row(name: str, source: str, mode: str, r: dict[str, Any]) -> dict[str, Any]:
         "cpu_percent": s["cpu_percent"],
         "peak_rss_mb": s["peak_rss_mb"],
         "stages": s["stages"],
+        "stages_cpu": s.get("stages_cpu", {}),
+        "recognize_per_crop": s.get("recognize_per_crop"),
         "track_latency_s": s["latency_s"],
         "events": len(r["events"]),
     }
@@ -241,6 +243,30 @@ def soak(config: Path, clip: Path, minutes: float) -> dict[str, Any]:
     }
 
 
+def haar_reference(clip: Path, repeat: int = 30) -> dict[str, Any]:
+    """Haar at 320x320, single thread, on a doorbell frame: the ruler for the Pi 4 figure."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(clip))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, 60)
+    ok, frame = cap.read()
+    cap.release()
+    gray = cv2.cvtColor(cv2.resize(frame, (320, 320)), cv2.COLOR_BGR2GRAY)
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    times = []
+    try:
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=3, minSize=(16, 16))
+            times.append(time.perf_counter() - t0)
+    finally:
+        cv2.setNumThreads(threads)
+    return {"haar_320_1thread_ms_median": round(float(np.median(times)) * 1000, 2),
+            "haar_320_1thread_ms_min": round(float(np.min(times)) * 1000, 2)}  # fmt: skip
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", help="faces.tflite to use (default: see find_model)")
@@ -304,6 +330,19 @@ def main() -> int:
             print_table(rows[-1:])
     print()
     print_table(rows)
+    print(
+        "\nCPU ms of the process per stage, median/p95 (contention-free cost); per crop: align+identify"
+    )
+    for r in rows:
+        cpu = r["stages_cpu"]
+        crop = r["recognize_per_crop"] or {}
+        print(
+            f"{r['setting']:<10} {r['source'][:24]:<24} {r['mode']:<9} "
+            + " ".join(f"{s[:5]}={_ms(cpu[s]) if s in cpu else '-':<11}" for s in STAGES)
+            + f" crop={_ms(crop) if crop.get('count') else '-'} (n={crop.get('count', 0)})"
+        )
+    ref = haar_reference(clip)
+    print(f"Pi reference: {ref}")
     result: dict[str, Any] = {
         "machine": {
             "cpus": os.cpu_count(),
@@ -314,6 +353,7 @@ def main() -> int:
         "timeline": {k: timeline[k] for k in ("fps", "width", "height", "frames")},
         "visits": timeline["visits"],
         "runs": rows,
+        "pi_reference": ref,
     }
     if args.soak_minutes > 0:
         s = soak(configs["default"], clip, args.soak_minutes)

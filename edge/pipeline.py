@@ -214,11 +214,11 @@ class Loop:
                 if self._reload.is_set():
                     self._reload.clear()
                     self.reload()
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 frame = self.source.read()
                 if frame is None:
                     break
-                self.stats.add("capture", time.perf_counter() - t0)
+                self.stats.add("capture", time.perf_counter() - t0, time.process_time() - c0)
                 self.notifier.watchdog()
                 if last is None:
                     self.stats.source_t0 = frame.wall_time - frame.source_time

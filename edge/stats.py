@@ -39,6 +39,8 @@ class Stats:
         self.start_wall = time.time()
         self._start = time.perf_counter()
         self.stages: dict[str, deque[float]] = {s: deque(maxlen=WINDOW) for s in STAGES}
+        # CPU seconds of the whole process per stage: what the stage costs without contention
+        self.stages_cpu: dict[str, deque[float]] = {s: deque(maxlen=WINDOW) for s in STAGES}
         self.latency: deque[float] = deque(maxlen=WINDOW)
         self.frames_processed = 0
         self.events = 0
@@ -48,15 +50,18 @@ class Stats:
     @contextmanager
     def stage(self, name: str):
         """Time the enclosed block as one sample of `name`."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             self.stages[name].append(time.perf_counter() - t0)
+            self.stages_cpu[name].append(time.process_time() - c0)
 
-    def add(self, name: str, seconds: float) -> None:
+    def add(self, name: str, seconds: float, cpu_seconds: float | None = None) -> None:
         """Record one sample of `name` measured elsewhere."""
         self.stages[name].append(seconds)
+        if cpu_seconds is not None:
+            self.stages_cpu[name].append(cpu_seconds)
 
     def event_latency(self, seconds: float) -> None:
         """Wall seconds from a person's first captured frame to their event."""
@@ -88,6 +93,11 @@ class Stats:
             "stages": {
                 s: {f"{k}_ms": v for k, v in _summary(self.stages[s], 1000.0, 2).items()}
                 for s in STAGES
+            },
+            "stages_cpu": {
+                s: {f"{k}_ms": v for k, v in _summary(self.stages_cpu[s], 1000.0, 2).items()}
+                for s in STAGES
+                if self.stages_cpu[s]
             },
             "recognize_per_crop": {
                 f"{k}_ms": v for k, v in _summary(crop_seconds, 1000.0, 2).items()
