@@ -669,3 +669,26 @@ def test_pi_camera_hangs_then_fails_mid_run(tmp_path, fake_picamera2, edge_proc)
     )
     assert e.noted("STOPPING=1")
     no_traceback(e)
+
+
+def test_sigterm_with_camera_and_broker_gone_exits_promptly(tmp_path, camera, faces, edge_proc):
+    from tests.broker import free_port
+
+    camera.show(scene(None))
+    port = free_port()  # nothing listens there: the broker is down the whole time
+    cfg = base_config(
+        tmp_path, camera.url, mqtt={"host": "127.0.0.1", "port": port, "device_id": "door"}
+    )
+    e = edge_proc(cfg)
+    e.wait_ready()
+    camera.show(scene(faces[0]))
+    e.wait_log(r"edge.pipeline: unknown ")  # accepted, queued for the broker
+    camera.close()  # and the camera goes too: the loop is blocked waiting for a frame
+    e.wait_log(r"camera lost")
+    t0 = time.monotonic()
+    assert e.terminate(timeout=15) == 0
+    took = time.monotonic() - t0
+    assert took < 15  # systemd's TimeoutStopSec is 20 s; the MQTT flush waits up to 5 s
+    assert re.search(r"MQTT: \d+ messages not delivered to 127.0.0.1:\d+", e.log), e.log
+    assert e.noted("STOPPING=1")
+    no_traceback(e)
