@@ -63,8 +63,10 @@ class FaceModel:
     @classmethod
     def load(cls, path: str | Path, rcfg: RecognizeConfig) -> FaceModel:
         """Load and check the model and its labels; ModelError (one line) when they don't fit."""
+        if str(path) in ("", "."):
+            raise ModelError("no face model configured (recognize.model is empty)")
         path = Path(path)
-        if not str(path) or not path.is_file():
+        if not path.is_file():
             raise ModelError(
                 f"{path}: face model not found (train one with `python -m convert train DATASET`)"
             )
