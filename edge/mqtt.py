@@ -146,7 +146,6 @@ class MqttSink(Sink):
         self._m = m
         self._qos = m.qos
         self._where = f"{m.host}:{m.port}"
-        self._source = cfg.source_file
         self._thermal = cpu_temperature_file()
         self._labels: list[str] = []
         self._slugs: dict[str, str] = {}
@@ -183,7 +182,13 @@ class MqttSink(Sink):
             protocol=paho.MQTTv311,
         )
         if m.username:
-            client.username_pw_set(m.username, cfg.mqtt_password() or None)
+            password = cfg.mqtt_password()
+            if not password:
+                log.warning(
+                    "mqtt.username is set but %s is empty: connecting without a password",
+                    self._password_source().removeprefix("the password in "),
+                )
+            client.username_pw_set(m.username, password or None)
         if m.tls.ca_file:
             try:
                 client.tls_set(
@@ -499,7 +504,7 @@ class MqttSink(Sink):
     def counters(self) -> dict[str, Any]:
         """Connection and queue counters, for stats."""
         return {
-            "queued": sum(len(g) for g in self._queue),
+            "queued": len(self._queue),  # events (with their state messages)
             "dropped": self.dropped,
             "reconnects": self.reconnects,
         }
