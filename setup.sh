@@ -65,7 +65,7 @@ if [ "$IS_PI" -eq 1 ]; then
   apt_install python3-picamera2 python3-tk   # camera; Tk for --preview
 fi
 if [ "$WITH_TEST" -eq 1 ]; then
-  apt_install mosquitto mosquitto-clients xvfb x11-apps imagemagick xdotool
+  apt_install mosquitto mosquitto-clients openssl xvfb x11-apps imagemagick xdotool
 fi
 
 # --- virtual environment ---------------------------------------------------------------
