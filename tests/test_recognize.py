@@ -166,3 +166,18 @@ def test_align_levels_a_tilted_face(cfg, data_dir):
     assert c1.shape == c2.shape == (112, 112, 3)
     aligned_err = np.abs(c1 - c2)[20:92, 20:92].mean()
     assert aligned_err < 25, aligned_err
+
+
+def test_edge_side_never_imports_tensorflow_or_convert():
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = (
+        "import sys, edge.recognize, edge.align, edge.__main__; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'convert', 'keras')]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
