@@ -109,6 +109,9 @@ def enroll(
     """Copy the photos that show one face into DATASET/NAME/, retrain, re-export; the summary."""
     name = check_name(name)
     root = resolve_dataset(dataset, model)
+    missing = [p for p in photos if not Path(p).exists()]
+    if missing:
+        raise UserError(f"{missing[0]}: no such photo or folder")
     files = list(iter_images(photos))
     if not files:
         raise UserError(f"{' '.join(photos)}: no photos found")
