@@ -96,10 +96,14 @@ class Loop:
         self.cfg, self.args = cfg, args
         self.notifier = Notifier()
         self.stages = build_stages(cfg)
-        self.source: Source = open_source(
-            cfg.camera, _realtime(args), lores_width=cfg.detect.downscale_width
-        )
         self.sink: Sink = create_sink(cfg, getattr(args, "sink", None))
+        try:
+            self.source: Source = open_source(
+                cfg.camera, _realtime(args), lores_width=cfg.detect.downscale_width
+            )
+        except BaseException:
+            self.sink.close()  # says offline and stops the MQTT thread before exit 2
+            raise
         self.sink.start(self.stages.labels)
         self.tracker = Tracker(cfg.track)
         self.judge = Judge(cfg.recognize, self.stages.model, self.stages.aligner)
