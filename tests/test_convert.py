@@ -62,7 +62,7 @@ def test_empty_dataset_and_one_person_exit_2(tmp_path, data_dir):
 
 
 def test_bad_files_are_reported_and_the_rest_is_used(tmp_path, data_dir):
-    """Corrupt jpg, png with alpha, no-face photo, a one-photo person, a text file, a
+    """Corrupt jpg, png with alpha, EXIF-rotated jpg, no-face photo, a one-photo person, a text file, a
     nested folder and _unknown/; then adding a person reuses the cache."""
     faces = data_dir / "faces"
     a, b, c, d = known(faces)[:4]
@@ -77,6 +77,12 @@ def test_bad_files_are_reported_and_the_rest_is_used(tmp_path, data_dir):
     (ds / b / "nested").mkdir(exist_ok=True)
     assert cv2.imwrite(str(ds / b / "nested" / "alpha.png"), bgra)
     _link(data_dir / "no_face" / "brick.png", ds / a / "brick.png")
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    upright = Image.open(photos(faces, a)[6])
+    upright.transpose(Image.Transpose.ROTATE_90).save(ds / a / "sideways.jpg", exif=exif.tobytes())
     (ds / "notes.txt").write_text("not a photo")
     for photo in photos(faces, strangers(faces)[0])[:3]:
         _link(photo, ds / "_unknown" / photo.name)
@@ -90,7 +96,8 @@ def test_bad_files_are_reported_and_the_rest_is_used(tmp_path, data_dir):
     assert f"{ds / c}: only 1 usable photo(s), need 2: person left out" in err
     metrics = json.loads(proc.stdout)
     assert metrics["people"] == 2
-    assert metrics["photos"] == 9  # 4 + 4 + the alpha png in a nested folder
+    assert metrics["photos"] == 10  # 4 + 4 + the EXIF-rotated jpg + the alpha png (nested)
+    assert "sideways.jpg" not in err
     assert metrics["unknown_photos"] == 3
     assert metrics["skipped"] == 3
     assert metrics["int8_vs_float"]["top1_agreement"] >= 0.99
@@ -105,7 +112,7 @@ def test_bad_files_are_reported_and_the_rest_is_used(tmp_path, data_dir):
     proc = run_convert("train", str(ds), "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "3 detected now" in proc.stderr
-    assert "embedding 3 new photos with facenet (12 cached)" in proc.stderr
+    assert "embedding 3 new photos with facenet (13 cached)" in proc.stderr
     assert json.loads(proc.stdout)["people"] == 3
     assert json.loads((out / "faces.json").read_text())["labels"] == [a, b, d]
 
