@@ -16,6 +16,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -85,6 +86,53 @@ def timed(detector: Detector, image: np.ndarray, repeat: int) -> tuple[list[Face
         faces = detector.detect(image)
         best = min(best, (time.perf_counter() - start) * 1000)
     return faces, best
+
+
+def doorbell_frames(every: int) -> tuple[list[np.ndarray], list[bool | None]]:
+    """Every `every`th frame of the doorbell clip (tests/doorbell.py, 640x480) and whether a
+    face is fully in view (True), the scene is empty (False) or a face is entering (None)."""
+    from tests.doorbell import make_clip
+
+    with tempfile.TemporaryDirectory() as tmp:
+        timeline = make_clip(DATA, Path(tmp), visits=6, seed=0)
+        cap = cv2.VideoCapture(str(Path(tmp) / "clip.mp4"))
+        frames, truth, index = [], [], 0
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if index % every == 0:
+                state: bool | None = False
+                for v in timeline["visits"]:
+                    if v["first_frame"] + 8 <= index <= v["last_frame"] - 8:
+                        state = True
+                    elif v["first_frame"] - 1 <= index <= v["last_frame"] + 1:
+                        state = None
+                frames.append(frame)
+                truth.append(state)
+            index += 1
+        cap.release()
+    return frames, truth
+
+
+def run_doorbell(detectors: dict[str, Detector], frames, truth, repeat: int) -> dict:
+    """Share of face-in-view frames with a face found, of empty frames with one, ms/frame."""
+    out = {}
+    for name, det in detectors.items():
+        hit = false = 0
+        times = []
+        for frame, state in zip(frames, truth, strict=True):
+            faces, ms = timed(det, frame, repeat)
+            times.append(ms)
+            hit += bool(faces) and state is True
+            false += bool(faces) and state is False
+        out[name] = {
+            "face_frames_found": round(hit / max(1, truth.count(True)), 3),
+            "empty_frames_with_face": round(false / max(1, truth.count(False)), 3),
+            "frames": len(frames),
+            "ms_median": round(statistics.median(times), 1),
+        }
+    return out
 
 
 def video_frames(path: Path, count: int) -> list[np.ndarray]:
@@ -160,13 +208,14 @@ def run_videos(detectors: dict[str, Detector], clips: dict[str, list], repeat: i
 
 
 def tuning(base: DetectConfig, photos, no_face, repeat: int) -> list[dict]:
-    """Two-stage+res10 with one setting changed at a time around the defaults."""
+    """Two-stage with the configured confirmer, one setting changed at a time around the defaults."""
     variants = [("defaults", {})]
     for key, values in {
         "haar.min_neighbors": (1, 2, 3, 5),
         "haar.scale_factor": (1.05, 1.1, 1.2),
-        "haar.min_size": (12, 16, 20),
-        "margin": (0.3, 0.6, 1.0),
+        "haar.min_size": (24, 32, 40),
+        "max_proposals": (6, 12, 24),
+        "margin": (0.3, 0.6, 1.0, 1.5),
         "confidence": (0.3, 0.5, 0.7),
     }.items():
         for value in values:
@@ -179,7 +228,7 @@ def tuning(base: DetectConfig, photos, no_face, repeat: int) -> list[dict]:
                 cfg = replace(cfg, haar=replace(cfg.haar, **{key[5:]: value}))
             else:
                 cfg = replace(cfg, **{key: value})
-        det = {label: create_detector(cfg, "two-stage", "res10")}
+        det = {label: create_detector(cfg, "two-stage")}
         rows.append({"setting": label, **evaluate(det, photos, no_face, repeat)[label]})
     return rows
 
@@ -215,6 +264,7 @@ def main() -> int:
     clips = {
         p.name: video_frames(p, args.video_frames) for p in sorted((DATA / "video").glob("*.mp4"))
     }
+    door = doorbell_frames(every=6)
     base = load_config(args.config).detect
     result: dict = {
         "machine": {
@@ -229,6 +279,7 @@ def main() -> int:
         },
         "settings": {"repeat": args.repeat, "iou_match": IOU_MATCH, "defaults": repr(base)},
         "photos": [],
+        "doorbell": [],
         "video": [],
     }
     cv2.setNumThreads(base.threads)
@@ -239,6 +290,8 @@ def main() -> int:
             dets["ref:res10-300x300-full-frame"] = Res10Square(cfg)
         for name, row in evaluate(dets, photos, no_face, args.repeat).items():
             result["photos"].append({"mode": name, "width": width, **row})
+        for name, row in run_doorbell(dets, *door, args.repeat).items():
+            result["doorbell"].append({"mode": name, "width": width, **row})
         for name, per_clip in run_videos(dets, clips, args.repeat).items():
             for clip, row in per_clip.items():
                 result["video"].append({"mode": name, "width": width, "clip": clip, **row})
@@ -259,6 +312,13 @@ def main() -> int:
             ],
         )
     )
+    print(f"\ndoorbell clip (tests/doorbell.py, 640x480, 6 visits): {len(door[0])} frames")
+    print(
+        table(
+            result["doorbell"],
+            ["mode", "width", "face_frames_found", "empty_frames_with_face", "ms_median"],
+        )
+    )
     print(f"\nvideo: {args.video_frames} frames sampled per clip")
     print(
         table(
@@ -269,7 +329,9 @@ def main() -> int:
     if args.tune:
         cfg = replace(base, downscale_width=args.widths[0])
         result["tuning"] = tuning(cfg, photos, no_face, args.repeat)
-        print(f"\ntuning: two-stage+res10 at width {args.widths[0]}, one change at a time")
+        print(
+            f"\ntuning: two-stage+{base.confirmer} at width {args.widths[0]}, one change at a time"
+        )
         print(
             table(
                 result["tuning"],

@@ -37,8 +37,10 @@ def _opt(default: Any, help: str = "", **meta: Any) -> Any:
 @dataclass
 class HaarConfig:
     scale_factor: float = _opt(1.1, "Haar pyramid step", min=1.01, max=2.0)
-    min_neighbors: int = _opt(3, "Haar votes needed; low = permissive proposals", min=0, max=50)
-    min_size: int = _opt(16, "smallest face on the downscaled frame, px", min=8, max=1000)
+    min_neighbors: int = _opt(1, "Haar votes needed; low = permissive proposals", min=0, max=50)
+    min_size: int = _opt(
+        24, "smallest face on the downscaled frame, px (24 = cascade window)", min=8, max=1000
+    )
     profile: bool = _opt(False, "also run the profile cascade (both directions)")
 
 
