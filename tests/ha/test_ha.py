@@ -257,6 +257,13 @@ mqtt:
     assert image is not None, "the image entity never held a snapshot"
     assert image[0].startswith("image/jpeg") and image[1][:2] == b"\xff\xd8"
     assert held[f"edge/{DEVICE}/snapshot"][:2] == b"\xff\xd8"
+    # Home Assistant took every payload and template without complaint.
+    errors = [
+        line
+        for line in hass_log.read_text().splitlines()
+        if ("ERROR" in line or "WARNING" in line) and "mqtt" in line
+    ]
+    assert not errors, "\n".join(errors)
     # After edge's clean exit everything of the device shows unavailable (status offline).
     assert all(
         final[e]["state"] == "unavailable" for e in final if e.split(".")[1].startswith(DEVICE)
