@@ -8,6 +8,7 @@ new photos are detected and embedded; the head is refitted and the model re-expo
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import shutil
@@ -63,6 +64,10 @@ def _people(root: Path) -> list[str]:
         for p in root.iterdir()
         if p.is_dir() and not p.name.startswith(".") and p.name != UNKNOWN_DIR
     )
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _free_name(folder: Path, name: str) -> Path:
@@ -135,14 +140,19 @@ def enroll(
                 f"{' (' + reasons + ')' if reasons else ''}; need at least 2 with one clear face"
             )
         (root / name).mkdir(exist_ok=True)
+        have = {_digest(p) for p in (root / name).iterdir() if p.is_file()}
         added = []
         for f in sorted((staging / name).iterdir()):
-            if f.name in usable:
+            digest = _digest(f)
+            if f.name in usable and digest not in have:  # the same photo twice: once
+                have.add(digest)
                 target = _free_name(root / name, f.name)
                 shutil.move(str(f), target)
                 added.append(str(target))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    if not added:
+        raise UserError(f"{name}: nothing new, those photos are already in {root / name}")
     log.info("%s: added %d of %d photos to %s; retraining", name, len(added), len(files), root)
     metrics = _retrain(root, model, cfg, models_dir, backbone, weights)
     return {

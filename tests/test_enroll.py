@@ -39,7 +39,9 @@ def _error_line(proc: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def test_enroll_forget_refuse_bad_input(data_dir: Path, models_dir: Path, tmp_path: Path) -> None:
+def test_enroll_forget_refuse_bad_input(
+    data_dir: Path, models_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     faces = data_dir / "faces"
     root = _dataset(data_dir, tmp_path / "dataset", known(faces)[:2])
     before = sorted(p.relative_to(root) for p in root.rglob("*") if ".cache" not in p.parts)
@@ -55,15 +57,23 @@ def test_enroll_forget_refuse_bad_input(data_dir: Path, models_dir: Path, tmp_pa
         "need at least 2": ("enroll", "Someone", a_photo, "--dataset", str(root)),
         "no such photo or folder": ("enroll", "X", str(tmp_path / "none"), "--dataset", str(root)),
         "no photos found": ("enroll", "Someone", str(empty), "--dataset", str(root)),
+        "nothing new": ("enroll", known(faces)[0], str(root / known(faces)[0]), "--dataset",
+                        str(root)),
         "no dataset recorded": ("enroll", "Someone", a_photo, "--model", model),
         "people there: Ariel_Sharon, Arnold_Schwarzenegger": (
             "forget", "Nobody", "--dataset", str(root),
         ),
         "at least 2 people left": ("forget", known(faces)[0], "--dataset", str(root)),
     }  # fmt: skip
-    for expected, args in cases.items():
-        line = _error_line(convert(*args))
-        assert expected in line, (args, line)
+    from convert.__main__ import main
+
+    for expected, args in cases.items():  # in-process: a subprocess each is slow
+        rc = main(list(args))
+        out, err = capsys.readouterr()
+        lines = [ln for ln in err.splitlines() if "error" in ln.lower()]
+        assert rc == 2 and out == "" and len(lines) == 1, (args, err[-2000:])
+        assert lines[0].startswith("error: ") and expected in lines[0], (args, lines[0])
+    _error_line(convert("forget", "Nobody", "--dataset", str(root)))  # the same from the CLI
     after = sorted(p.relative_to(root) for p in root.rglob("*") if ".cache" not in p.parts)
     assert after == before  # nothing was copied or deleted
     assert not (tmp_path / "models").exists()  # and nothing trained
