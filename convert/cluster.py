@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,8 @@ def _from_captures(folder: Path) -> list[Item]:
         image = folder / meta.get("image", meta_path.with_suffix(".jpg").name)
         if emb is not None and image.exists():
             items.append(Item(image, emb.astype(np.float32).ravel(), meta_path))
+        else:
+            log.warning("%s: skipped (no embedding or image beside it)", meta_path)
     return items
 
 
@@ -57,6 +60,8 @@ def load_items(folder: str | Path, cfg: Config, model_path: str | None = None) -
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder")
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise UserError(f"{folder}: permission denied (the edge keeps it 0700: run as its user)")
     items = _from_captures(folder)
     if items:
         return items
