@@ -825,12 +825,14 @@ def orchestrate(args: argparse.Namespace) -> int:
     peer_rows = {k: (s, sc) for k, _l, s, sc in PEER_ROWS}
     our_rows = {k: v for k, _l, _m, v in OURS_ROWS}
     videos = [(str(clip), 0)] + [(v, args.video_max_frames) for v in inp["videos"]]
+    head = ["face_recognition", "ours"]  # the headline pair first, the long doorbell rest last
+    plan = [(str(clip), 0, k) for k in head]
+    plan += [(v, c, k) for v, c in videos[1:] for k in order]
+    plan += [(str(clip), 0, k) for k in order if k not in head]
     startup: dict[str, float | None] = {}
-    for video, cap in videos:
+    for video, cap, key in plan:
         name = Path(video).name if video != str(clip) else "doorbell"
-        for key in order:
-            if not want(key):
-                continue
+        if want(key):
             limit = cap
             if key in SHORT_DOORBELL and name == "doorbell":
                 limit = args.short_doorbell_frames
