@@ -2,10 +2,13 @@
 # Prove setup.sh on aarch64: run it and a short recognizer run inside an emulated Debian
 # bookworm arm64 system (qemu-user + debootstrap + chroot). One command, as root:
 #
-#   tests/arm64/run.sh [--json FILE] [--rebuild]
+#   tests/arm64/run.sh [--json FILE] [--rebuild] [--face-model FILE]
 #
-#   --json FILE   also write a summary (step times, arch, events, stats, detect output) here
-#   --rebuild     throw away the cached arm64 root and debootstrap it again
+#   --json FILE         also write a summary (step times, events, stats, outputs) here
+#   --rebuild           throw away the cached arm64 root and debootstrap it again
+#   --face-model FILE   a faces.tflite trained on the tests' known people (faces.json beside
+#                       it, e.g. from ~/.cache/edge-faces-tests/): also run `edge identify`
+#                       on a known person and a stranger, and recognize in the main loop
 #
 # Environment: ARM64_ROOT (cached root, default /var/cache/edge-faces-arm64/bookworm),
 # MIRROR (Debian mirror, default: the Debian URI in the host's apt sources),
@@ -21,13 +24,16 @@ INCLUDE=python3,python3-venv,python3-pip,ca-certificates
 APP=/opt/edge-faces                       # the project's path inside the arm64 root
 DATA=${EDGE_TEST_DATA:-$PROJECT/../shared/data}
 PHOTO=2008_002506.jpg                     # from $DATA/detection: three faces, 56-85 px
-JSON_OUT="" REBUILD=0
+KNOWN=Ariel_Sharon/Ariel_Sharon_0008.jpg      # $DATA/faces: held out, known (tests/splits.py)
+STRANGER=Jacques_Chirac/Jacques_Chirac_0001.jpg
+JSON_OUT="" REBUILD=0 FACE_MODEL=""
 
 while [ $# -gt 0 ]; do
   case "$1" in
     --json) JSON_OUT=${2:?--json needs a file}; shift 2 ;;
     --rebuild) REBUILD=1; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --face-model) FACE_MODEL=${2:?--face-model needs a file}; shift 2 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -35,6 +41,12 @@ done
 say() { printf '[arm64] %s\n' "$*" >&2; }
 die() { printf '[arm64] error: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "run as root (it installs packages, mounts binfmt_misc and uses chroot)"
+if [ -n "$FACE_MODEL" ]; then
+  [ -f "$FACE_MODEL" ] && [ -f "${FACE_MODEL%.tflite}.json" ] \
+    || die "--face-model $FACE_MODEL: need the .tflite and the .json beside it"
+  [ -f "$DATA/faces/$KNOWN" ] && [ -f "$DATA/faces/$STRANGER" ] \
+    || die "--face-model needs the test photos in $DATA/faces (set EDGE_TEST_DATA)"
+fi
 command -v git >/dev/null && git -C "$PROJECT" rev-parse --git-dir >/dev/null 2>&1 \
   || die "$PROJECT is not a git checkout (the project tree is copied with git ls-files)"
 
@@ -173,6 +185,10 @@ copy_project() {
   else
     say "no test photo at $DATA/detection/$PHOTO: the detect check is skipped"
   fi
+  if [ -n "$FACE_MODEL" ]; then
+    cp "$DATA/faces/$KNOWN" "$ROOT/tmp/known.jpg"
+    cp "$DATA/faces/$STRANGER" "$ROOT/tmp/stranger.jpg"
+  fi
 }
 
 # --- 5-9. inside the arm64 root ----------------------------------------------------------
@@ -190,8 +206,17 @@ step "setup.sh" in_root ./setup.sh
 step "setup.sh again" in_root ./setup.sh
 step "edge --help" run_edge help --help
 if [ -f "$ROOT/tmp/$PHOTO" ]; then
-  step "edge detect" run_edge detect detect "/tmp/$PHOTO"
-  say "detect: $(cat "$WORK/detect.out")"
+  step "edge detect res10" run_edge res10 detect --confirmer res10 "/tmp/$PHOTO"
+  say "detect (res10, OpenCV dnn): $(cat "$WORK/res10.out")"
+  step "edge detect blazeface" run_edge blazeface detect --confirmer blazeface "/tmp/$PHOTO"
+  say "detect (BlazeFace, TFLite): $(cat "$WORK/blazeface.out")"
+fi
+if [ -n "$FACE_MODEL" ]; then  # after setup.sh, as a user copies it from the PC
+  cp "$FACE_MODEL" "$ROOT$APP/models/faces.tflite"
+  cp "${FACE_MODEL%.tflite}.json" "$ROOT$APP/models/faces.json"
+  step "edge identify" run_edge identify identify /tmp/known.jpg /tmp/stranger.jpg
+  say "identify ($KNOWN, $STRANGER):"
+  cat "$WORK/identify.out" >&2
 fi
 rm -f "$ROOT/tmp/stats.json"
 step "edge (30 frames)" run_edge events --max-frames 30 --stats-json /tmp/stats.json

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 FRAMES = 30  # run.sh runs `python -m edge --max-frames 30`
+KNOWN = "Ariel_Sharon"  # run.sh identifies one of his held-out photos, then a stranger's
 
 
 def _json_lines(path: Path) -> list[dict] | None:
@@ -19,15 +20,22 @@ def _json_lines(path: Path) -> list[dict] | None:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def problems(detect: list[dict] | None, events: list[dict], stats: dict) -> list[str]:
+def _names(output: list[dict]) -> list[str | None]:
+    return [(o["faces"][0]["name"] if o["faces"] else None) for o in output]
+
+
+def problems(out: dict[str, list[dict] | None], events: list[dict], stats: dict) -> list[str]:
     """What is wrong with the collected output (empty when all is well)."""
     found = []
     if stats.get("frames_processed") != FRAMES:
         found.append(f"frames_processed is {stats.get('frames_processed')}, expected {FRAMES}")
     if not any(e.get("type") in ("recognized", "unknown") for e in events):
         found.append("no recognized/unknown event for the face in the sample clip")
-    if detect is not None and not (detect and detect[0]["faces"]):
-        found.append("edge detect found no face in the test photo")
+    for name in ("res10", "blazeface"):
+        if out[name] is not None and not (out[name] and out[name][0]["faces"]):
+            found.append(f"{name}: found no face in the test photo")
+    if out["identify"] is not None and _names(out["identify"]) != [KNOWN, "unknown"]:
+        found.append(f"identify: named {_names(out['identify'])}, expected [{KNOWN}, unknown]")
     return found
 
 
@@ -36,7 +44,7 @@ def main(argv: list[str]) -> int:
     work, total, python, commit = Path(argv[0]), float(argv[1]), argv[2], argv[3]
     steps = [line.split("\t") for line in (work / "steps.tsv").read_text().splitlines()]
     stats = json.loads((work / "stats.json").read_text())
-    detect = _json_lines(work / "detect.out")
+    out = {name: _json_lines(work / f"{name}.out") for name in ("res10", "blazeface", "identify")}
     events = _json_lines(work / "events.out") or []
     if len(argv) > 4:
         summary = {
@@ -45,12 +53,12 @@ def main(argv: list[str]) -> int:
             "commit": commit,
             "total_s": total,
             "steps": {name: float(secs) for name, secs, _ in steps},
-            "detect": detect,
+            **out,
             "events": events,
             "stats": stats,
         }
         Path(argv[4]).write_text(json.dumps(summary, indent=1) + "\n")
-    found = problems(detect, events, stats)
+    found = problems(out, events, stats)
     for problem in found:
         sys.stderr.write(f"[arm64] error: {problem}\n")
     return 1 if found else 0
