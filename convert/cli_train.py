@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from convert.backbone import load_backbone
-from convert.dataset import CropCache, Dataset, default_cache_dir, load_dataset
+from convert.dataset import CropCache, Dataset, Sample, crawl, default_cache_dir, load_dataset
 from convert.train import calibrate, embed_samples, fit_head, held_out_scores, rates
 from edge.config import Config
 from edge.errors import UserError
@@ -22,6 +22,7 @@ log = logging.getLogger("convert")
 
 
 def _require_people(ds: Dataset) -> None:
+    """Exit early (before TensorFlow loads) when the dataset cannot make a model."""
     if not ds.samples:
         raise UserError(
             f"{ds.root}: no usable photos (expected {ds.root}/<Name>/*.jpg with one face each; "
@@ -39,6 +40,10 @@ def train(args, cfg: Config, models_dir: Path) -> dict:
     from convert import export
 
     t0 = time.monotonic()
+    found, skipped = crawl(Path(args.dataset))  # cheap checks first: no TensorFlow yet
+    early = Dataset(Path(args.dataset), skipped=skipped)
+    early.samples = [Sample(p, label, "", None) for p, label in found if label]
+    _require_people(early)
     backbone = load_backbone(args.backbone, models_dir, args.weights)
     t_load = time.monotonic()
     cache = CropCache(Path(args.cache) if args.cache else default_cache_dir(args.dataset))
