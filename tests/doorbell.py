@@ -70,6 +70,12 @@ def _paste(frame: np.ndarray, photo: np.ndarray, cx: float, cy: float, size: int
     return True
 
 
+def _face_inside(cx: float, cy: float, size: int) -> bool:
+    """The face (LFW: the middle half of the photo) is wholly in the frame."""
+    half = size * 0.25
+    return cx - half >= 0 and cx + half <= WIDTH and cy - half >= 0 and cy + half <= HEIGHT
+
+
 def plan_visits(data_dir: Path, visits: int, seed: int) -> list[dict[str, Any]]:
     """Who comes when: about a third strangers, never the same person twice in a row."""
     rng = random.Random(seed)
@@ -150,12 +156,14 @@ def make_clip(data_dir: Path, out: Path, visits: int = 20, seed: int = 0) -> dic
     empty(LEAD_S)
     for v in plan_visits(data_dir, visits, seed + 1):
         photo = cv2.imread(v["photo"], cv2.IMREAD_COLOR)
-        first = last = None
+        first = last = face_first = None
         for cx, cy, size in _positions(v):
             frame = background.copy()
             if _paste(frame, photo, cx, cy, size):
                 first = frame_no if first is None else first
                 last = frame_no
+            if face_first is None and _face_inside(cx, cy, size):
+                face_first = frame_no
             write(frame)
         timeline.append(
             {
@@ -163,6 +171,7 @@ def make_clip(data_dir: Path, out: Path, visits: int = 20, seed: int = 0) -> dic
                 "known": v["known"],
                 "photo": Path(v["photo"]).name,
                 "first_frame": first,
+                "face_frame": face_first,
                 "last_frame": last,
             }
         )
