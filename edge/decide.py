@@ -173,6 +173,7 @@ class Presence:
             if p is not None:
                 p.tracks.discard(t.id)
         live = {t.id for t in tracks}
+        seen = {t.id for t in tracks if t.seen_now}
         for p in self.people.values():
             p.tracks &= live
         for t in tracks:
@@ -183,7 +184,7 @@ class Presence:
             if p is None or p.name != (None if decision.name == UNKNOWN else decision.name):
                 if p is not None:
                     p.tracks.discard(t.id)
-                p = self._assign(t, decision, frame, out)
+                p = self._assign(t, decision, frame, out, seen)
             if t.seen_now:
                 p.last_seen = max(p.last_seen, t.last_source_time)
                 p.last_box, p.last_track = t.box, t.id
@@ -193,7 +194,9 @@ class Presence:
                 del self.people[key]
         return out
 
-    def _assign(self, t: Track, d: Decision, frame: Frame, out: list[Emitted]) -> Person:
+    def _assign(
+        self, t: Track, d: Decision, frame: Frame, out: list[Emitted], seen: set[int]
+    ) -> Person:
         """Attach `t` to the person it shows; a new visit emits recognized/unknown."""
         if d.name != UNKNOWN:
             p = self.people.get(d.name)
@@ -202,7 +205,7 @@ class Presence:
                 self.people[d.name] = p
                 out.append(Emitted(_event("recognized", p, t.id, t.box, frame), t, d.crop))
         else:
-            p = self._refound_unknown(d)
+            p = self._refound_unknown(d, seen)
             if p is None:
                 key = f"{UNKNOWN}-{next(self._visitors)}"
                 p = Person(key, None, d.confidence, t.last_source_time, t.box, t.id, d.embedding)
@@ -212,18 +215,17 @@ class Presence:
         t.state["person"] = p.key
         return p
 
-    def _refound_unknown(self, d: Decision) -> Person | None:
-        """A present unknown visitor with no live track (lost and found again), if it fits."""
+    def _refound_unknown(self, d: Decision, seen: set[int]) -> Person | None:
+        """The present unknown visitor this track shows, if any: the same face by embedding,
+        or (without embeddings) a visitor none of whose tracks is in view right now."""
         for p in self.people.values():
-            if p.name is not None or p.tracks:
+            if p.name is not None:
                 continue
-            if (
-                d.embedding is not None
-                and p.embedding is not None
-                and _cosine_distance(d.embedding, p.embedding) > SAME_UNKNOWN_DISTANCE
-            ):
-                continue
-            return p
+            if d.embedding is not None and p.embedding is not None:
+                if _cosine_distance(d.embedding, p.embedding) <= SAME_UNKNOWN_DISTANCE:
+                    return p
+            elif not (p.tracks & seen):
+                return p
         return None
 
     def leave_all(self, frame: Frame) -> list[Emitted]:

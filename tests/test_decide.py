@@ -194,3 +194,16 @@ def test_judge_without_model_says_unknown_after_votes(judge_parts, data_dir):
             decided_at = i
     assert decided_at == 2  # three usable crops
     assert tracker.tracks[0].state["decision"].name == UNKNOWN
+
+
+def test_unknown_track_split_while_old_track_coasts():
+    """A fast move breaks the track; the old one still coasts: same face, no second event."""
+    s = _Scene(away_s=2.0)
+    e1 = np.eye(4, dtype=np.float32)[0]
+    s.run(0.5, [(BOX_A, U, e1)])
+    s.run(0.5, [(BOX_B, U, e1)])  # new track at once; track 1 lives on for max_missed_s
+    assert [(e["type"], e["name"]) for e in s.events] == [(U, None)]
+    s2 = _Scene(away_s=2.0)  # detect-only: no embeddings, the coasting visitor is taken
+    s2.run(0.5, [(BOX_A, U, None)])
+    s2.run(0.5, [(BOX_B, U, None)])
+    assert [(e["type"], e["name"]) for e in s2.events] == [(U, None)]
