@@ -324,7 +324,7 @@ def main() -> int:
             print_table(rows[-1:])
     for name, config in configs.items():
         modes = [] if args.only_realtime else [("every", ["--every-frame"])]
-        if not args.no_realtime and name in ("default", "every-3rd"):
+        if not args.no_realtime:
             modes.append(("realtime", ["--realtime"]))
         for mode, extra in modes:
             r = run_edge(config, clip, extra, work)
