@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -14,22 +18,48 @@ from edge.errors import ModelError
 MEAN = (104.0, 177.0, 123.0)
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence fd 2 (OpenCV's protobuf prints parse errors there); our one line replaces it."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _has_weights(net: cv2.dnn.Net) -> bool:
+    """True when the first convolution got its weights (junk weight files parse as empty)."""
+    try:
+        for name in net.getLayerNames():
+            if net.getLayer(name).type == "Convolution":
+                return net.getParam(net.getLayerId(name), 0).size > 0
+    except cv2.error:
+        return False
+    return False
+
+
 def load_res10(prototxt: str, model: str) -> cv2.dnn.Net:
     """The res10 network; ModelError (one line) when a file is missing or corrupt."""
     for path in (prototxt, model):
         if not Path(path).is_file():
             raise ModelError(f"{path}: model file not found")
-    try:
-        net = cv2.dnn.readNetFromCaffe(prototxt, model)
-    except cv2.error:
-        raise ModelError(f"{model}: not a valid res10 Caffe model (with {prototxt})") from None
-    if net.empty():
-        raise ModelError(f"{model}: not a valid res10 Caffe model (with {prototxt})")
-    try:  # a corrupt .caffemodel loads without complaint and fails on the first forward()
-        net.setInput(cv2.dnn.blobFromImage(np.zeros((32, 32, 3), np.uint8), 1.0, (32, 32), MEAN))
-        net.forward()
-    except cv2.error:
-        raise ModelError(f"{model}: not a valid res10 Caffe model (with {prototxt})") from None
+    with _quiet_native_stderr():
+        try:
+            cv2.dnn.readNetFromCaffe(prototxt)
+        except cv2.error:
+            raise ModelError(f"{prototxt}: not a valid Caffe network description") from None
+        try:
+            net = cv2.dnn.readNetFromCaffe(prototxt, model)
+        except cv2.error:
+            net = None
+        ok = net is not None and not net.empty() and _has_weights(net)
+    if not ok:
+        raise ModelError(f"{model}: not valid res10 Caffe weights (for {prototxt})")
     return net
 
 
