@@ -284,6 +284,7 @@ def main() -> int:
     }
     cv2.setNumThreads(base.threads)
     for width in args.widths:
+        print(f"width {width}: photos, doorbell, videos ...", file=sys.stderr, flush=True)
         cfg = replace(base, downscale_width=width)
         dets: dict[str, Detector] = {m: create_detector(cfg, *MODES[m]) for m in args.modes}
         if width == args.widths[0]:

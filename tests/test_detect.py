@@ -172,3 +172,15 @@ def test_cli_corrupt_model_is_one_line(tmp_path, data_dir, key, confirmer):
     assert r.returncode == 2 and r.stdout == ""
     lines = [line for line in r.stderr.splitlines() if "XNNPACK" not in line]
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(junk) in lines[0], r.stderr
+
+
+def test_profile_cascades_add_proposals_in_frame(cfg, gt, data_dir):
+    image = cv2.imread(str(data_dir / "detection" / "2008_002506.jpg"))
+    profile = replace(cfg, haar=replace(cfg.haar, profile=True))
+    faces = create_detector(profile, "haar").detect(image)
+    assert len(faces) >= len(create_detector(cfg, "haar").detect(image)) > 0
+    assert all(f.box[0] >= 0 and f.box[0] + f.box[2] <= image.shape[1] for f in faces)
+    hits, false = _matched(
+        create_detector(profile, "two-stage").detect(image), gt["2008_002506.jpg"]
+    )
+    assert hits == 3 and false == 0
