@@ -294,6 +294,48 @@ def _task_size(spec: dict) -> dict:
     return {"bytes": total, "dists": sorted(seen)}
 
 
+def _task_profile(spec: dict) -> dict:
+    """Where our default detector's time goes (runs in .venv): CPU ms per frame of the
+    Haar pass alone and of the whole two-stage detection, on every 4th doorbell frame."""
+    import cv2
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from edge.config import load_config
+    from edge.detect import create_detector, small_frame
+    from edge.detectors.haar import equalized_gray
+
+    cfg = load_config(spec["config"], {})
+    det = create_detector(cfg.detect, method="two-stage")
+    cap = cv2.VideoCapture(spec["video"])
+    frames = []
+    while len(frames) < spec["frames"]:
+        ok, f = cap.read()
+        if not ok:
+            break
+        if int(cap.get(cv2.CAP_PROP_POS_FRAMES)) % 4 == 0:
+            frames.append(f)
+    width = cfg.detect.downscale_width
+
+    def cpu_ms(fn: Any) -> tuple[float, list]:
+        t = time.process_time()
+        out = [fn(f) for f in frames]
+        return round(1000 * (time.process_time() - t) / len(frames), 2), out
+
+    haar_ms, props = cpu_ms(
+        lambda f: det.haar.proposals(equalized_gray(small_frame(f, None, width)[0]))
+    )
+    two_ms, _ = cpu_ms(det.detect)
+    n = [min(len(p), cfg.detect.max_proposals) for p in props]
+    return {
+        "frames": len(frames),
+        "downscale_width": width,
+        "haar_cpu_ms": haar_ms,
+        "two_stage_cpu_ms": two_ms,
+        "proposals_per_frame": round(float(np.mean(n)), 2),
+    }
+
+
 def _task_plot(spec: dict) -> dict:
     import matplotlib
 
@@ -340,6 +382,8 @@ def worker(system: str, task: str, spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     if task == "size":
         result = _task_size(spec)
+    elif task == "profile":
+        result = _task_profile(spec)
     elif task == "plot":
         result = _task_plot(spec)
     else:
@@ -402,6 +446,13 @@ def run_worker(system: str, task: str, spec: dict) -> dict:
     result = json.loads(r["stdout"].strip().splitlines()[-1])
     result["rss_mb"] = r["rss_mb"]
     return result
+
+
+def _json_last(r: dict) -> dict:
+    """The JSON result on the last stdout line of a worker run."""
+    if r["rc"] != 0:
+        raise RuntimeError(f"exit {r['rc']}: {r['stderr'][-400:]}")
+    return json.loads(r["stdout"].strip().splitlines()[-1])
 
 
 def iou(a: list, b: list) -> float:
@@ -705,6 +756,7 @@ def _try(what: str, fn: Any, *a: Any) -> dict:
 
 
 REUSED: list[str] = []
+NO_NEW = False  # --reuse-only: report what earlier runs saved, measure nothing new
 
 
 def measure(name: str, reuse: bool, fn: Any, *a: Any) -> dict:
@@ -714,6 +766,8 @@ def measure(name: str, reuse: bool, fn: Any, *a: Any) -> dict:
         REUSED.append(name)
         log(f"{name}: reused from {path.relative_to(ROOT)}")
         return json.loads(path.read_text())
+    if NO_NEW:
+        return {"error": "not measured (--reuse-only and no saved measurement)"}
     res = _try(name, fn, *a)
     if "error" not in res:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -912,6 +966,28 @@ def orchestrate(args: argparse.Namespace) -> int:
                 )
                 row["install_dists"] = res.get("dists")
 
+    # 5. where our default pipeline's time goes
+    spec_file = WORK / "spec-ours-profile.json"
+    spec_file.write_text(
+        json.dumps({"config": str(cfgs["ours"]), "video": str(clip), "frames": 100})
+    )
+    profile = measure(
+        "profile-ours",
+        args.reuse,
+        lambda: _json_last(
+            run(
+                [
+                    str(OURS_PY),
+                    str(Path(__file__).resolve()),
+                    "--worker",
+                    "-",
+                    "profile",
+                    str(spec_file),
+                ]
+            )
+        ),
+    )
+
     for row in rows.values():
         rss = [x for x in row.pop("rss") if x]
         row["peak_rss_mb"] = max(rss) if rss else None
@@ -928,6 +1004,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         "video_max_frames": args.video_max_frames,
         "short_doorbell_frames": args.short_doorbell_frames,
         "reused": REUSED,
+        "profile_ours": profile,
         "rows": rows,
     }
     result["headline"] = headline(rows, result["videos"])
@@ -1096,6 +1173,21 @@ def _errors(rows: dict) -> list[str]:
     return out
 
 
+def _profile_note(result: dict) -> str:
+    """Where our default detector's CPU time goes, from the profile step."""
+    p = result.get("profile_ours") or {}
+    if "haar_cpu_ms" not in p:
+        return "(detector profile not measured in this run)"
+    door = _get(result["rows"]["ours"], "video", "doorbell", "cpu_ms_per_frame")
+    share = f" of the pipeline's {door:.0f} CPU ms per frame" if door else ""
+    return (
+        f"Profile of our default detector on {p['frames']} doorbell frames (CPU ms per frame): "
+        f"the Haar pass on the {p['downscale_width']}-px frame alone costs "
+        f"{p['haar_cpu_ms']:.1f}, the whole two-stage detection {p['two_stage_cpu_ms']:.1f}"
+        f"{share}, with {p['proposals_per_frame']:.1f} Haar proposals per frame sent to res10."
+    )
+
+
 def write_docs(result: dict, table: str) -> None:
     """docs/peers.md (table, headline, how to reproduce) and docs/peers.png (the plot)."""
     rows = result["rows"]
@@ -1126,6 +1218,7 @@ def write_docs(result: dict, table: str) -> None:
         size=db["size"],
         fps=db["fps"],
         stages=_stages(rows["ours"]) or "(not reported)",
+        profile=_profile_note(result),
         cap=(
             f"the first {result['video_max_frames']} frames of each public video"
             if result["video_max_frames"]
@@ -1155,8 +1248,10 @@ What a user would pick instead of edge-faces, measured on the same inputs in one
 
 {headline}
 
-Per-stage milliseconds of our default pipeline on the doorbell clip (median / p95):
+Per-stage wall milliseconds of our default pipeline on the doorbell clip (median / p95):
 {stages}.
+
+{profile}
 
 ## What was measured
 
@@ -1246,6 +1341,11 @@ def main(argv: list[str] | None = None) -> int:
         help="doorbell frames for the seed and our non-default variants (0 = all; default 450)",
     )
     p.add_argument(
+        "--reuse-only",
+        action="store_true",
+        help="like --reuse, but measure nothing new (rebuild the table and docs)",
+    )
+    p.add_argument(
         "--reuse",
         action="store_true",
         help="take measurements saved by an earlier run (bench/results/peers-work/measured/)",
@@ -1264,6 +1364,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no shared data at {args.data} (set EDGE_TEST_DATA)", file=sys.stderr)
         return 2
     WORK.mkdir(parents=True, exist_ok=True)
+    if args.reuse_only:
+        global NO_NEW
+        NO_NEW = args.reuse = True
     return orchestrate(args)
 
 
