@@ -356,12 +356,25 @@ def _task_plot(spec: dict) -> dict:
             p["label"],
             (x, p["acc"]),
             textcoords="offset points",
-            xytext=(-4, 7 if i % 2 else -13),
+            xytext=(6, 7 if i % 2 else -13),
             fontsize=7.5,
             color=color,
-            ha="right",
+            ha="left",
         )
     ax.set_xscale("log")
+    xs = [v for p in spec["points"] for v in (p["ms"], p.get("cpu_ms")) if v]
+    ax.set_xticks(
+        [
+            t
+            for t in (5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+            if min(xs) / 2 <= t <= max(xs) * 2
+        ]
+    )
+    ax.set_xlim(min(xs) / 1.3, max(xs) * 2.5)
+    xs = [v for p in spec["points"] for v in (p["ms"], p.get("cpu_ms")) if v]
+    ticks = (5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+    ax.set_xticks([t for t in ticks if min(xs) / 2 <= t <= max(xs) * 2])
+    ax.set_xlim(min(xs) / 1.3, max(xs) * 2.5)
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(
@@ -1065,6 +1078,14 @@ def _f(x: Any, fmt: str = "{:.2f}") -> str:
     return "-" if x is None else fmt.format(x)
 
 
+def _wall_cpu(v: dict | None) -> str:
+    """'wall (CPU)' ms per frame of one video run, '-' when not measured."""
+    v = v or {}
+    if not v.get("ms_per_frame"):
+        return "-"
+    return f"{v['ms_per_frame']:.0f} ({_f(v.get('cpu_ms_per_frame'), '{:.0f}')})"
+
+
 def render_table(result: dict) -> str:
     """The markdown table: one row per system."""
     vids = [v for v in result["videos"] if v != "doorbell"]
@@ -1077,7 +1098,7 @@ def render_table(result: dict) -> str:
         "strangers rejected",
         "doorbell ms/frame (CPU ms)",
         "doorbell events P / R",
-        *[f"{v} ms/frame" for v in vids],
+        *[f"{v} ms/frame (CPU ms)" for v in vids],
         "peak RSS MB",
         "install MB",
     ]
@@ -1093,9 +1114,14 @@ def render_table(result: dict) -> str:
             _f(ident.get("accuracy")),
             _f(ident.get("known_correct")),
             _f(ident.get("stranger_rejection")),
-            f"{_f(door.get('ms_per_frame'), '{:.1f}')} ({_f(door.get('cpu_ms_per_frame'), '{:.0f}')})",
-            f"{_f(score.get('precision'))} / {_f(score.get('recall'))}" if score else "-",
-            *[_f((row["video"].get(v) or {}).get("ms_per_frame"), "{:.1f}") for v in vids],
+            _wall_cpu(door),
+            (
+                f"{_f(score.get('precision'))} / {_f(score.get('recall'))}, "
+                f"{score.get('strangers_named')} named stranger(s) of {score.get('visits')} visits"
+            )
+            if score
+            else "-",
+            *[_wall_cpu(row["video"].get(v)) for v in vids],
             _f(row.get("peak_rss_mb"), "{:.0f}"),
             _f(row.get("install_mb"), "{:.0f}"),
         ]
