@@ -282,7 +282,7 @@ class Loop:
             log.info(
                 "%s %s (track %s, confidence %.2f)",
                 ev["type"],
-                ev["name"] or "",
+                ev["name"] or "(unknown visitor)",
                 ev["track"],
                 ev["confidence"],
             )
