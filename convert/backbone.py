@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from convert.hashing import file_hash
 from edge.errors import ModelError, UserError
 
 log = logging.getLogger("convert.backbone")
@@ -48,14 +48,6 @@ class Backbone:
             out.append(np.asarray(self.fn(x), dtype=np.float32))
         emb = np.concatenate(out) if out else np.zeros((0, self.embedding_size), np.float32)
         return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def load_facenet(models_dir: Path) -> Backbone:
@@ -98,7 +90,7 @@ def load_facenet(models_dir: Path) -> Backbone:
         input_size=160,
         embedding_size=512,
         normalization="rgb, (x - 127.5) / 128",
-        fingerprint=_file_digest(path),
+        fingerprint=file_hash(path)[:16],
         fn=fn,
     )
 

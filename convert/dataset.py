@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from convert.hashing import file_hash
 from edge.config import DetectConfig
 from edge.errors import UserError
 
@@ -85,10 +86,6 @@ def crawl(root: Path) -> tuple[list[tuple[Path, str | None]], list[tuple[Path, s
     return found, skipped
 
 
-def _file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 class CropCache:
     """Crops (and per-backbone embeddings) stored as .npz files named by key."""
 
@@ -142,7 +139,7 @@ def load_dataset(
     hits = 0
     for path, label in found:
         try:
-            digest = _file_hash(path)
+            digest = file_hash(path)
         except OSError as exc:
             ds.skipped.append((path, f"unreadable ({exc.strerror})"))
             continue

@@ -8,13 +8,13 @@ new photos are detected and embedded; the head is refitted and the model re-expo
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import shutil
 from pathlib import Path
 
 from convert.dataset import UNKNOWN_DIR, CropCache, default_cache_dir, load_dataset
+from convert.hashing import file_hash
 from edge.config import Config
 from edge.errors import UserError
 from edge.images import iter_images
@@ -64,10 +64,6 @@ def _people(root: Path) -> list[str]:
         for p in root.iterdir()
         if p.is_dir() and not p.name.startswith(".") and p.name != UNKNOWN_DIR
     )
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _free_name(folder: Path, name: str) -> Path:
@@ -140,10 +136,10 @@ def enroll(
                 f"{' (' + reasons + ')' if reasons else ''}; need at least 2 with one clear face"
             )
         (root / name).mkdir(exist_ok=True)
-        have = {_digest(p) for p in (root / name).iterdir() if p.is_file()}
+        have = {file_hash(p) for p in (root / name).iterdir() if p.is_file()}
         added = []
         for f in sorted((staging / name).iterdir()):
-            digest = _digest(f)
+            digest = file_hash(f)
             if f.name in usable and digest not in have:  # the same photo twice: once
                 have.add(digest)
                 target = _free_name(root / name, f.name)

@@ -8,7 +8,6 @@ as it goes, so an interrupted scan continues where it stopped.
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
 import json
 import logging
@@ -26,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from convert.hashing import file_hash
 from edge.config import Config
 from edge.errors import UserError
 from edge.images import iter_images
@@ -77,11 +77,7 @@ def open_index(path: str | Path) -> sqlite3.Connection:
 
 def model_id(model_path: str) -> str:
     """A short hash of the face model file, so a new model re-scans the photos."""
-    digest = hashlib.sha256()
-    with open(model_path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return file_hash(model_path)[:16]
 
 
 _worker = None

@@ -8,12 +8,12 @@ architecture fails with one line naming what does not fit.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from convert.backbone import Backbone
+from convert.hashing import file_hash
 from edge.errors import UserError
 
 INPUT_SIZE = 224
@@ -198,13 +198,11 @@ def load_vggface(name: str, weights: str | None) -> Backbone:
         return model(tf.reverse(pixels, axis=[-1]) - mean, training=False)
 
     dim = int(model.output.shape[-1])
-    h = hashlib.sha256()
-    h.update(path.read_bytes())
     return Backbone(
         name=name,
         input_size=INPUT_SIZE,
         embedding_size=dim,
         normalization=f"bgr, minus mean {MEAN_BGR[name]}",
-        fingerprint=h.hexdigest()[:16],
+        fingerprint=file_hash(path)[:16],
         fn=fn,
     )

@@ -34,12 +34,11 @@ def models_dir() -> Path:
     return _need(MODELS / "res10_300x300_ssd_iter_140000.caffemodel", "model files").parent
 
 
-def run_edge(
-    *args: str, timeout: float = 300, env: dict | None = None, **kw
+def _run_module(
+    module: str, args: tuple[str, ...], timeout: float, env: dict | None, **kw
 ) -> subprocess.CompletedProcess:
-    """Run `python -m edge ARGS` from the project root and capture its output."""
     return subprocess.run(
-        [sys.executable, "-m", "edge", *args],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -47,6 +46,20 @@ def run_edge(
         env={**os.environ, **(env or {})},
         **kw,
     )
+
+
+def run_edge(
+    *args: str, timeout: float = 300, env: dict | None = None, **kw
+) -> subprocess.CompletedProcess:
+    """Run `python -m edge ARGS` from the project root and capture its output."""
+    return _run_module("edge", args, timeout, env, **kw)
+
+
+def run_convert(
+    *args: str, timeout: float = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run `python -m convert ARGS` from the project root (TensorFlow's chatter quietened)."""
+    return _run_module("convert", args, timeout, {"TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
 
 
 def _trained_model_key(faces_dir: Path) -> str:

@@ -5,25 +5,16 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import cv2
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import run_convert
 from tests.splits import known, photos, strangers
 
-
-def convert(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "convert", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+convert = partial(run_convert, timeout=300)
 
 
 def _people(data_dir: Path) -> list[str]:

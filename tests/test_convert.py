@@ -3,31 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_convert
 from tests.splits import heldout_photos, known, people, photos, strangers
 
 pytestmark = pytest.mark.slow
-
-
-def run_convert(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run `python -m convert ARGS` from the project root."""
-    return subprocess.run(
-        [sys.executable, "-m", "convert", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
 
 
 def _link(src: Path, dst: Path) -> None:

@@ -5,23 +5,15 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_edge
+from tests.conftest import run_convert, run_edge
 from tests.splits import heldout_photos, known, train_photos
 
-
-def convert(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "convert", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+convert = partial(run_convert, timeout=900)
 
 
 def _dataset(data_dir: Path, root: Path, people: list[str]) -> Path:
