@@ -37,6 +37,8 @@ STAGES = ("capture", "detect", "track", "recognize", "publish")
 SETTINGS = {
     "default": "",
     "every-3rd": "detect:\n  every_n_frames: 3\n",
+    "every-5th": "detect:\n  every_n_frames: 5\n",
+    "every-8th": "detect:\n  every_n_frames: 8\n",
     "blazeface": "detect:\n  method: dnn\n  confirmer: blazeface\n",
 }
 

@@ -51,7 +51,12 @@ class DetectConfig:
         "res10", "DNN for dnn/two-stage: res10 | blazeface", choices=("res10", "blazeface")
     )
     downscale_width: int = _opt(320, "width of the frame Haar/DNN run on, px", min=80, max=4096)
-    every_n_frames: int = _opt(1, "detect on every Nth frame, track in between", min=1, max=100)
+    every_n_frames: int = _opt(
+        1,
+        "detect on every Nth frame once every face in view is decided (every frame while one is not), track in between",
+        min=1,
+        max=100,
+    )
     confidence: float = _opt(0.5, "DNN score to accept a face", min=0.0, max=1.0)
     margin: float = _opt(
         0.6, "two-stage: crop margin around a proposal, fraction of its size", min=0.0, max=3.0

@@ -70,6 +70,11 @@ class Judge:
         self.aligner = aligner
         self.crop_seconds: deque[float] = deque(maxlen=5000)  # align + identify, per crop
 
+    @staticmethod
+    def needs_crops(tracks: list[Track]) -> bool:
+        """True while some track is undecided or being re-checked (it wants fresh detections)."""
+        return any(t.state.get("decision") is None or t.state.get("rechecking") for t in tracks)
+
     def step(self, tracks: list[Track], now: float) -> list[Track]:
         """One crop per undecided track; returns tracks whose decision is new or changed."""
         changed = []

@@ -257,7 +257,10 @@ class Loop:
             self._was_enabled = True
         st.frames_processed += 1
         faces = None
-        if self._detect_count % self.cfg.detect.every_n_frames == 0:
+        if (
+            self.judge.needs_crops(self.tracker.tracks)
+            or self._detect_count % self.cfg.detect.every_n_frames == 0
+        ):
             with st.stage("detect"):
                 faces = self.stages.detector.detect(frame.image, frame.small)
         self._detect_count += 1
