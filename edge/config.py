@@ -52,7 +52,7 @@ class DetectConfig:
     )
     downscale_width: int = _opt(320, "width of the frame Haar/DNN run on, px", min=80, max=4096)
     every_n_frames: int = _opt(
-        1,
+        5,
         "detect on every Nth frame once every face in view is decided (every frame while one is not), track in between",
         min=1,
         max=100,

@@ -34,6 +34,9 @@ def test_config_yaml_documents_every_key_with_defaults(models_dir):
     shipped = _flatten(data)
     schema = {key: default for key, default, _ in describe()}
     assert set(shipped) == set(schema)
+    assert {k: v for k, v in shipped.items() if v != schema[k]} == {}, (
+        "config.yaml values differ from the defaults"
+    )
     text = (ROOT / "config.yaml").read_text()
     for key in schema:
         leaf = key.rsplit(".", 1)[-1]
