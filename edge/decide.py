@@ -208,7 +208,9 @@ class Presence:
             if p is None:
                 p = Person(d.name, d.name, d.confidence, t.last_source_time, t.box, t.id)
                 self.people[d.name] = p
-                out.append(Emitted(_event("recognized", p, t.id, t.box, frame), t, d.crop))
+                out.append(
+                    Emitted(_event("recognized", p, t.id, t.box, frame), t, d.crop, d.embedding)
+                )
         else:
             p = self._refound_unknown(d, seen)
             if p is None:

@@ -188,6 +188,8 @@ class Loop:
         elif stages.labels != self.stages.labels:
             self.sink.start(stages.labels)
         logging.getLogger().setLevel(cfg.log_level)
+        if cfg.unknown_faces != self.cfg.unknown_faces:
+            self.unknowns = self._unknown_store(cfg)
         self.cfg, self.stages = cfg, stages
         self.tracker.cfg = cfg.track
         self.judge.cfg, self.judge.model, self.judge.aligner = (
@@ -196,7 +198,6 @@ class Loop:
             stages.aligner,
         )
         self.presence.cfg = cfg.decide
-        self.unknowns = self._unknown_store(cfg)
         log.info("reloaded %s (%d people in the model)", cfg.source_file, len(stages.labels))
         self.notifier.ready()
         return True
