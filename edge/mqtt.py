@@ -52,17 +52,20 @@ def slugify(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text).strip("_") or "person"
 
 
+def unique_slug(name: str, taken: set[str]) -> str:
+    """slugify(name), suffixed _2, _3, ... until it is not in `taken`."""
+    base = slug = slugify(name)
+    n = 2
+    while slug in taken:
+        slug, n = f"{base}_{n}", n + 1
+    return slug
+
+
 def person_slugs(labels: list[str]) -> dict[str, str]:
     """Label -> unique slug, in label order ('anna_b' and 'Anna B' become anna_b, anna_b_2)."""
     out: dict[str, str] = {}
-    used: set[str] = set()
     for label in labels:
-        base = slug = slugify(label)
-        n = 2
-        while slug in used:
-            slug, n = f"{base}_{n}", n + 1
-        used.add(slug)
-        out[label] = slug
+        out[label] = unique_slug(label, set(out.values()))
     return out
 
 
@@ -253,12 +256,7 @@ class MqttSink(Sink):
 
     def _slug(self, name: str) -> str:
         if name not in self._slugs:
-            taken = set(self._slugs.values())
-            slug, n = slugify(name), 2
-            base = slug
-            while slug in taken:
-                slug, n = f"{base}_{n}", n + 1
-            self._slugs[name] = slug
+            self._slugs[name] = unique_slug(name, set(self._slugs.values()))
         return self._slugs[name]
 
     def discovery(self) -> dict[str, dict[str, Any]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 import sys
 import threading
 import time
@@ -18,6 +17,7 @@ from edge.capture import Frame, OpenCVSource, Picamera2Source, open_source
 from edge.config import CameraConfig
 from edge.errors import UserError
 from edge.preview import MjpegServer
+from tests.broker import free_port
 
 CLIP = "video/cap13_edit2.mp4"  # 400x300, 25 fps, 765 frames
 
@@ -102,12 +102,6 @@ def test_file_rotation_and_flips(data_dir, opts, expect):
     with open_source(camera(data_dir / CLIP, **opts)) as src:
         f = src.read()
     assert np.array_equal(f.image, expect(first_frame(data_dir / CLIP)))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ import argparse
 import io
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import pytest
 from edge.config import load_config
 from edge.pipeline import Loop
 from edge.publish import StdoutSink
+from tests.broker import free_port
 from tests.conftest import MODELS, ROOT, run_edge
 from tests.doorbell import make_clip, score_events
 
@@ -186,15 +186,9 @@ def test_switched_off_reads_frames_but_detects_nothing(models_dir, tmp_path):
     assert buf.getvalue() == ""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_mjpeg_stream_shows_the_boxes(models_dir, tmp_path):
     """preview.mjpeg_port: the served frames carry the loop's annotations (red = unknown)."""
-    port = _free_port()
+    port = free_port()
     cfg = tmp_path / "edge.yaml"
     cfg.write_text(
         "recognize:\n  model: ''\nunknown_faces:\n  enabled: false\n"
