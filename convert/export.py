@@ -78,24 +78,20 @@ def compare(
     tflite_path: Path, backbone: Backbone, head: Head, crops_rgb: np.ndarray, threads: int = 2
 ) -> dict:
     """int8 model vs float graph on crops unseen by calibration: top-1 agreement, cosine."""
+    from edge.recognize import run_face_model
     from edge.tflite import load_interpreter
 
     interp = load_interpreter(tflite_path, threads)
     idx = output_indices(interp, backbone.embedding_size, head.weights.shape[1])
     inp = interp.get_input_details()[0]
-    scale, zero = inp["quantization"]
+    outs = {d["index"]: d for d in interp.get_output_details()}
     float_emb = backbone.embed(crops_rgb)
     float_pred = (float_emb @ head.weights + head.bias).argmax(axis=1)
     agree, cos = [], []
     for crop, femb, fpred in zip(crops_rgb, float_emb, float_pred, strict=True):
-        x = crop.astype(np.float32)
-        if scale:
-            x = np.round(x / scale + zero)
-        interp.set_tensor(inp["index"], np.clip(x, 0, 255).astype(inp["dtype"])[None])
-        interp.invoke()
-        emb = _dequant(interp, idx["embedding"])
-        probs = _dequant(interp, idx["probabilities"])
-        emb = emb / max(float(np.linalg.norm(emb)), 1e-12)
+        emb, probs = run_face_model(
+            interp, inp, outs[idx["embedding"]], outs[idx["probabilities"]], crop
+        )
         agree.append(int(probs.argmax()) == int(fpred))
         cos.append(float(emb @ femb))
     return {
@@ -104,10 +100,3 @@ def compare(
         "embedding_cosine_mean": round(float(np.mean(cos)), 4),
         "embedding_cosine_min": round(float(np.min(cos)), 4),
     }
-
-
-def _dequant(interp, index: int) -> np.ndarray:
-    d = next(o for o in interp.get_output_details() if o["index"] == index)
-    v = interp.get_tensor(index).reshape(-1).astype(np.float32)
-    scale, zero = d["quantization"]
-    return (v - zero) * scale if scale else v

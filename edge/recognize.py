@@ -80,22 +80,8 @@ class FaceModel:
         s = self.input_size
         if crop_bgr.shape[:2] != (s, s):
             crop_bgr = cv2.resize(crop_bgr, (s, s), interpolation=cv2.INTER_AREA)
-        x = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2RGB)
-        scale, zero = self._input["quantization"]
-        dtype = self._input["dtype"]
-        if dtype == np.float32:
-            x = x.astype(np.float32)
-        elif scale and (abs(scale - 1.0) > 1e-6 or zero != 0):
-            info = np.iinfo(dtype)
-            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
-        else:
-            x = x.astype(dtype)
-        self._interp.set_tensor(self._input["index"], x[None])
-        self._interp.invoke()
-        emb = _dequant(self._interp, self._emb_out)
-        probs = _dequant(self._interp, self._prob_out)
-        emb /= max(float(np.linalg.norm(emb)), 1e-12)
-        return emb, probs
+        rgb = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2RGB)
+        return run_face_model(self._interp, self._input, self._emb_out, self._prob_out, rgb)
 
     def identify(self, crop_bgr: np.ndarray) -> Identity:
         """Name the crop, or "unknown" when either rejection rule fires."""
@@ -105,6 +91,27 @@ class FaceModel:
         dist = float(1.0 - emb @ self.centroids[best])
         ok = prob >= self.min_probability and dist <= self.max_distance
         return Identity(self.labels[best] if ok else UNKNOWN, prob, prob, dist, emb)
+
+
+def run_face_model(
+    interp: Any, inp: dict, emb_out: dict, prob_out: dict, rgb: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One RGB crop at the input size through the model: (L2-normalized embedding, probabilities)."""
+    scale, zero = inp["quantization"]
+    dtype = inp["dtype"]
+    if dtype == np.float32:
+        x = rgb.astype(np.float32)
+    elif scale and (abs(scale - 1.0) > 1e-6 or zero != 0):
+        info = np.iinfo(dtype)
+        x = np.clip(np.round(rgb / scale + zero), info.min, info.max).astype(dtype)
+    else:
+        x = rgb.astype(dtype)
+    interp.set_tensor(inp["index"], x[None])
+    interp.invoke()
+    emb = _dequant(interp, emb_out)
+    probs = _dequant(interp, prob_out)
+    emb /= max(float(np.linalg.norm(emb)), 1e-12)
+    return emb, probs
 
 
 def _dequant(interp: Any, detail: dict) -> np.ndarray:
