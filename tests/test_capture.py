@@ -145,6 +145,25 @@ class Feed:
         self._thread.join()
 
 
+def read_within(src, seconds: float = 10.0) -> Frame | None:
+    """src.read(), failing the test instead of hanging it when no frame comes."""
+    result: list[Frame | None] = []
+    reader = threading.Thread(target=lambda: result.append(src.read()), daemon=True)
+    reader.start()
+    reader.join(seconds)
+    assert result, f"no frame within {seconds:g} s"
+    return result[0]
+
+
+def stop_after_a_newer_frame(src, feed: Feed, taken: Frame) -> None:
+    """Stop the feed once a frame newer than `taken` has reached the source, so one is left."""
+    deadline = time.monotonic() + 10
+    while src.frames_read <= taken.index + 1:
+        assert time.monotonic() < deadline, "the stream delivered nothing after the first frame"
+        time.sleep(0.01)
+    feed.stop()
+
+
 def value(frame: Frame) -> int:
     """The frame number mod 25 that Feed drew (JPEG keeps flat grey within a level or two)."""
     return round(float(frame.image.mean()) / 10)
@@ -152,15 +171,16 @@ def value(frame: Frame) -> int:
 
 def test_live_stream_keeps_only_the_newest_frame():
     with MjpegServer("127.0.0.1", 0) as server:
-        feed = Feed(server, fps=50, count=20)
+        feed = Feed(server)
         cam = camera(f"http://127.0.0.1:{server.port}/", stall_timeout_s=1.0)
         with open_source(cam, lores_width=80) as src:
             assert src.live
-            first = src.read()
+            first = read_within(src)
             assert first.image.shape == (120, 160, 3) and first.small.shape == (60, 80, 3)
-            feed._thread.join()  # all 20 frames sent while nobody read
+            feed.stop()
+            Feed(server, fps=50, count=20)._thread.join()  # 20 frames sent while nobody read
             time.sleep(0.3)
-            newest = src.read()
+            newest = read_within(src)
             assert value(newest) == 19  # the last one sent, not the next queued one
             assert src.frames_dropped > 0
             assert src.frames_dropped == src.frames_read - 2
@@ -175,10 +195,9 @@ def test_lost_stream_is_reopened_with_backoff_and_read_keeps_blocking(caplog):
     cam = camera(f"http://127.0.0.1:{port}/", stall_timeout_s=0.5, reopen_backoff_max_s=1.0)
     src = open_source(cam)
     try:
-        assert src.read() is not None
-        feed.stop()
+        stop_after_a_newer_frame(src, feed, read_within(src))
         time.sleep(0.3)
-        assert src.read() is not None  # the newest frame sent before the loss is still served
+        assert read_within(src) is not None  # the newest frame sent before the loss is served
         server.close()  # the camera goes away
 
         result: list[Frame | None] = []
@@ -212,12 +231,12 @@ def test_stalled_stream_is_declared_lost_and_resumes(caplog):
     with MjpegServer("127.0.0.1", 0) as server:
         feed = Feed(server)
         with open_source(camera(f"http://127.0.0.1:{server.port}/", stall_timeout_s=0.5)) as src:
-            assert src.read() is not None
+            assert read_within(src) is not None
             feed.stop()  # the server stays up but sends nothing
             time.sleep(1.5)
             assert any(r.getMessage().startswith("camera lost") for r in caplog.records)
             feed = Feed(server)
-            frames = [src.read() for _ in range(5)]  # frames arrive again after the stall
+            frames = [read_within(src) for _ in range(5)]  # frames arrive again after the stall
             feed.stop()
             assert all(f is not None for f in frames)
             assert [f.index for f in frames] == sorted({f.index for f in frames})
@@ -228,10 +247,9 @@ def test_close_unblocks_a_read_waiting_for_a_lost_camera():
     server = MjpegServer("127.0.0.1", 0)
     feed = Feed(server)
     src = open_source(camera(f"http://127.0.0.1:{server.port}/", stall_timeout_s=1.0))
-    assert src.read() is not None
-    feed.stop()
+    stop_after_a_newer_frame(src, feed, read_within(src))
     time.sleep(0.3)
-    src.read()  # the last frame sent
+    read_within(src)  # the last frame sent
     server.close()
     result: list = []
     reader = threading.Thread(target=lambda: result.append(src.read()))
