@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from convert.backbone import load_backbone
-from convert.dataset import CropCache, Dataset, Sample, crawl, default_cache_dir, load_dataset
+from convert.dataset import CropCache, crawl, default_cache_dir, load_dataset
 from convert.train import calibrate, embed_samples, fit_head, held_out_scores, rates
 from edge.config import Config
 from edge.errors import UserError
@@ -21,17 +21,17 @@ from edge.errors import UserError
 log = logging.getLogger("convert")
 
 
-def _require_people(ds: Dataset) -> None:
-    """Exit early (before TensorFlow loads) when the dataset cannot make a model."""
-    if not ds.samples:
+def _require_people(root: Path, labels: list[str], usable: int, skipped: int) -> None:
+    """One line and exit when the photos cannot make a model (at least 2 people)."""
+    if not usable:
         raise UserError(
-            f"{ds.root}: no usable photos (expected {ds.root}/<Name>/*.jpg with one face each; "
-            f"{len(ds.skipped)} file(s) skipped)"
+            f"{root}: no usable photos (expected {root}/<Name>/*.jpg with one face each; "
+            f"{skipped} file(s) skipped)"
         )
-    if len(ds.labels) < 2:
+    if len(labels) < 2:
         raise UserError(
-            f"{ds.root}: need photos of at least 2 people, found {len(ds.labels)} "
-            f"({', '.join(ds.labels) or 'none'})"
+            f"{root}: need photos of at least 2 people, found {len(labels)} "
+            f"({', '.join(labels) or 'none'})"
         )
 
 
@@ -40,15 +40,15 @@ def train(args, cfg: Config, models_dir: Path) -> dict:
     from convert import export
 
     t0 = time.monotonic()
-    found, skipped = crawl(Path(args.dataset))  # cheap checks first: no TensorFlow yet
-    early = Dataset(Path(args.dataset), skipped=skipped)
-    early.samples = [Sample(p, label, "", None) for p, label in found if label]
-    _require_people(early)
+    root = Path(args.dataset)
+    found, skipped = crawl(root)  # cheap checks first, before TensorFlow loads
+    named = [label for _, label in found if label]
+    _require_people(root, sorted(set(named)), len(named), len(skipped))
     backbone = load_backbone(args.backbone, models_dir, args.weights)
     t_load = time.monotonic()
-    cache = CropCache(Path(args.cache) if args.cache else default_cache_dir(args.dataset))
-    ds = load_dataset(Path(args.dataset), cfg.detect, backbone.input_size, cache)
-    _require_people(ds)
+    cache = CropCache(Path(args.cache) if args.cache else default_cache_dir(root))
+    ds = load_dataset(root, cfg.detect, backbone.input_size, cache)
+    _require_people(root, ds.labels, len(ds.samples), len(ds.skipped))
     labels = ds.labels
     samples = ds.known() + ds.unknown()
     y = np.array([labels.index(s.label) if s.label else -1 for s in samples])
@@ -114,7 +114,7 @@ def train(args, cfg: Config, models_dir: Path) -> dict:
         },
         "centroids": np.round(head.centroids, 6).tolist(),
         "metrics": metrics,
-        "dataset": {"path": str(Path(args.dataset).resolve()), "hash": ds.digest()},
+        "dataset": {"path": str(root.resolve()), "hash": ds.digest()},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     meta_tmp = out / "faces.json.tmp"
