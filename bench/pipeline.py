@@ -296,11 +296,10 @@ def main() -> int:
     model = find_model(args.model)
     clip_dir = work / f"doorbell-{args.visits}"
     tl_path = clip_dir / "timeline.json"
-    if (
-        not tl_path.is_file() or "face_frame" not in tl_path.read_text()
-    ):  # made by an older generator
+    # (re)made when missing or written by an older generator (no face_frame)
+    if not tl_path.is_file() or "face_frame" not in tl_path.read_text():
         make_clip(DATA, clip_dir, visits=args.visits, seed=0)
-    timeline = json.loads((clip_dir / "timeline.json").read_text())
+    timeline = json.loads(tl_path.read_text())
     clip = clip_dir / "clip.mp4"
 
     configs = {}
