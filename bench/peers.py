@@ -364,15 +364,6 @@ def _task_plot(spec: dict) -> dict:
         )
     ax.set_xscale("log")
     xs = [v for p in spec["points"] for v in (p["ms"], p.get("cpu_ms")) if v]
-    ax.set_xticks(
-        [
-            t
-            for t in (5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
-            if min(xs) / 2 <= t <= max(xs) * 2
-        ]
-    )
-    ax.set_xlim(min(xs) / 1.3, max(xs) * 2.5)
-    xs = [v for p in spec["points"] for v in (p["ms"], p.get("cpu_ms")) if v]
     ticks = (5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
     ax.set_xticks([t for t in ticks if min(xs) / 2 <= t <= max(xs) * 2])
     ax.set_xlim(min(xs) / 1.3, max(xs) * 2.5)
