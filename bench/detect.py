@@ -10,7 +10,6 @@ images of the fastest of --repeat runs. Prints tables; writes bench/results/dete
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -28,8 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edge.config import DetectConfig, load_config  # noqa: E402
-from edge.detect import Detector, Face, create_detector, iou  # noqa: E402
+from edge.detect import Detector, Face, create_detector  # noqa: E402
 from edge.detectors.res10 import MEAN, Res10Detector  # noqa: E402
+from tests.groundtruth import IOU_MATCH, load_gt, match  # noqa: E402
 
 DATA = Path(os.environ.get("EDGE_TEST_DATA", ROOT.parent / "shared" / "data"))
 MODES = {  # name -> (method, confirmer)
@@ -39,7 +39,6 @@ MODES = {  # name -> (method, confirmer)
     "two-stage+res10": ("two-stage", "res10"),
     "two-stage+blazeface": ("two-stage", "blazeface"),
 }
-IOU_MATCH = 0.4
 
 
 class Res10Square(Detector):
@@ -52,30 +51,6 @@ class Res10Square(Detector):
         h, w = frame.shape[:2]
         self.inner.net.setInput(cv2.dnn.blobFromImage(frame, 1.0, (300, 300), MEAN))
         return self.inner._faces(self.inner.net.forward(), [(w, h)])[0]
-
-
-def load_gt(folder: Path) -> dict[str, list[tuple[int, int, int, int]]]:
-    """gt_boxes.csv -> {image name: [(x, y, w, h), ...]}."""
-    gt: dict[str, list] = {}
-    with open(folder / "gt_boxes.csv", newline="") as fh:
-        for row in csv.DictReader(fh):
-            gt.setdefault(row["image"], []).append(tuple(int(row[k]) for k in "xywh"))
-    return gt
-
-
-def match(faces: list[Face], truth: list[tuple]) -> tuple[int, int, int]:
-    """Greedy one-to-one matching by score at IoU >= 0.4: (true pos, false pos, missed)."""
-    free = list(truth)
-    tp = fp = 0
-    for face in sorted(faces, key=lambda f: -f.score):
-        scored = [(iou(face.box, g), i) for i, g in enumerate(free)]
-        best = max(scored, default=(0.0, -1))
-        if best[0] >= IOU_MATCH:
-            tp += 1
-            free.pop(best[1])
-        else:
-            fp += 1
-    return tp, fp, len(free)
 
 
 def timed(detector: Detector, image: np.ndarray, repeat: int) -> tuple[list[Face], float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,12 +14,43 @@ import cv2
 import numpy as np
 
 from convert.backbone import load_backbone
-from convert.dataset import CropCache, crawl, default_cache_dir, load_dataset
+from convert.dataset import (
+    UNKNOWN_DIR,
+    CropCache,
+    crawl,
+    default_cache_dir,
+    load_dataset,
+    per_person,
+    person_of,
+)
 from convert.train import calibrate, embed_samples, fit_head, held_out_scores, rates
 from edge.config import Config
 from edge.errors import UserError
 
 log = logging.getLogger("convert")
+
+FEW_PHOTOS = 3  # fewer usable photos than this: the person is warned about
+
+
+def person_table(ds, rows: list[dict]) -> str:
+    """The per-person summary `convert train` ends with: counts, then each skipped file."""
+    lines = [f"{'person':<28} {'photos':>6} {'used':>5} {'skipped':>7}  note"]
+    for r in rows:
+        note = ""
+        if "left_out" in r:
+            note = f"LEFT OUT of the model: {r['left_out']}"
+        elif r["person"] != UNKNOWN_DIR and r["used"] < FEW_PHOTOS:
+            note = f"warning: {r['used']} usable photo(s); {FEW_PHOTOS}+ recommended"
+        elif r["person"] == UNKNOWN_DIR:
+            note = "strangers: teach the model whom never to name"
+        lines.append(
+            f"{r['person']:<28} {r['given']:>6} {r['used']:>5} {len(r['skipped']):>7}  {note}"
+        )
+    for r in rows:
+        lines += [f"  skipped {s['file']}: {s['reason']}" for s in r["skipped"]]
+    outside = [(p, why) for p, why in ds.skipped if person_of(ds.root, p) is None]
+    lines += [f"  skipped {p.relative_to(ds.root)}: {why}" for p, why in outside]
+    return "\n".join(lines) + "\n"
 
 
 def _require_people(root: Path, labels: list[str], usable: int, skipped: int) -> None:
@@ -122,7 +154,17 @@ def train(args, cfg: Config, models_dir: Path) -> dict:
     os.replace(tmp, out / "faces.tflite")
     os.replace(meta_tmp, out / "faces.json")
     log.info("wrote %s and %s", out / "faces.tflite", out / "faces.json")
-    return metrics
+    rows = per_person(ds)
+    for r in rows:
+        if r["person"] != UNKNOWN_DIR and "left_out" not in r and r["used"] < FEW_PHOTOS:
+            log.warning(
+                "%s: only %d usable photo(s); add %d or more for reliable recognition",
+                root / r["person"],
+                r["used"],
+                FEW_PHOTOS,
+            )
+    sys.stderr.write(person_table(ds, rows))
+    return {**metrics, "per_person": rows}
 
 
 def evaluate(args, cfg: Config) -> dict:

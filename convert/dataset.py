@@ -42,6 +42,8 @@ class Dataset:
     root: Path
     samples: list[Sample] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    found: list[tuple[Path, str | None]] = field(default_factory=list)  # every photo crawled
+    left_out: dict[str, str] = field(default_factory=dict)  # person -> why not in the model
 
     @property
     def labels(self) -> list[str]:
@@ -127,13 +129,23 @@ def load_dataset(
 ) -> Dataset:
     """Detect, align and crop every photo (cached by file hash); drop people with too few photos."""
     from edge.align import Aligner
-    from edge.detect import create_detector
+    from edge.detect import create_photo_detector
     from edge.images import read_image
 
     found, skipped = crawl(root)
-    ds = Dataset(Path(root), skipped=skipped)
+    ds = Dataset(Path(root), skipped=skipped, found=found)
     settings = json.dumps(
-        [CROP_VERSION, size, cfg.method, cfg.confirmer, cfg.confidence, cfg.downscale_width],
+        [
+            CROP_VERSION,
+            size,
+            cfg.method,
+            cfg.confirmer,
+            cfg.confidence,
+            cfg.margin,
+            cfg.confirm_size,
+            repr(cfg.haar),
+            repr(cfg.photo),
+        ],
     )
     detector = aligner = None
     hits = 0
@@ -147,7 +159,7 @@ def load_dataset(
         entry = cache.get("crops", key)
         if entry is None:
             if detector is None:
-                detector, aligner = create_detector(cfg), Aligner(cfg)
+                detector, aligner = create_photo_detector(cfg), Aligner(cfg)
             entry = _crop_photo(path, detector, aligner, size, read_image)
             cache.put("crops", key, **entry)
         else:
@@ -198,11 +210,37 @@ def _drop_small_classes(ds: Dataset, min_photos: int) -> None:
         counts[s.label] = counts.get(s.label, 0) + 1
     small = {name for name, n in counts.items() if n < min_photos}
     for name in sorted(small):
-        log.warning(
-            "%s: only %d usable photo(s), need %d: person left out",
-            ds.root / name,
-            counts[name],
-            min_photos,
-        )
+        ds.left_out[name] = f"only {counts[name]} usable photo(s), need {min_photos}"
+        log.warning("%s: %s: person left out", ds.root / name, ds.left_out[name])
     if small:
         ds.samples = [s for s in ds.samples if s.label not in small]
+
+
+def person_of(root: Path, path: Path) -> str | None:
+    """The person folder (first level under `root`) a file is in; None at the top level."""
+    parts = path.relative_to(root).parts
+    return parts[0] if len(parts) > 1 else None
+
+
+def per_person(ds: Dataset) -> list[dict]:
+    """One row per person folder (and _unknown): photos given, faces used, skipped files."""
+    rows: dict[str, dict] = {}
+
+    def row(name: str) -> dict:
+        return rows.setdefault(name, {"person": name, "given": 0, "used": 0, "skipped": []})
+
+    for _path, label in ds.found:
+        row(label or UNKNOWN_DIR)["given"] += 1
+    for s in ds.samples:
+        row(s.label or UNKNOWN_DIR)["used"] += 1
+    for path, reason in ds.skipped:
+        name = person_of(ds.root, path)
+        if name is None:
+            continue
+        r = row(name)
+        r["skipped"].append({"file": str(path.relative_to(ds.root)), "reason": reason})
+        if path.suffix.lower() not in IMAGE_SUFFIXES:  # never crawled as a photo
+            r["given"] += 1
+    for name, why in ds.left_out.items():
+        row(name)["left_out"] = why
+    return sorted(rows.values(), key=lambda r: (r["person"] == UNKNOWN_DIR, r["person"].lower()))

@@ -45,6 +45,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         if argv[0] == "detect":
             p.add_argument("--detector", choices=("two-stage", "dnn", "haar"))
             p.add_argument("--confirmer", choices=("res10", "blazeface"))
+            p.add_argument(
+                "--profile",
+                choices=("photo", "live"),
+                default="photo",
+                help="photo: the still-photo passes (default); live: the capture loop's settings",
+            )
         else:
             p.add_argument("--model", metavar="FILE", help="face model .tflite (labels beside it)")
         args = p.parse_args(argv[1:])
@@ -86,9 +92,10 @@ def _per_image(paths: list[str], faces_of: Callable[[np.ndarray], list]) -> int:
 
 
 def _detect(args: argparse.Namespace, cfg: Config) -> int:
-    from edge.detect import create_detector
+    from edge.detect import create_detector, create_photo_detector
 
-    detector = create_detector(cfg.detect, method=args.detector, confirmer=args.confirmer)
+    create = create_photo_detector if args.profile == "photo" else create_detector
+    detector = create(cfg.detect, method=args.detector, confirmer=args.confirmer)
     return _per_image(args.paths, detector.detect)
 
 

@@ -45,6 +45,30 @@ class HaarConfig:
 
 
 @dataclass
+class PhotoConfig:
+    width: int = _opt(
+        640, "still photos: width of the main pass, px (never enlarged)", min=80, max=8192
+    )
+    large_width: int = _opt(
+        1280,
+        "still photos wider than `width` also get a pass at this width, for small faces in group photos (0 = off)",
+        min=0,
+        max=8192,
+    )
+    pad: float = _opt(
+        0.25,
+        "border added on each side for the pass that finds a face filling the photo, fraction of its longer side (0 = off)",
+        min=0.0,
+        max=2.0,
+    )
+    pad_width: int = _opt(320, "width of that padded pass, px", min=80, max=4096)
+    scale_factor: float = _opt(1.1, "Haar pyramid step for still photos", min=1.01, max=2.0)
+    max_proposals: int = _opt(
+        64, "two-stage: most Haar proposals confirmed per pass", min=1, max=1000
+    )
+
+
+@dataclass
 class DetectConfig:
     method: str = _opt("two-stage", "two-stage | dnn | haar", choices=("two-stage", "dnn", "haar"))
     confirmer: str = _opt(
@@ -69,6 +93,7 @@ class DetectConfig:
         128, "two-stage: res10 input side for each margin crop, px", min=32, max=600
     )
     haar: HaarConfig = field(default_factory=HaarConfig)
+    photo: PhotoConfig = field(default_factory=PhotoConfig)
     res10_prototxt: str = _opt(
         "models/deploy.prototxt.txt", "res10 SSD network", path=True, exists=True
     )

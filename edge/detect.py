@@ -1,102 +1,46 @@
-"""Face detectors behind one interface: Haar proposals, DNN (res10 SSD, BlazeFace), two-stage.
+"""Face detectors behind one interface: Haar proposals, DNN (res10 SSD, BlazeFace), two-stage,
+and the still-photo profile.
 
-Every detector runs on a frame downscaled to `detect.downscale_width` (never upscaled) and
-returns boxes in the pixels of the frame it was given. Backends live in edge/detectors/.
+Every detector returns boxes in the pixels of the frame it was given. The live detectors run
+on a frame downscaled to `detect.downscale_width` (never upscaled); the photo profile
+(`detect.photo`) runs several passes for photos. Backends live in edge/detectors/, their
+shared types in edge/detectors/base.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-import cv2
-import numpy as np
+from edge.detectors.base import (
+    Detector,
+    Face,
+    clamp_face,
+    clip_face,
+    downscale,
+    iou,
+    nms,
+    scale_face,
+    small_frame,
+)
 
 if TYPE_CHECKING:
     from edge.config import DetectConfig
 
-
-@dataclass
-class Face:
-    """One detected face in original-frame pixels."""
-
-    box: tuple[int, int, int, int]  # x, y (top-left), w, h
-    score: float
-    landmarks: np.ndarray | None = None  # (N, 2) float, original-frame px; BlazeFace order when N=6
-
-    def to_json(self) -> dict:
-        """The CLI's JSON form: {"box": [x, y, w, h], "score": S}."""
-        return {"box": [int(v) for v in self.box], "score": round(float(self.score), 4)}
-
-
-class Detector:
-    """detect(frame) -> faces, boxes in the frame's own pixels."""
-
-    def detect(self, frame: np.ndarray, small: np.ndarray | None = None) -> list[Face]:
-        """Faces in `frame` (BGR); `small` is an optional already-downscaled copy of it."""
-        raise NotImplementedError
-
-
-def downscale(frame: np.ndarray, width: int) -> tuple[np.ndarray, float]:
-    """`frame` resized to `width` px wide (never enlarged) and the factor small/original."""
-    w = frame.shape[1]
-    if w <= width:
-        return frame, 1.0
-    scale = width / w
-    height = max(1, round(frame.shape[0] * scale))
-    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA), scale
-
-
-def small_frame(
-    frame: np.ndarray, small: np.ndarray | None, width: int
-) -> tuple[np.ndarray, float]:
-    """The downscaled frame to detect on (the caller's `small` if given) and its scale."""
-    if small is not None:
-        return small, small.shape[1] / frame.shape[1]
-    return downscale(frame, width)
-
-
-def iou(a: tuple, b: tuple) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
-
-
-def nms(faces: list[Face], threshold: float) -> list[Face]:
-    """Greedy non-maximum suppression: drop a face overlapping a stronger one by > threshold."""
-    kept: list[Face] = []
-    for face in sorted(faces, key=lambda f: -f.score):
-        if all(iou(face.box, k.box) <= threshold for k in kept):
-            kept.append(face)
-    return kept
-
-
-def scale_face(face: Face, factor: float, dx: float = 0.0, dy: float = 0.0) -> Face:
-    """`face` with box and landmarks multiplied by `factor`, then shifted by (dx, dy)."""
-    x, y, w, h = face.box
-    box = (
-        round(x * factor + dx),
-        round(y * factor + dy),
-        max(1, round(w * factor)),
-        max(1, round(h * factor)),
-    )
-    marks = None
-    if face.landmarks is not None:
-        marks = face.landmarks * factor + np.array([dx, dy], dtype=np.float32)
-    return Face(box, face.score, marks)
-
-
-def clip_face(face: Face, width: int, height: int) -> Face | None:
-    """`face` with its box clipped to the frame; None when nothing of it is inside."""
-    x, y, w, h = face.box
-    x0, y0 = max(0, x), max(0, y)
-    x1, y1 = min(width, x + w), min(height, y + h)
-    if x1 - x0 < 2 or y1 - y0 < 2:
-        return None
-    return Face((x0, y0, x1 - x0, y1 - y0), face.score, face.landmarks)
+__all__ = [
+    "Detector",
+    "Face",
+    "clamp_face",
+    "clip_face",
+    "create_detector",
+    "create_dnn",
+    "create_photo_detector",
+    "downscale",
+    "iou",
+    "nms",
+    "scale_face",
+    "small_frame",
+]
 
 
 def create_detector(
@@ -133,3 +77,36 @@ def create_dnn(cfg: DetectConfig, name: str) -> Detector:
 
         return BlazeFaceDetector(cfg)
     raise ValueError(f"unknown DNN {name!r}")
+
+
+def photo_config(cfg: DetectConfig) -> DetectConfig:
+    """The live settings with the photo profile's Haar step and proposal budget."""
+    photo = cfg.photo
+    return replace(
+        cfg,
+        max_proposals=photo.max_proposals,
+        haar=replace(cfg.haar, scale_factor=photo.scale_factor),
+    )
+
+
+def create_photo_detector(
+    cfg: DetectConfig, method: str | None = None, confirmer: str | None = None
+) -> Detector:
+    """The still-photo profile (`detect.photo`) around the detector `cfg` asks for.
+
+    Raises ModelError (one line) when a model file is missing or corrupt.
+    """
+    from edge.detectors.photo import PadDetector, PhotoDetector
+
+    photo = cfg.photo
+    base = photo_config(cfg)
+    passes: list[tuple[Detector, int]] = [
+        (create_detector(replace(base, downscale_width=photo.width), method, confirmer), 0)
+    ]
+    if photo.large_width > photo.width:
+        large = create_detector(replace(base, downscale_width=photo.large_width), method, confirmer)
+        passes.append((large, photo.width))
+    if photo.pad > 0:
+        padded = create_detector(replace(base, downscale_width=photo.pad_width), method, confirmer)
+        passes.append((PadDetector(padded, photo.pad), 0))
+    return PhotoDetector(passes, cfg.nms_iou)

@@ -29,15 +29,15 @@ class StillFace:
 
 
 class StillRecognizer:
-    """Detector + aligner + face model, built once, applied to many images."""
+    """Photo-profile detector + aligner + face model, built once, applied to many images."""
 
     def __init__(self, cfg: Config, model_path: str | None = None) -> None:
         from edge.align import Aligner
-        from edge.detect import create_detector
+        from edge.detect import create_photo_detector
         from edge.recognize import FaceModel
 
         self.model = FaceModel.load(model_path or cfg.recognize.model, cfg.recognize)
-        self.detector = create_detector(cfg.detect)
+        self.detector = create_photo_detector(cfg.detect)
         self.aligner = Aligner(cfg.detect)
 
     def __call__(self, image: np.ndarray) -> list[StillFace]:

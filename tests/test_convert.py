@@ -80,7 +80,26 @@ def test_bad_files_are_reported_and_the_rest_is_used(tmp_path, data_dir):
     assert f"skipped {ds / a / 'brick.png'}: no face found" in err
     assert f"skipped {ds / 'notes.txt'}: not a jpg/jpeg/png/webp image" in err
     assert f"{ds / c}: only 1 usable photo(s), need 2: person left out" in err
+    # the closing per-person table: every folder, every skipped file with its reason
+    lines = err.splitlines()
+    table = lines[next(i for i, line in enumerate(lines) if line.startswith("person ")) :]
+    rows = {line.split()[0]: line.split()[1:4] for line in table[1:] if not line.startswith(" ")}
+    assert rows == {
+        a: ["7", "5", "2"],
+        b: ["5", "5", "0"],
+        c: ["1", "0", "0"],
+        "_unknown": ["3", "3", "0"],
+    }
+    assert "LEFT OUT of the model: only 1 usable photo(s), need 2" in table[3]
+    assert (
+        f"  skipped {a}/broken.jpg: not a readable image (corrupt or unsupported format)" in table
+    )
+    assert f"  skipped {a}/brick.png: no face found" in table
+    assert "  skipped notes.txt: not a jpg/jpeg/png/webp image" in table
     metrics = json.loads(proc.stdout)
+    per_person = {r["person"]: r for r in metrics.pop("per_person")}
+    assert per_person[c]["left_out"] == "only 1 usable photo(s), need 2"
+    assert [x["file"] for x in per_person[a]["skipped"]] == [f"{a}/brick.png", f"{a}/broken.jpg"]
     assert metrics["people"] == 2
     assert metrics["photos"] == 10  # 4 + 4 + the EXIF-rotated jpg + the alpha png (nested)
     assert "sideways.jpg" not in err
@@ -94,13 +113,17 @@ def test_bad_files_are_reported_and_the_rest_is_used(tmp_path, data_dir):
     assert meta["metrics"] == metrics
     assert len(meta["centroids"]) == 2 and len(meta["centroids"][0]) == 512
 
-    # one more person: only their photos are detected and embedded
-    for photo in photos(faces, d)[:3]:
+    # one more person, with 2 photos: only theirs are detected and embedded; they are warned about
+    for photo in photos(faces, d)[:2]:
         _link(photo, ds / d / photo.name)
     proc = run_convert("train", str(ds), "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "3 detected now" in proc.stderr
-    assert "embedding 3 new photos with facenet (13 cached)" in proc.stderr
+    assert "2 detected now" in proc.stderr
+    assert "embedding 2 new photos with facenet (13 cached)" in proc.stderr
+    assert (
+        f"{ds / d}: only 2 usable photo(s); add 3 or more for reliable recognition" in proc.stderr
+    )
+    assert "warning: 2 usable photo(s); 3+ recommended" in proc.stderr
     assert json.loads(proc.stdout)["people"] == 3
     assert json.loads((out / "faces.json").read_text())["labels"] == [a, b, d]
 

@@ -3,7 +3,6 @@ photos, every mode, original-pixel coordinates, CLI batch errors, corrupt models
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -13,9 +12,10 @@ import numpy as np
 import pytest
 
 from edge.config import DetectConfig, load_config
-from edge.detect import Face, create_detector, downscale, iou, nms
+from edge.detect import Face, create_detector, downscale, nms
 from edge.errors import ModelError
 from tests.conftest import run_edge
+from tests.groundtruth import load_gt, match
 
 MODES = [
     ("haar", None),
@@ -33,22 +33,13 @@ def cfg(models_dir: Path) -> DetectConfig:
 
 @pytest.fixture(scope="module")
 def gt(data_dir: Path) -> dict[str, list[tuple]]:
-    boxes: dict[str, list[tuple]] = {}
-    with open(data_dir / "detection" / "gt_boxes.csv", newline="") as fh:
-        for row in csv.DictReader(fh):
-            boxes.setdefault(row["image"], []).append(tuple(int(row[k]) for k in "xywh"))
-    return boxes
+    return load_gt(data_dir / "detection")
 
 
 def _matched(faces: list[Face], truth: list[tuple]) -> tuple[int, int]:
     """(faces matching a distinct true box at IoU >= 0.4, faces matching none)."""
-    free, hits = list(truth), 0
-    for face in sorted(faces, key=lambda f: -f.score):
-        best = max(((iou(face.box, g), i) for i, g in enumerate(free)), default=(0.0, -1))
-        if best[0] >= 0.4:
-            hits += 1
-            free.pop(best[1])
-    return hits, len(faces) - hits
+    hits, false, _ = match(faces, truth)
+    return hits, false
 
 
 def test_default_detector_finds_the_real_faces(cfg, gt, data_dir):

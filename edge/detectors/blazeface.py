@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from edge.config import DetectConfig
-from edge.detect import Detector, Face, clip_face, scale_face, small_frame
+from edge.detectors.base import Detector, Face, clip_face, scale_face, small_frame
 from edge.errors import ModelError
 from edge.tflite import load_interpreter
 

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from edge.config import DetectConfig
-from edge.detect import Detector, Face, iou, scale_face, small_frame
+from edge.detectors.base import Detector, Face, iou, scale_face, small_frame
 from edge.errors import ModelError
 
 FRONTAL = "haarcascade_frontalface_default.xml"

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from edge.config import DetectConfig
-from edge.detect import Detector, Face, clip_face, scale_face, small_frame
+from edge.detectors.base import Detector, Face, clip_face, scale_face, small_frame
 from edge.errors import ModelError
 
 MEAN = (104.0, 177.0, 123.0)

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from edge.config import DetectConfig
-from edge.detect import Detector, Face, nms, scale_face, small_frame
+from edge.detectors.base import Detector, Face, clamp_face, nms, scale_face, small_frame
 from edge.detectors.haar import HaarDetector, equalized_gray
 
 
@@ -68,11 +68,4 @@ class TwoStageDetector(Detector):
                 if best.score >= self.cfg.confidence:
                     faces.append(scale_face(best, 1.0, x0, y0))
         height, width = frame.shape[:2]
-        return [_clip(f, width, height) for f in nms(faces, self.cfg.nms_iou)]
-
-
-def _clip(face: Face, width: int, height: int) -> Face:
-    x, y, w, h = face.box
-    x0, y0 = max(0, x), max(0, y)
-    x1, y1 = min(width, x + w), min(height, y + h)
-    return Face((x0, y0, max(1, x1 - x0), max(1, y1 - y0)), face.score, face.landmarks)
+        return [clamp_face(f, width, height) for f in nms(faces, self.cfg.nms_iou)]
