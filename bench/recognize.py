@@ -139,7 +139,7 @@ def main() -> None:
         # side-by-side speed: the int8 model vs a float export of the same graph
         from convert import export
         from convert.backbone import load_backbone
-        from convert.train import Head
+        from edge.head import Head
 
         model = work / "m7" / "faces.tflite"
         meta = json.loads(model.with_suffix(".json").read_text())

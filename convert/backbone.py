@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.hashing import file_hash
 from edge.errors import ModelError, UserError
+from edge.hashing import file_hash
 
 log = logging.getLogger("convert.backbone")
 

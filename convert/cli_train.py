@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -23,9 +22,11 @@ from convert.dataset import (
     per_person,
     person_of,
 )
-from convert.train import calibrate, embed_samples, fit_head, held_out_scores, rates
+from convert.train import embed_samples
 from edge.config import Config
 from edge.errors import UserError
+from edge.facestore import FaceStore, save_model_update
+from edge.head import calibrate, fit_head, held_out_scores, rates
 
 log = logging.getLogger("convert")
 
@@ -44,7 +45,7 @@ def person_table(ds, rows: list[dict]) -> str:
         elif r["person"] == UNKNOWN_DIR:
             note = "strangers: teach the model whom never to name"
         lines.append(
-            f"{r['person']:<28} {r['given']:>6} {r['used']:>5} {len(r['skipped']):>7}  {note}"
+            f"{r['person']:<28} {r['given']:>6} {r['used']:>5} {len(r['skipped']):>7}  {note}".rstrip()
         )
     for r in rows:
         lines += [f"  skipped {s['file']}: {s['reason']}" for s in r["skipped"]]
@@ -149,10 +150,9 @@ def train(args, cfg: Config, models_dir: Path) -> dict:
         "dataset": {"path": str(root.resolve()), "hash": ds.digest()},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    meta_tmp = out / "faces.json.tmp"
-    meta_tmp.write_text(json.dumps(meta, indent=1) + "\n")
+    store = FaceStore(labels, emb, y, [s.key for s in samples])
     os.replace(tmp, out / "faces.tflite")
-    os.replace(meta_tmp, out / "faces.json")
+    save_model_update(out / "faces.tflite", meta, store)
     log.info("wrote %s and %s", out / "faces.tflite", out / "faces.json")
     rows = per_person(ds)
     for r in rows:
@@ -169,7 +169,7 @@ def train(args, cfg: Config, models_dir: Path) -> dict:
 
 def evaluate(args, cfg: Config) -> dict:
     """Run the exported model on DATASET: folders named like a label are that person, others strangers."""
-    from convert.train import DIST_GRID, PROB_GRID
+    from edge.head import DIST_GRID, PROB_GRID
     from edge.recognize import FaceModel
 
     model = FaceModel.load(args.model, cfg.recognize)

@@ -15,15 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.hashing import file_hash
 from edge.config import DetectConfig
 from edge.errors import UserError
+from edge.hashing import file_hash
 
 log = logging.getLogger("convert.dataset")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 UNKNOWN_DIR = "_unknown"
-AMBIGUOUS_RATIO = 0.8  # a second face this large (area vs the largest) makes a photo ambiguous
 CROP_VERSION = 3  # bump when the crop geometry changes: invalidates cached crops
 
 
@@ -184,22 +183,17 @@ def _crop_photo(path: Path, detector, aligner, size: int, read_image) -> dict:
     """{"crop": RGB uint8} for the largest face, or {"reason": why the photo is unusable}."""
     import cv2
 
+    from edge.stills import main_face
+
     try:
         image = read_image(path)
     except UserError as exc:
         return {"reason": np.array(str(exc).split(": ", 1)[-1])}
-    faces = detector.detect(image)
-    if not faces:
-        return {"reason": np.array("no face found")}
-    faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
-    out = {}
-    if len(faces) > 1:
-        a0 = faces[0].box[2] * faces[0].box[3]
-        a1 = faces[1].box[2] * faces[1].box[3]
-        if a1 >= AMBIGUOUS_RATIO * a0:
-            return {"reason": np.array(f"ambiguous: {len(faces)} faces of similar size")}
-        out["warning"] = np.array(f"{len(faces)} faces; using the largest")
-    crop = aligner.crop(image, faces[0], size)
+    face, note = main_face(detector.detect(image))
+    if face is None:
+        return {"reason": np.array(note)}
+    out = {"warning": np.array(note)} if note else {}
+    crop = aligner.crop(image, face, size)
     out["crop"] = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
     return out
 

@@ -14,9 +14,10 @@ import shutil
 from pathlib import Path
 
 from convert.dataset import UNKNOWN_DIR, CropCache, default_cache_dir, load_dataset
-from convert.hashing import file_hash
 from edge.config import Config
+from edge.enroll import check_name
 from edge.errors import UserError
+from edge.hashing import file_hash
 from edge.images import iter_images
 
 log = logging.getLogger("convert.enroll")
@@ -46,16 +47,6 @@ def resolve_dataset(dataset: str | None, model: Path) -> Path:
     if not root.is_dir():
         raise UserError(f"{root}: dataset folder not found (pass --dataset DIR)")
     return root
-
-
-def check_name(name: str) -> str:
-    """A person's folder name: non-empty, no path separators, not hidden, not _unknown."""
-    clean = name.strip()
-    if not clean or clean in {".", ".."} or "/" in clean or "\\" in clean or clean[0] == ".":
-        raise UserError(f"{name!r}: not a usable name (a folder name without '/' or leading '.')")
-    if clean == UNKNOWN_DIR:
-        raise UserError(f"{name}: reserved for strangers; copy photos into {UNKNOWN_DIR}/ directly")
-    return clean
 
 
 def _people(root: Path) -> list[str]:

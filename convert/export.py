@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from convert.backbone import Backbone
-from convert.train import Head
+from edge.head import Head
 
 log = logging.getLogger("convert.export")
 

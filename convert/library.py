@@ -25,9 +25,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from convert.hashing import file_hash
 from edge.config import Config
 from edge.errors import UserError
+from edge.hashing import file_hash
 from edge.images import iter_images
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,28 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="config YAML (default: embedded defaults)")
 
 
+def _parse_people(argv: list[str]) -> argparse.Namespace:
+    """`enroll NAME PHOTO...`, `forget NAME`, `rename OLD NEW`: change the model's people."""
+    cmd = argv[0]
+    p = _Parser(prog=f"python -m edge {cmd}")
+    if cmd == "enroll":
+        p.add_argument("name", metavar="NAME", help="the person (new or already known)")
+        p.add_argument("photos", nargs="+", metavar="PHOTO", help="photo files or folders")
+    elif cmd == "forget":
+        p.add_argument("name", metavar="NAME")
+    else:
+        p.add_argument("old", metavar="OLD")
+        p.add_argument("new", metavar="NEW")
+    _add_config(p)
+    p.add_argument("--model", metavar="FILE", help="face model .tflite (default: recognize.model)")
+    args = p.parse_args(argv[1:])
+    args.command = cmd
+    return args
+
+
 def _parse(argv: list[str]) -> argparse.Namespace:
+    if argv and argv[0] in ("enroll", "forget", "rename"):
+        return _parse_people(argv)
     if argv and argv[0] in ("detect", "identify"):
         p = _Parser(prog=f"python -m edge {argv[0]}")
         p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
@@ -105,6 +126,27 @@ def _identify(args: argparse.Namespace, cfg: Config) -> int:
     return _per_image(args.paths, StillRecognizer(cfg, args.model))
 
 
+def _people(args: argparse.Namespace, cfg: Config) -> int:
+    from edge import enroll
+
+    if args.command == "enroll":
+        from edge.images import iter_images
+
+        missing = [p for p in args.photos if not os.path.exists(p)]
+        if missing:
+            raise UserError(f"{missing[0]}: no such photo or folder")
+        photos = list(iter_images(args.photos))
+        if not photos:
+            raise UserError(f"{' '.join(args.photos)}: no photos found")
+        result = enroll.enroll(cfg, args.name, photos, args.model)
+    elif args.command == "forget":
+        result = enroll.forget(cfg, args.name, args.model)
+    else:
+        result = enroll.rename(cfg, args.old, args.new, args.model)
+    _emit(result)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, load config, run the command; returns the exit status."""
     args = _parse(sys.argv[1:] if argv is None else argv)
@@ -127,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             return _detect(args, cfg)
         if args.command == "identify":
             return _identify(args, cfg)
+        if args.command in ("enroll", "forget", "rename"):
+            return _people(args, cfg)
         from edge.pipeline import run_pipeline
 
         return run_pipeline(cfg, args)

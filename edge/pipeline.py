@@ -24,8 +24,10 @@ from edge.decide import UNKNOWN, Emitted, Judge, Presence
 from edge.errors import UserError
 from edge.notify import Notifier
 from edge.publish import Sink, create_sink
+from edge.recognize import labels_path
 from edge.stats import Stats, cpu_temperature
 from edge.track import Tracker
+from edge.watch import FileWatch
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +119,13 @@ class Loop:
         self._fps = 0.0  # smoothed, for the preview
         self._detect_count = 0
         self._was_enabled = True
+        self.model_watch = self._model_watch(cfg)
+
+    @staticmethod
+    def _model_watch(cfg: Config) -> FileWatch:
+        """Watches faces.json, which every model update replaces last (nothing when detect-only)."""
+        path = cfg.recognize.model
+        return FileWatch(labels_path(path) if path else None, cfg.recognize.watch_s)
 
     @staticmethod
     def _unknown_store(cfg: Config) -> Any | None:
@@ -190,6 +199,8 @@ class Loop:
         logging.getLogger().setLevel(cfg.log_level)
         if cfg.unknown_faces != self.cfg.unknown_faces:
             self.unknowns = self._unknown_store(cfg)
+        if cfg.recognize != old.recognize:
+            self.model_watch = self._model_watch(cfg)
         self.cfg, self.stages = cfg, stages
         self.tracker.cfg = cfg.track
         self.judge.cfg, self.judge.model, self.judge.aligner = (
@@ -210,12 +221,16 @@ class Loop:
         try:
             self._open_preview()
             self.notifier.ready(f"reading {self.source.name}")
+            log.info("reading %s", self.source.name)
             last: Frame | None = None
             next_stats = time.monotonic() + self.cfg.stats_interval_s
             limit = getattr(self.args, "max_frames", None)
             while not self._stop.is_set():
                 if limit and self.source.frames_read >= limit:
                     break
+                if self.model_watch.changed():
+                    log.info("the face model changed: reloading")
+                    self._reload.set()
                 if self._reload.is_set():
                     self._reload.clear()
                     self.reload()
