@@ -212,8 +212,11 @@ def test_index_is_private(library, trained_model: Path, tmp_path: Path) -> None:
 
     root, _ = library
     index = tmp_path / "index.db"
-    os.umask(0o022)
-    _scan(root / "misc", index, trained_model)
+    old = os.umask(0o022)  # what most desktops use: new files would be world-readable
+    try:
+        _scan(root / "misc", index, trained_model)
+    finally:
+        os.umask(old)
     for path in tmp_path.glob("index.db*"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 

@@ -123,9 +123,11 @@ def test_truncated_cache_entry_is_recomputed(tmp_path, caplog):
 
 
 def test_crop_cache_is_private(tmp_path):
-    os.umask(0o022)
-    cache = CropCache(tmp_path / "cache")
-    cache.put("crops", "cd34", crop=np.zeros((4, 4, 3), np.uint8))
+    old = os.umask(0o022)  # what most desktops use: new files would be world-readable
+    try:
+        CropCache(tmp_path / "cache").put("crops", "cd34", crop=np.zeros((4, 4, 3), np.uint8))
+    finally:
+        os.umask(old)
     for path in [tmp_path / "cache", *(tmp_path / "cache").rglob("*")]:
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
