@@ -13,7 +13,13 @@ import logging
 import shutil
 from pathlib import Path
 
-from convert.dataset import UNKNOWN_DIR, CropCache, default_cache_dir, load_dataset
+from convert.dataset import (
+    RESERVED_NAMES,
+    UNKNOWN_DIR,
+    CropCache,
+    default_cache_dir,
+    load_dataset,
+)
 from convert.hashing import file_hash
 from edge.config import Config
 from edge.errors import UserError
@@ -55,7 +61,21 @@ def check_name(name: str) -> str:
         raise UserError(f"{name!r}: not a usable name (a folder name without '/' or leading '.')")
     if clean == UNKNOWN_DIR:
         raise UserError(f"{name}: reserved for strangers; copy photos into {UNKNOWN_DIR}/ directly")
+    if clean.lower() in RESERVED_NAMES:
+        raise UserError(
+            f"{name}: reserved, edge reports strangers as 'unknown'; choose another name"
+        )
     return clean
+
+
+def _same_person(root: Path, name: str) -> None:
+    """'alice' when the dataset has 'Alice': one person, one spelling."""
+    other = [p for p in _people(root) if p.casefold() == name.casefold() and p != name]
+    if other:
+        raise UserError(
+            f"{name}: the dataset already has {other[0]!r} (names differing only in case are "
+            f"one person); use {other[0]!r}"
+        )
 
 
 def _people(root: Path) -> list[str]:
@@ -110,6 +130,7 @@ def enroll(
     """Copy the photos that show one face into DATASET/NAME/, retrain, re-export; the summary."""
     name = check_name(name)
     root = resolve_dataset(dataset, model)
+    _same_person(root, name)
     missing = [p for p in photos if not Path(p).exists()]
     if missing:
         raise UserError(f"{missing[0]}: no such photo or folder")
