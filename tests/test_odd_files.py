@@ -131,3 +131,23 @@ def test_crop_cache_is_private(tmp_path):
     for path in [tmp_path / "cache", *(tmp_path / "cache").rglob("*")]:
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+
+
+def test_identify_goes_on_past_odd_files(data_dir, tmp_path, trained_model):
+    """A FIFO, a link loop and a huge PNG are one line each; a Latin-1 name is identified."""
+    folder = tmp_path / "photos"
+    odd = odd_files(folder)
+    huge_png(folder / "huge.png")
+    photo = photos(data_dir / "faces", known(data_dir / "faces")[0])[0]
+    shutil.copy(photo, folder / "good.jpg")
+    shutil.copy(photo, latin1_name(folder))
+    proc = run_edge("identify", str(folder), "--model", str(trained_model), timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    shown = [json.loads(line)["image"] for line in proc.stdout.splitlines()]
+    assert shown == [str(latin1_name(folder)), str(folder / "good.jpg")]
+    errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 3, proc.stderr
+    assert f"{odd['fifo']}: not a regular file" in proc.stderr
+    assert f"{odd['loop']}: unreadable (Too many levels of symbolic links)" in proc.stderr
+    assert "huge.png: 20000x20000 pixels" in proc.stderr
