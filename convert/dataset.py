@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import unicodedata
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,8 @@ def _folder_problem(name: str) -> str | None:
         return "the folder name is not valid UTF-8: rename it (e.g. convmv -f latin1 -t utf8)"
     if name.strip() != name:
         return f"the name {name!r} starts or ends with a space: rename the folder"
+    if not name.isprintable():
+        return f"the name {name!r} holds a control or invisible character: rename the folder"
     if name.lower() in RESERVED_NAMES:
         return f"{name!r} is reserved for strangers: rename the folder (strangers go in {UNKNOWN_DIR}/)"
     return None
@@ -110,14 +113,15 @@ def _walk(root: Path, skipped: list[tuple[Path, str]]):
 
 
 def _case_clashes(root: Path, skipped: list[tuple[Path, str]]) -> set[str]:
-    """Person folders whose names differ only in case ('alice', 'Alice'): all are left out."""
+    """Person folders whose names differ only in case or Unicode form (alice, Alice): all are
+    left out."""
     try:
         names = sorted(e.name for e in os.scandir(root) if e.is_dir() and e.name != UNKNOWN_DIR)
     except OSError:
         return set()
     groups: dict[str, list[str]] = {}
     for name in names:
-        groups.setdefault(name.casefold(), []).append(name)
+        groups.setdefault(unicodedata.normalize("NFKC", name).casefold(), []).append(name)
     clash = {n for group in groups.values() if len(group) > 1 for n in group}
     for group in groups.values():
         if len(group) > 1:
@@ -126,7 +130,7 @@ def _case_clashes(root: Path, skipped: list[tuple[Path, str]]) -> set[str]:
                 skipped.append(
                     (
                         root / name,
-                        f"{name!r} and {others} differ only in case: merge them into one folder",
+                        f"{name!r} and {others} differ only in case or Unicode form: merge them into one folder",
                     )
                 )
     return clash

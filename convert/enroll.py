@@ -55,15 +55,28 @@ def resolve_dataset(dataset: str | None, model: Path) -> Path:
 
 
 def check_name(name: str) -> str:
-    """A person's folder name: non-empty, no path separators, not hidden, not _unknown."""
+    """A person's folder name: non-empty, no path separators or control characters, not
+    hidden, not _unknown or unknown."""
     clean = name.strip()
-    if not clean or clean in {".", ".."} or "/" in clean or "\\" in clean or clean[0] == ".":
-        raise UserError(f"{name!r}: not a usable name (a folder name without '/' or leading '.')")
+    if (
+        not clean
+        or clean in {".", ".."}
+        or "/" in clean
+        or "\\" in clean
+        or clean[0] == "."
+        or not clean.isprintable()
+    ):
+        raise UserError(
+            f"{name!r}: not a usable name (a folder name without '/', control or invisible characters or "
+            "a leading '.')"
+        )
     if clean == UNKNOWN_DIR:
-        raise UserError(f"{name}: reserved for strangers; copy photos into {UNKNOWN_DIR}/ directly")
+        raise UserError(
+            f"{clean}: reserved for strangers; copy photos into {UNKNOWN_DIR}/ directly"
+        )
     if clean.lower() in RESERVED_NAMES:
         raise UserError(
-            f"{name}: reserved, edge reports strangers as 'unknown'; choose another name"
+            f"{clean}: reserved, edge reports strangers as 'unknown'; choose another name"
         )
     return clean
 
