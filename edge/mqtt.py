@@ -63,6 +63,11 @@ def shown(payload: str | bytes, limit: int = SHOWN_CHARS) -> str:
     return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
+def plain(text: str, limit: int = 2 * SHOWN_CHARS) -> str:
+    """`text` as is when short and printable (a topic we built), else shown(text)."""
+    return text if len(text) <= limit and text.isprintable() else shown(text, limit)
+
+
 def client_id(device_id: str) -> str:
     """MQTT client id: edge-faces-<node>, plus a hash of the raw id when slugging changed it,
     so "Front Door" and "front-door" never knock each other off the broker."""
@@ -783,14 +788,14 @@ class MqttSink(Sink):
         if owner == f"{self.base}/status":
             self._forget_entity(topic)
             return
-        other = str(owner).removeprefix(f"{self._m.topic_prefix}/").removesuffix("/status")
+        other = plain(str(owner).removeprefix(f"{self._m.topic_prefix}/").removesuffix("/status"))
         with self._cond:
             if self.failure or self._connected:
                 return
             self.failure = (
                 f"mqtt.device_id {self.device_id!r} gives the Home Assistant node "
-                f"{self.node!r}, which edge-faces device {other!r} already uses on "
-                f"{self._where} ({topic}): choose another mqtt.device_id, or delete "
+                f"{self.node!r}, which edge-faces device '{other}' already uses on "
+                f"{self._where} ({plain(topic)}): choose another mqtt.device_id, or delete "
                 f"device 'edge-faces {other}' in Home Assistant if it no longer exists"
             )
             self._cond.notify_all()
@@ -807,7 +812,7 @@ class MqttSink(Sink):
         if object_id.startswith("person_"):
             person = self._person_topic(object_id.removeprefix("person_"))
             group += [self._msg(person, b""), self._msg(f"{person}/attributes", b"")]
-        log.info("MQTT: removing Home Assistant entity %s (no longer published)", object_id)
+        log.info("MQTT: removing Home Assistant entity %s (no longer published)", plain(object_id))
         return group
 
     def _forget_entity(self, topic: str) -> None:
