@@ -54,6 +54,11 @@ def person_table(ds, rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+MIN_STRANGER_REJECTION = (
+    0.8  # held-out strangers a new model must reject (--min-stranger-rejection)
+)
+
+
 def _require_people(root: Path, labels: list[str], usable: int, skipped: int) -> None:
     """One line and exit when the photos cannot make a model (at least 2 people)."""
     if not usable:
@@ -68,7 +73,27 @@ def _require_people(root: Path, labels: list[str], usable: int, skipped: int) ->
         )
 
 
+def _require_rejection(root: Path, measured: float | None, floor: float) -> None:
+    """One line and exit, before anything is written, when the model would name strangers."""
+    if measured is not None and measured < floor:
+        raise UserError(
+            f"{root}: measured stranger rejection {measured:.2f} is below the floor {floor:.2f}, "
+            f"no model written (is one person's folder holding other people's photos? "
+            f"--min-stranger-rejection {measured:.2f} writes it anyway)"
+        )
+
+
 def train(args, cfg: Config, models_dir: Path) -> dict:
+    """_train(), removing its half-written faces.tflite.tmp when it fails or is interrupted
+    (faces.json and the store are written atomically by save_model_update)."""
+    try:
+        return _train(args, cfg, models_dir)
+    except BaseException:
+        (Path(args.out) / "faces.tflite.tmp").unlink(missing_ok=True)
+        raise
+
+
+def _train(args, cfg: Config, models_dir: Path) -> dict:
     """Crop, embed, calibrate, fit the head, export int8; returns the metrics."""
     from convert import export
 
@@ -91,6 +116,8 @@ def train(args, cfg: Config, models_dir: Path) -> dict:
     scores = held_out_scores(emb, y, len(labels), args.seed)
     rules = calibrate(scores)
     chosen = rules["chosen"]
+    floor = getattr(args, "min_stranger_rejection", MIN_STRANGER_REJECTION)
+    _require_rejection(root, chosen["stranger_rejection"], floor)
     head = fit_head(
         emb.reshape(-1, emb.shape[-1]), np.repeat(y, emb.shape[1]), len(labels), args.seed
     )

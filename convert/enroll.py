@@ -15,10 +15,10 @@ from pathlib import Path
 
 from convert.dataset import UNKNOWN_DIR, CropCache, default_cache_dir, load_dataset
 from edge.config import Config
-from edge.enroll import check_name
 from edge.errors import UserError
 from edge.hashing import file_hash
 from edge.images import iter_images
+from edge.names import check_name
 
 log = logging.getLogger("convert.enroll")
 
@@ -47,6 +47,16 @@ def resolve_dataset(dataset: str | None, model: Path) -> Path:
     if not root.is_dir():
         raise UserError(f"{root}: dataset folder not found (pass --dataset DIR)")
     return root
+
+
+def _same_person(root: Path, name: str) -> None:
+    """'alice' when the dataset has 'Alice': one person, one spelling."""
+    other = [p for p in _people(root) if p.casefold() == name.casefold() and p != name]
+    if other:
+        raise UserError(
+            f"{name}: the dataset already has {other[0]!r} (names differing only in case are "
+            f"one person); use {other[0]!r}"
+        )
 
 
 def _people(root: Path) -> list[str]:
@@ -101,6 +111,7 @@ def enroll(
     """Copy the photos that show one face into DATASET/NAME/, retrain, re-export; the summary."""
     name = check_name(name)
     root = resolve_dataset(dataset, model)
+    _same_person(root, name)
     missing = [p for p in photos if not Path(p).exists()]
     if missing:
         raise UserError(f"{missing[0]}: no such photo or folder")

@@ -21,21 +21,10 @@ from edge.config import Config
 from edge.errors import UserError
 from edge.facestore import FaceStore, save_model_update
 from edge.head import N_AUG, augment, calibrate, fit_head, held_out_scores
+from edge.names import check_name
 from edge.recognize import FaceModel
 
 log = logging.getLogger("edge.enroll")
-
-UNKNOWN_DIR = "_unknown"  # dataset folder of strangers: trains rejection, never named
-
-
-def check_name(name: str) -> str:
-    """A person's folder name: non-empty, no path separators, not hidden, not _unknown."""
-    clean = name.strip()
-    if not clean or clean in {".", ".."} or "/" in clean or "\\" in clean or clean[0] == ".":
-        raise UserError(f"{name!r}: not a usable name (a folder name without '/' or leading '.')")
-    if clean == UNKNOWN_DIR:
-        raise UserError(f"{name}: reserved for strangers; copy photos into {UNKNOWN_DIR}/ directly")
-    return clean
 
 
 @dataclass
@@ -169,6 +158,12 @@ def enroll(cfg: Config, name: str, photos: list[Path], model_path: str | None = 
     t0 = time.monotonic()
     name = check_name(name)
     enroller = Enroller(cfg, model_path)
+    same = [n for n in enroller.store.labels if n.casefold() == name.casefold() and n != name]
+    if same:
+        raise UserError(
+            f"{name}: the model already has {same[0]!r} (names differing only in case are one "
+            f"person); use {same[0]!r}"
+        )
     rows = enroller.embed(photos)
     for path, reason in rows.skipped:
         log.warning("skipped %s: %s", path, reason)

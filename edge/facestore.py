@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import ModelError
+from edge.private import replace_private
 
 
 @dataclass
@@ -92,26 +92,12 @@ def load_head(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
         raise ModelError(f"{path}: not a readable embedding store ({exc})") from None
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically (a temp file renamed over it), readable by the owner only."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
 def save_model_update(model: Path, meta: dict, store: FaceStore) -> Path:
     """Write `store` under a new name, then faces.json pointing at it, then drop old stores."""
     data = store.to_bytes()
     name = f"{model.stem}.store-{hashlib.sha256(data).hexdigest()[:12]}.npz"
-    write_private(model.with_name(name), data)
-    write_private(
+    replace_private(model.with_name(name), data)
+    replace_private(
         model.with_suffix(".json"), (json.dumps({**meta, "store": name}, indent=1) + "\n").encode()
     )
     for old in model.parent.glob(f"{model.stem}.store-*.npz"):

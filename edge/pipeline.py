@@ -226,6 +226,8 @@ class Loop:
             next_stats = time.monotonic() + self.cfg.stats_interval_s
             limit = getattr(self.args, "max_frames", None)
             while not self._stop.is_set():
+                if self.sink.failure:
+                    raise UserError(self.sink.failure)
                 if limit and self.source.frames_read >= limit:
                     break
                 if self.model_watch.changed():

@@ -14,6 +14,7 @@ class Sink:
     """Receives events from the loop. Implementations must never block the capture loop."""
 
     enabled: bool = True
+    failure: str | None = None  # set when the sink cannot go on (the loop stops with exit 2)
 
     def start(self, labels: list[str]) -> None:
         """Called once the model's labels are known (for discovery)."""

@@ -19,22 +19,11 @@ import cv2
 import numpy as np
 
 from edge.config import UnknownFacesConfig
+from edge.private import write_private
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".jpg", ".npy", ".json")
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write `data` to a new file readable by the owner only (mode 0600)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
 
 
 class UnknownStore:
@@ -84,11 +73,11 @@ class UnknownStore:
         try:
             self._ensure_dir()
             self._make_room(len(jpeg))
-            _write_private(paths[0], jpeg.tobytes())
+            write_private(paths[0], jpeg.tobytes())
             if embedding is not None:
                 buf = np.asarray(embedding, dtype=np.float32)
-                _write_private(paths[1], _npy_bytes(buf))
-            _write_private(paths[2], json.dumps(meta).encode())
+                write_private(paths[1], _npy_bytes(buf))
+            write_private(paths[2], json.dumps(meta).encode())
         except OSError as exc:
             for p in paths:
                 p.unlink(missing_ok=True)
