@@ -24,7 +24,7 @@ from edge.decide import UNKNOWN, Emitted, Judge, Presence
 from edge.errors import UserError
 from edge.notify import Notifier
 from edge.publish import Sink, create_sink
-from edge.stats import Stats, cpu_temperature
+from edge.stats import Rate, Stats, cpu_temperature
 from edge.track import Tracker
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class Loop:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._closer: threading.Thread | None = None
-        self._fps = 0.0  # smoothed, for the preview
+        self._fps = Rate()  # for the preview
         self._detect_count = 0
         self._was_enabled = True
 
@@ -269,7 +269,7 @@ class Loop:
             if faces is not None:
                 ended = self.tracker.update(faces, frame)
             else:
-                ended = self.tracker.expire(frame)
+                ended = self.tracker.coast(frame)
         with st.stage("recognize"):
             self.judge.step(self.tracker.tracks, frame.source_time)
         with st.stage("publish"):
@@ -334,13 +334,9 @@ class Loop:
             return True
         from edge.preview import annotate
 
-        now = time.perf_counter()
-        dt = now - getattr(self, "_last_show", now)
-        self._last_show = now
-        if dt > 0:
-            self._fps = 1.0 / dt if self._fps == 0 else 0.9 * self._fps + 0.1 / dt
+        fps = self._fps.tick()
         items = []
-        for t in self.tracker.tracks:
+        for t in self.tracker.confirmed(self.cfg.detect.every_n_frames):
             d = t.state.get("decision")
             if d is None:
                 items.append((t.box, "?", YELLOW))
@@ -348,7 +344,7 @@ class Loop:
                 items.append((t.box, f"unknown {d.confidence:.2f}", RED))
             else:
                 items.append((t.box, f"{d.name} {d.confidence:.2f}", GREEN))
-        image = annotate(frame.image, items, self._fps)
+        image = annotate(frame.image, items, fps)
         if self.mjpeg is not None:
             self.mjpeg.update(image)
         if self.window is not None:
