@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 UNKNOWN = "unknown"
 SAME_UNKNOWN_DISTANCE = 0.5  # cosine distance under which a re-found unknown is the same visitor
+EAGER_S = 2.0  # an undecided track this young gets detection on every frame, usable crop or not
 
 
 @dataclass
@@ -70,10 +71,15 @@ class Judge:
         self.aligner = aligner
         self.crop_seconds: deque[float] = deque(maxlen=5000)  # align + identify, per crop
 
-    @staticmethod
-    def needs_crops(tracks: list[Track]) -> bool:
-        """True while some track is undecided or being re-checked (it wants fresh detections)."""
-        return any(t.state.get("decision") is None or t.state.get("rechecking") for t in tracks)
+    def needs_crops(self, tracks: list[Track]) -> bool:
+        """True while a track is undecided and young or showing a usable face: it wants a
+        detection on every frame. Re-checks take the crops of the detections that run anyway."""
+        return any(t.state.get("decision") is None and self._promising(t) for t in tracks)
+
+    def _promising(self, t: Track) -> bool:
+        c = t.last_crop
+        usable = c is not None and not c.clipped and c.size >= self.cfg.min_face_px
+        return usable or t.last_source_time - t.first_source_time < EAGER_S
 
     def step(self, tracks: list[Track], now: float) -> list[Track]:
         """One crop per undecided track; returns tracks whose decision is new or changed."""
@@ -85,6 +91,7 @@ class Judge:
                 if self.cfg.recheck_s > 0 and now - st["decided_at"] >= self.cfg.recheck_s:
                     st["rechecking"] = True
                     t.votes = []
+                    t.crops.clear()  # a re-check votes on crops taken from now on
                 continue
             crop = t.best_untried(self.cfg.min_face_px)
             if crop is None:

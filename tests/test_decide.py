@@ -178,6 +178,58 @@ def test_judge_names_known_people_and_never_strangers(judge_parts, data_dir):
             assert d is None or d.name == UNKNOWN, f"stranger {photo.name} named {d.name}"
 
 
+def test_only_recognizable_faces_keep_detection_on_every_frame():
+    """An undecided face too small to recognize wants every frame for EAGER_S only."""
+    judge = Judge(RecognizeConfig(min_face_px=40), None, None)
+    tracker = Tracker(TrackConfig())
+    wants = []
+    for i in range(40):
+        tracker.update([Face((100, 100, 30, 30), 0.9)], _frame(i))
+        wants.append(judge.needs_crops(tracker.tracks))
+    assert wants == [i / 15 < 2.0 for i in range(40)]
+    tracker = Tracker(TrackConfig())
+    for i in range(40):  # a face of a usable size still undecided (no judge step here)
+        tracker.update([Face((100, 100, 60, 60), 0.9)], _frame(i))
+        assert judge.needs_crops(tracker.tracks)
+
+
+def test_recheck_uses_the_detections_that_run_anyway(judge_parts, data_dir):
+    """Once decided, detection runs on every 5th frame only (as in the loop), and the
+    re-check every recheck_s still completes on those fresh crops with the same name."""
+    _, detector, aligner, model = judge_parts
+    faces = data_dir / "faces"
+    name = splits.known(faces)[0]
+    photo = cv2.resize(cv2.imread(str(splits.heldout_photos(faces, name)[0])), (300, 300))
+    judge = Judge(RecognizeConfig(recheck_s=2.0), model, aligner)
+    tracker = Tracker(TrackConfig())
+    detected, rechecks, decided_at = [], 0, None
+    for i in range(8 * 15):
+        frame = np.full((480, 640, 3), 100, np.uint8)
+        x = 170 + 2 * (i % 10)  # sways a little
+        frame[90:390, x : x + 300] = photo
+        f = Frame(frame, i, i / 15, time.time())
+        if judge.needs_crops(tracker.tracks) or i % 5 == 0:
+            detected.append(i)
+            tracker.update(detector.detect(frame), f)
+        else:
+            tracker.coast(f)
+        was = [t.state.get("rechecking") for t in tracker.tracks]
+        judge.step(tracker.tracks, f.source_time)
+        rechecks += sum(
+            bool(w) and not t.state["rechecking"] for w, t in zip(was, tracker.tracks, strict=True)
+        )
+        if (
+            decided_at is None
+            and tracker.tracks
+            and all("decision" in t.state for t in tracker.tracks)
+        ):
+            decided_at = i
+    assert len(tracker.tracks) == 1 and tracker.tracks[0].state["decision"].name == name
+    assert decided_at is not None and decided_at < 10
+    assert all(i % 5 == 0 for i in detected if i > decided_at), detected
+    assert rechecks >= 2, rechecks  # re-checked at about 2 s and 4 s (and 6 s)
+
+
 def test_judge_without_model_says_unknown_after_votes(judge_parts, data_dir):
     _, detector, _, _ = judge_parts
     faces = data_dir / "faces"
