@@ -284,9 +284,10 @@ class Loop:
             if e.track is not None:
                 self.stats.event_latency(time.time() - e.track.first_wall_time)
             log.info(
-                "%s %s (track %s, confidence %.2f)",
+                "%s %s (visit %s, track %s, confidence %.2f)",
                 ev["type"],
                 ev["name"] or "(unknown visitor)",
+                ev["visit"],
                 ev["track"],
                 ev["confidence"],
             )

@@ -69,6 +69,10 @@ class _Scene:
 BOX_A, BOX_B = (100, 100, 120, 140), (400, 120, 120, 140)
 
 
+def _shift(box: tuple, dx: int) -> tuple:
+    return (box[0] + dx, *box[1:])
+
+
 def test_one_event_per_visit_across_lost_tracks():
     s = _Scene(away_s=2.0)
     s.run(2, [(BOX_A, N, None)])
@@ -83,6 +87,24 @@ def test_one_event_per_visit_across_lost_tracks():
     assert left["source_time"] - 5.0 >= 2.0  # away_s after the last sighting (frame 74)
     s.run(1, [(BOX_A, N, None)])  # a new visit
     assert [e["type"] for e in s.events] == ["recognized", "left", "recognized"]
+    assert [e["visit"] for e in s.events] == [1, 1, 2]
+
+
+def test_recheck_that_changes_the_name_keeps_the_visit():
+    """unknown, then a re-check names the track: the unknown visitor leaves at once and the
+    same visit goes on under the name."""
+    s = _Scene(away_s=2.0)
+    s.run(1, [(BOX_A, U, None)])
+    (t,) = s.tracker.tracks
+    t.state["decision"] = Decision(N, 0.9)
+    s.run(1, [(BOX_A, N, None)])
+    s.run(3, [])
+    assert [(e["type"], e["name"], e["visit"]) for e in s.events] == [
+        (U, None, 1),
+        ("left", None, 1),
+        ("recognized", N, 1),
+        ("left", N, 1),
+    ]
 
 
 def test_unknown_visitors_refound_by_embedding():
@@ -97,6 +119,20 @@ def test_unknown_visitors_refound_by_embedding():
     assert [(e["type"], e["name"]) for e in s.events] == [(U, None), (U, None)]
     s.run(4, [])
     assert [e["type"] for e in s.events].count("left") == 2
+
+
+def test_unknown_visitor_lost_and_found_in_place_is_one_visit():
+    """A stranger's track is lost for 1 s and found where he was, his new crops far from the
+    first embedding: the same visit. Away for 3 s, the face there is a new visitor."""
+    s = _Scene(away_s=5.0)
+    e1, e2, e3 = np.eye(4, dtype=np.float32)[:3]
+    s.run(1, [(BOX_A, U, e1)])
+    s.run(1, [])
+    s.run(1, [(_shift(BOX_A, 30), U, e2)])
+    assert [(e["type"], e["visit"]) for e in s.events] == [(U, 1)]
+    s.run(3, [])
+    s.run(1, [(BOX_A, U, e3)])
+    assert [(e["type"], e["visit"]) for e in s.events] == [(U, 1), (U, 2)]
 
 
 def test_two_people_at_once_and_leave_all():
@@ -117,6 +153,7 @@ def test_event_json_fields():
         "name",
         "confidence",
         "track",
+        "visit",
         "box",
         "frame",
         "source_time",
