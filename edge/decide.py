@@ -27,6 +27,7 @@ UNKNOWN = "unknown"
 SAME_UNKNOWN_DISTANCE = 0.5  # cosine distance under which a re-found unknown is the same visitor
 REFIND_S, REFIND_NEAR = 2.0, 1.0  # a lost unknown found again: seconds, face sizes away
 EAGER_S = 2.0  # an undecided track this young gets detection on every frame, usable crop or not
+EAGER_MISSES = 2  # ... unless the detector missed it this many times in a row
 
 
 @dataclass
@@ -74,11 +75,13 @@ class Judge:
         self.crop_seconds: deque[float] = deque(maxlen=5000)  # align + identify, per crop
 
     def needs_crops(self, tracks: list[Track]) -> bool:
-        """True while a track is undecided and young or showing a usable face: it wants a
-        detection on every frame. Re-checks take the crops of the detections that run anyway."""
+        """True while a track in view is undecided and young or showing a usable face: it
+        wants a detection on every frame. Re-checks take the crops of detections that run anyway."""
         return any(t.state.get("decision") is None and self._promising(t) for t in tracks)
 
     def _promising(self, t: Track) -> bool:
+        if t.misses >= EAGER_MISSES:  # lost: the track only waits to be found or to end
+            return False
         c = t.last_crop
         usable = c is not None and not c.clipped and c.size >= self.cfg.min_face_px
         return usable or t.last_source_time - t.first_source_time < EAGER_S

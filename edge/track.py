@@ -91,14 +91,9 @@ def score_crop(image: np.ndarray, face: Face) -> tuple[float, bool]:
     return quality * (0.3 if clipped else 1.0), clipped
 
 
-def _centre_size(box: tuple[int, int, int, int]) -> np.ndarray:
+def _centre(box: tuple[int, int, int, int]) -> np.ndarray:
     x, y, w, h = box
-    return np.array([x + w / 2.0, y + h / 2.0, w, h], np.float64)
-
-
-def _box(v: np.ndarray) -> tuple[int, int, int, int]:
-    cx, cy, w, h = v[0], v[1], max(1.0, v[2]), max(1.0, v[3])
-    return round(cx - w / 2), round(cy - h / 2), round(w), round(h)
+    return np.array([x + w / 2.0, y + h / 2.0])
 
 
 def near(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
@@ -106,8 +101,7 @@ def near(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     ratio = max(a[2], b[2]) / max(1, min(a[2], b[2]))
     if ratio > SIZE_RATIO:
         return float("inf")
-    ca, cb = _centre_size(a), _centre_size(b)
-    return float(np.hypot(*(ca[:2] - cb[:2]))) / max(1.0, max(a[2], a[3]))
+    return float(np.hypot(*(_centre(a) - _centre(b)))) / max(1.0, max(a[2], a[3]))
 
 
 @dataclass(eq=False)
@@ -125,8 +119,9 @@ class Track:
     last_wall_time: float
     hits: int = 1
     seen_now: bool = True  # matched a detection in the latest detection frame
+    misses: int = 0  # detection frames since the latest match
     last_step: int = 0  # the tracker step of the latest match
-    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # centre, size: px/s
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # of the centre, px/s
     crops: list[Crop] = field(default_factory=list)  # best first
     last_crop: Crop | None = None  # the latest detection's crop, kept among the best or not
     votes: list[Any] = field(default_factory=list)  # identities of the current decision round
@@ -153,9 +148,10 @@ class Track:
         return crop
 
     def predict(self, source_time: float) -> None:
-        """Move the box along the velocity from the latest detection (at most HORIZON_S)."""
-        dt = min(source_time - self.last_source_time, HORIZON_S)
-        self.box = _box(_centre_size(self.face.box) + self.velocity * max(0.0, dt))
+        """Move the latest detection's box along the velocity (for at most HORIZON_S)."""
+        dt = max(0.0, min(source_time - self.last_source_time, HORIZON_S))
+        x, y, w, h = self.face.box
+        self.box = (round(x + self.velocity[0] * dt), round(y + self.velocity[1] * dt), w, h)
 
     def best_untried(self, min_size: int) -> Crop | None:
         """The best crop not yet recognized that is large enough and not clipped."""
@@ -180,6 +176,7 @@ class Tracker:
         self._advance(frame)
         for t in self.tracks:
             t.seen_now = False
+            t.misses += 1
         used_t: set[int] = set()
         used_f: set[int] = set()
         overlaps = sorted(
@@ -245,7 +242,7 @@ class Tracker:
     def _hit(self, t: Track, f: Face, frame: Frame) -> None:
         dt = frame.source_time - t.last_source_time
         if dt > 0:
-            measured = (_centre_size(f.box) - _centre_size(t.face.box)) / dt
+            measured = (_centre(f.box) - _centre(t.face.box)) / dt
             t.velocity = (
                 measured if t.hits == 1 else SMOOTHING * measured + (1 - SMOOTHING) * t.velocity
             )
@@ -257,6 +254,7 @@ class Tracker:
         )
         t.hits += 1
         t.seen_now = True
+        t.misses = 0
         t.last_step = self.step
         t.add_crop(frame.image, f, frame)
 

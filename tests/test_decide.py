@@ -216,7 +216,8 @@ def test_judge_names_known_people_and_never_strangers(judge_parts, data_dir):
 
 
 def test_only_recognizable_faces_keep_detection_on_every_frame():
-    """An undecided face too small to recognize wants every frame for EAGER_S only."""
+    """An undecided face too small to recognize wants every frame for EAGER_S only; one of a
+    usable size until it is decided or lost."""
     judge = Judge(RecognizeConfig(min_face_px=40), None, None)
     tracker = Tracker(TrackConfig())
     wants = []
@@ -228,6 +229,10 @@ def test_only_recognizable_faces_keep_detection_on_every_frame():
     for i in range(40):  # a face of a usable size still undecided (no judge step here)
         tracker.update([Face((100, 100, 60, 60), 0.9)], _frame(i))
         assert judge.needs_crops(tracker.tracks)
+    tracker.update([], _frame(40))  # missed once: maybe a blink of the detector
+    assert judge.needs_crops(tracker.tracks)
+    tracker.update([], _frame(41))  # twice: lost, it waits to be found at the usual pace
+    assert tracker.tracks and not judge.needs_crops(tracker.tracks)
 
 
 def test_recheck_uses_the_detections_that_run_anyway(judge_parts, data_dir):
