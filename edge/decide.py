@@ -27,7 +27,7 @@ UNKNOWN = "unknown"
 SAME_UNKNOWN_DISTANCE = 0.5  # cosine distance under which a re-found unknown is the same visitor
 REFIND_S, REFIND_NEAR = 2.0, 1.0  # a lost unknown found again: seconds, face sizes away
 EAGER_S = 2.0  # an undecided track this young gets detection on every frame, usable crop or not
-EAGER_MISSES = 2  # ... unless the detector missed it this many times in a row
+LOST_S = 0.5  # ... unless the detector has not found it for this long
 
 
 @dataclass
@@ -74,13 +74,13 @@ class Judge:
         self.aligner = aligner
         self.crop_seconds: deque[float] = deque(maxlen=5000)  # align + identify, per crop
 
-    def needs_crops(self, tracks: list[Track]) -> bool:
+    def needs_crops(self, tracks: list[Track], now: float) -> bool:
         """True while a track in view is undecided and young or showing a usable face: it
         wants a detection on every frame. Re-checks take the crops of detections that run anyway."""
-        return any(t.state.get("decision") is None and self._promising(t) for t in tracks)
+        return any(t.state.get("decision") is None and self._promising(t, now) for t in tracks)
 
-    def _promising(self, t: Track) -> bool:
-        if t.misses >= EAGER_MISSES:  # lost: the track only waits to be found or to end
+    def _promising(self, t: Track, now: float) -> bool:
+        if now - t.last_source_time > LOST_S:  # lost: it waits to be found (or to end)
             return False
         c = t.last_crop
         usable = c is not None and not c.clipped and c.size >= self.cfg.min_face_px

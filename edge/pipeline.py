@@ -259,7 +259,7 @@ class Loop:
         st.frames_processed += 1
         faces = None
         if (
-            self.judge.needs_crops(self.tracker.tracks)
+            self.judge.needs_crops(self.tracker.tracks, frame.source_time)
             or self._detect_count % self.cfg.detect.every_n_frames == 0
         ):
             with st.stage("detect"):

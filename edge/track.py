@@ -119,7 +119,6 @@ class Track:
     last_wall_time: float
     hits: int = 1
     seen_now: bool = True  # matched a detection in the latest detection frame
-    misses: int = 0  # detection frames since the latest match
     last_step: int = 0  # the tracker step of the latest match
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # of the centre, px/s
     crops: list[Crop] = field(default_factory=list)  # best first
@@ -176,7 +175,6 @@ class Tracker:
         self._advance(frame)
         for t in self.tracks:
             t.seen_now = False
-            t.misses += 1
         used_t: set[int] = set()
         used_f: set[int] = set()
         overlaps = sorted(
@@ -254,7 +252,6 @@ class Tracker:
         )
         t.hits += 1
         t.seen_now = True
-        t.misses = 0
         t.last_step = self.step
         t.add_crop(frame.image, f, frame)
 

@@ -223,16 +223,18 @@ def test_only_recognizable_faces_keep_detection_on_every_frame():
     wants = []
     for i in range(40):
         tracker.update([Face((100, 100, 30, 30), 0.9)], _frame(i))
-        wants.append(judge.needs_crops(tracker.tracks))
+        wants.append(judge.needs_crops(tracker.tracks, i / 15))
     assert wants == [i / 15 < 2.0 for i in range(40)]
     tracker = Tracker(TrackConfig())
     for i in range(40):  # a face of a usable size still undecided (no judge step here)
         tracker.update([Face((100, 100, 60, 60), 0.9)], _frame(i))
-        assert judge.needs_crops(tracker.tracks)
-    tracker.update([], _frame(40))  # missed once: maybe a blink of the detector
-    assert judge.needs_crops(tracker.tracks)
-    tracker.update([], _frame(41))  # twice: lost, it waits to be found at the usual pace
-    assert tracker.tracks and not judge.needs_crops(tracker.tracks)
+        assert judge.needs_crops(tracker.tracks, i / 15)
+    wants = []
+    for i in range(40, 52):  # the detector misses it: for 0.5 s it keeps trying every frame
+        tracker.update([], _frame(i))
+        wants.append(judge.needs_crops(tracker.tracks, i / 15))
+    assert wants == [(i - 39) / 15 <= 0.5 for i in range(40, 52)]
+    assert tracker.tracks  # then the lost track waits to be found at the usual pace
 
 
 def test_recheck_uses_the_detections_that_run_anyway(judge_parts, data_dir):
@@ -250,7 +252,7 @@ def test_recheck_uses_the_detections_that_run_anyway(judge_parts, data_dir):
         x = 170 + 2 * (i % 10)  # sways a little
         frame[90:390, x : x + 300] = photo
         f = Frame(frame, i, i / 15, time.time())
-        if judge.needs_crops(tracker.tracks) or i % 5 == 0:
+        if judge.needs_crops(tracker.tracks, f.source_time) or i % 5 == 0:
             detected.append(i)
             tracker.update(detector.detect(frame), f)
         else:
