@@ -365,7 +365,8 @@ class MqttSink(Sink):
             event_types=list(EVENT_TYPES),
             value_template=(
                 "{{ {'event_type': value_json.type, 'name': value_json.name, "
-                "'confidence': value_json.confidence, 'track': value_json.track} | to_json }}"
+                "'confidence': value_json.confidence, 'track': value_json.track, "
+                "'visit': value_json.visit} | to_json }}"
             ),
             icon="mdi:face-recognition",
             qos=self._qos,
@@ -476,6 +477,7 @@ class MqttSink(Sink):
                     "name": name,
                     "confidence": event.get("confidence"),
                     "track": track,
+                    "visit": event.get("visit"),
                     "time": _iso(event.get("time")),
                 }
                 group.append(self._msg(f"{self.base}/last", _json(last)))

@@ -25,7 +25,7 @@ from edge.errors import UserError
 from edge.notify import Notifier
 from edge.publish import Sink, create_sink
 from edge.recognize import labels_path
-from edge.stats import Stats, cpu_temperature
+from edge.stats import Rate, Stats, cpu_temperature
 from edge.track import Tracker
 from edge.watch import FileWatch
 
@@ -116,7 +116,7 @@ class Loop:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._closer: threading.Thread | None = None
-        self._fps = 0.0  # smoothed, for the preview
+        self._fps = Rate()  # for the preview
         self._detect_count = 0
         self._was_enabled = True
         self.model_watch = self._model_watch(cfg)
@@ -276,7 +276,7 @@ class Loop:
         st.frames_processed += 1
         faces = None
         if (
-            self.judge.needs_crops(self.tracker.tracks)
+            self.judge.needs_crops(self.tracker.tracks, frame.source_time)
             or self._detect_count % self.cfg.detect.every_n_frames == 0
         ):
             with st.stage("detect"):
@@ -286,7 +286,7 @@ class Loop:
             if faces is not None:
                 ended = self.tracker.update(faces, frame)
             else:
-                ended = self.tracker.expire(frame)
+                ended = self.tracker.coast(frame)
         with st.stage("recognize"):
             self.judge.step(self.tracker.tracks, frame.source_time)
         with st.stage("publish"):
@@ -301,9 +301,10 @@ class Loop:
             if e.track is not None:
                 self.stats.event_latency(time.time() - e.track.first_wall_time)
             log.info(
-                "%s %s (track %s, confidence %.2f)",
+                "%s %s (visit %s, track %s, confidence %.2f)",
                 ev["type"],
                 ev["name"] or "(unknown visitor)",
+                ev["visit"],
                 ev["track"],
                 ev["confidence"],
             )
@@ -351,13 +352,9 @@ class Loop:
             return True
         from edge.preview import annotate
 
-        now = time.perf_counter()
-        dt = now - getattr(self, "_last_show", now)
-        self._last_show = now
-        if dt > 0:
-            self._fps = 1.0 / dt if self._fps == 0 else 0.9 * self._fps + 0.1 / dt
+        fps = self._fps.tick()
         items = []
-        for t in self.tracker.tracks:
+        for t in self.tracker.confirmed(self.cfg.detect.every_n_frames):
             d = t.state.get("decision")
             if d is None:
                 items.append((t.box, "?", YELLOW))
@@ -365,7 +362,7 @@ class Loop:
                 items.append((t.box, f"unknown {d.confidence:.2f}", RED))
             else:
                 items.append((t.box, f"{d.name} {d.confidence:.2f}", GREEN))
-        image = annotate(frame.image, items, self._fps)
+        image = annotate(frame.image, items, fps)
         if self.mjpeg is not None:
             self.mjpeg.update(image)
         if self.window is not None:

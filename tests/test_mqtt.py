@@ -45,6 +45,7 @@ def ev(kind: str, name: str | None, track: int, frame: int, conf: float = 0.9) -
         "name": name,
         "confidence": conf,
         "track": track,
+        "visit": track,
         "box": [1, 2, 30, 40],
         "frame": frame,
         "source_time": frame / 15,
@@ -118,7 +119,8 @@ def test_discovery_payloads_and_retained_states(broker):
         assert held[f"{BASE}/unknown"] == b"ON"
         assert held[f"{BASE}/enabled"] == b"ON"
         assert held[f"{BASE}/snapshot"] == JPEG
-        assert json.loads(held[f"{BASE}/last"])["name"] == "Alice"
+        last = json.loads(held[f"{BASE}/last"])
+        assert (last["name"], last["visit"]) == ("Alice", 1)
         attrs = json.loads(held[f"{BASE}/person/alice/attributes"])
         assert attrs["confidence"] == 0.9 and attrs["last_seen"].startswith("2023-11-14T22:")
         assert f"{BASE}/event" not in held
