@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from convert.hashing import file_hash
+from convert.progress import progress
 from edge.config import DetectConfig
 from edge.errors import UserError
 
@@ -149,7 +150,7 @@ def load_dataset(
     )
     detector = aligner = None
     hits = 0
-    for path, label in found:
+    for path, label in progress(found, desc="crop", unit="photo"):
         try:
             digest = file_hash(path)
         except OSError as exc:
