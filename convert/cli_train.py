@@ -23,9 +23,11 @@ from convert.dataset import (
     per_person,
     person_of,
 )
+from convert.tfquiet import import_tensorflow_quietly
 from convert.train import calibrate, embed_samples, fit_head, held_out_scores, rates
 from edge.config import Config
 from edge.errors import UserError
+from edge.recognize import labels_path
 
 log = logging.getLogger("convert")
 
@@ -67,6 +69,31 @@ def _require_people(root: Path, labels: list[str], usable: int, skipped: int) ->
         )
 
 
+def model_target(out: str | Path) -> Path:
+    """The model file `--out` means: NAME.tflite itself, else faces.tflite in that folder.
+
+    Creates the folder; UserError (one line) for a path that cannot hold a model.
+    """
+    out = Path(out)
+    if out.suffix == ".tflite":
+        if out.is_dir():
+            raise UserError(f"--out {out}: is a folder; remove it or give another file name")
+        model, folder = out, out.parent
+    elif out.exists() and not out.is_dir():
+        raise UserError(
+            f"--out {out}: an existing file that is not a .tflite; give NAME.tflite or a folder"
+        )
+    else:
+        model, folder = out / "faces.tflite", out
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot create {folder} ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"--out {out}: {folder} is not writable")
+    return model
+
+
 def train(args, cfg: Config, models_dir: Path) -> dict:
     """Crop, embed, calibrate, fit the head, export int8; returns the metrics."""
     from convert import export
@@ -76,6 +103,9 @@ def train(args, cfg: Config, models_dir: Path) -> dict:
     found, skipped = crawl(root)  # cheap checks first, before TensorFlow loads
     named = [label for _, label in found if label]
     _require_people(root, sorted(set(named)), len(named), len(skipped))
+    model_path = model_target(args.out)
+    log.info("loading TensorFlow and the %s backbone", args.backbone)
+    import_tensorflow_quietly()
     backbone = load_backbone(args.backbone, models_dir, args.weights)
     t_load = time.monotonic()
     cache = CropCache(Path(args.cache) if args.cache else default_cache_dir(root))
@@ -95,10 +125,9 @@ def train(args, cfg: Config, models_dir: Path) -> dict:
     )
     t_head = time.monotonic()
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     crops = np.stack([s.crop_rgb for s in samples])
-    tmp = out / "faces.tflite.tmp"
+    tmp = model_path.with_name(f".{model_path.name}.tmp")
+    log.info("exporting the int8 model (converting the graph takes about 30 s)")
     tmp.write_bytes(export.convert(backbone, head, crops))
     t_export = time.monotonic()
     from edge.tflite import load_interpreter
@@ -149,11 +178,18 @@ def train(args, cfg: Config, models_dir: Path) -> dict:
         "dataset": {"path": str(root.resolve()), "hash": ds.digest()},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    meta_tmp = out / "faces.json.tmp"
+    labels_file = labels_path(model_path)
+    meta_tmp = labels_file.with_name(f".{labels_file.name}.tmp")
     meta_tmp.write_text(json.dumps(meta, indent=1) + "\n")
-    os.replace(tmp, out / "faces.tflite")
-    os.replace(meta_tmp, out / "faces.json")
-    log.info("wrote %s and %s", out / "faces.tflite", out / "faces.json")
+    replaced = model_path.exists()
+    os.replace(tmp, model_path)  # atomic: a running edge never reads half a model
+    os.replace(meta_tmp, labels_file)
+    log.info(
+        "wrote model %s and labels %s%s",
+        model_path,
+        labels_file,
+        " (replacing the previous ones)" if replaced else "",
+    )
     rows = per_person(ds)
     for r in rows:
         if r["person"] != UNKNOWN_DIR and "left_out" not in r and r["used"] < FEW_PHOTOS:
@@ -164,7 +200,7 @@ def train(args, cfg: Config, models_dir: Path) -> dict:
                 FEW_PHOTOS,
             )
     sys.stderr.write(person_table(ds, rows))
-    return {**metrics, "per_person": rows}
+    return {"model": str(model_path), **metrics, "per_person": rows}
 
 
 def evaluate(args, cfg: Config) -> dict:
