@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import sqlite3
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -26,6 +25,7 @@ import cv2
 import numpy as np
 
 from convert.hashing import file_hash
+from convert.progress import progress
 from edge.config import Config
 from edge.errors import UserError
 from edge.images import iter_images
@@ -115,7 +115,7 @@ def _todo(
 ) -> Iterator[tuple[str, int, float]]:
     for p in iter_images([root]):
         report.found += 1
-        path = str(p.resolve())
+        path = os.path.abspath(p)  # as scanned (made absolute), symlinks kept: what find prints
         seen.add(path)
         try:
             st = os.stat(path)
@@ -154,6 +154,7 @@ def scan(
     pool = ProcessPoolExecutor(
         max_workers=jobs, initializer=_init_worker, initargs=(cfg, model_path)
     )
+    bar = progress(total=len(stats), desc="scan", unit="photo")
     try:
         for i, (path, w, h, faces, error) in enumerate(pool.map(_scan_one, stats, chunksize=4), 1):
             size, mtime = stats[path]
@@ -170,15 +171,12 @@ def scan(
             if error:
                 report.failed += 1
                 log.warning("%s", error)
+            bar.update()
+            bar.set_postfix(faces=report.faces, refresh=False)
             now = time.monotonic()
             if now - last >= 1.0 or i == len(stats):
                 db.commit()
                 last = now
-                rate = i / (now - start)
-                sys.stderr.write(
-                    f"\rscan: {i}/{len(stats)} photos, {report.faces} faces, {rate:.1f} photos/s "
-                )
-                sys.stderr.flush()
     except KeyboardInterrupt:
         report.interrupted = True
         pool.shutdown(wait=False, cancel_futures=True)
@@ -186,15 +184,14 @@ def scan(
         db.commit()
         db.close()
         pool.shutdown(wait=not report.interrupted, cancel_futures=True)
-        if stats:
-            sys.stderr.write("\n")
+        bar.close()
     report.seconds = time.monotonic() - start
     return report
 
 
 def _prune(db: sqlite3.Connection, photos: str, seen: set[str]) -> int:
     """Forget indexed photos under `photos` that are gone from disk; returns how many."""
-    top = str(Path(photos).resolve())
+    top = os.path.abspath(photos)
     prefix = top.rstrip(os.sep) + os.sep
     gone = [
         p
