@@ -83,6 +83,10 @@ def model_target(out: str | Path) -> Path:
         raise UserError(
             f"--out {out}: an existing file that is not a .tflite; give NAME.tflite or a folder"
         )
+    elif out.suffix and not out.exists():
+        raise UserError(
+            f"--out {out}: not a .tflite name; give NAME.tflite, or a folder name without a suffix"
+        )
     else:
         model, folder = out / "faces.tflite", out
     try:
