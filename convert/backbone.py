@@ -38,14 +38,18 @@ class Backbone:
     fingerprint: str  # identifies the weights, for the embedding cache
     fn: Callable
 
-    def embed(self, crops_rgb: np.ndarray, batch: int = 16) -> np.ndarray:
+    def embed(self, crops_rgb: np.ndarray, batch: int = 16, desc: str = "embed") -> np.ndarray:
         """Embeddings (N, D) float32, L2-normalized, of uint8 RGB crops (N, S, S, 3)."""
         import tensorflow as tf
 
+        from edge.progress import progress
+
         out = []
-        for i in range(0, len(crops_rgb), batch):
-            x = tf.constant(np.asarray(crops_rgb[i : i + batch], dtype=np.float32))
-            out.append(np.asarray(self.fn(x), dtype=np.float32))
+        with progress(total=len(crops_rgb), desc=desc, unit="crop") as bar:
+            for i in range(0, len(crops_rgb), batch):
+                x = tf.constant(np.asarray(crops_rgb[i : i + batch], dtype=np.float32))
+                out.append(np.asarray(self.fn(x), dtype=np.float32))
+                bar.update(len(x))
         emb = np.concatenate(out) if out else np.zeros((0, self.embedding_size), np.float32)
         return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
 

@@ -22,11 +22,13 @@ from convert.dataset import (
     per_person,
     person_of,
 )
+from convert.tfquiet import import_tensorflow_quietly
 from convert.train import embed_samples
 from edge.config import Config
 from edge.errors import UserError
 from edge.facestore import FaceStore, save_model_update
 from edge.head import calibrate, fit_head, held_out_scores, rates
+from edge.recognize import labels_path
 
 log = logging.getLogger("convert")
 
@@ -83,17 +85,36 @@ def _require_rejection(root: Path, measured: float | None, floor: float) -> None
         )
 
 
-def train(args, cfg: Config, models_dir: Path) -> dict:
-    """_train(), removing its half-written faces.tflite.tmp when it fails or is interrupted
-    (faces.json and the store are written atomically by save_model_update)."""
+def model_target(out: str | Path) -> Path:
+    """The model file `--out` means: NAME.tflite itself, else faces.tflite in that folder.
+
+    Creates the folder; UserError (one line) for a path that cannot hold a model.
+    """
+    out = Path(out)
+    if out.suffix == ".tflite":
+        if out.is_dir():
+            raise UserError(f"--out {out}: is a folder; remove it or give another file name")
+        model, folder = out, out.parent
+    elif out.exists() and not out.is_dir():
+        raise UserError(
+            f"--out {out}: an existing file that is not a .tflite; give NAME.tflite or a folder"
+        )
+    elif out.suffix and not out.exists():
+        raise UserError(
+            f"--out {out}: not a .tflite name; give NAME.tflite, or a folder name without a suffix"
+        )
+    else:
+        model, folder = out / "faces.tflite", out
     try:
-        return _train(args, cfg, models_dir)
-    except BaseException:
-        (Path(args.out) / "faces.tflite.tmp").unlink(missing_ok=True)
-        raise
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot create {folder} ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"--out {out}: {folder} is not writable")
+    return model
 
 
-def _train(args, cfg: Config, models_dir: Path) -> dict:
+def train(args, cfg: Config, models_dir: Path) -> dict:
     """Crop, embed, calibrate, fit the head, export int8; returns the metrics."""
     from convert import export
 
@@ -102,6 +123,9 @@ def _train(args, cfg: Config, models_dir: Path) -> dict:
     found, skipped = crawl(root)  # cheap checks first, before TensorFlow loads
     named = [label for _, label in found if label]
     _require_people(root, sorted(set(named)), len(named), len(skipped))
+    model_path = model_target(args.out)
+    log.info("loading TensorFlow and the %s backbone", args.backbone)
+    import_tensorflow_quietly()
     backbone = load_backbone(args.backbone, models_dir, args.weights)
     t_load = time.monotonic()
     cache = CropCache(Path(args.cache) if args.cache else default_cache_dir(root))
@@ -123,64 +147,75 @@ def _train(args, cfg: Config, models_dir: Path) -> dict:
     )
     t_head = time.monotonic()
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     crops = np.stack([s.crop_rgb for s in samples])
-    tmp = out / "faces.tflite.tmp"
-    tmp.write_bytes(export.convert(backbone, head, crops))
-    t_export = time.monotonic()
-    from edge.tflite import load_interpreter
+    tmp = model_path.with_name(f".{model_path.name}.tmp")
+    try:
+        log.info("exporting the int8 model (converting the graph takes about 30 s)")
+        tmp.write_bytes(export.convert(backbone, head, crops))
+        t_export = time.monotonic()
+        from edge.tflite import load_interpreter
 
-    outputs = export.output_indices(load_interpreter(tmp, 1), backbone.embedding_size, len(labels))
-    # known people's crops, mirrored (unseen by calibration); _unknown/ crops are left out:
-    # their probabilities are near-uniform by training, so their argmax is a coin toss
-    known_crops = crops[: len(ds.known())]
-    pick = np.linspace(0, len(known_crops) - 1, min(200, len(known_crops))).astype(int)
-    quant = export.compare(tmp, backbone, head, known_crops[pick, :, ::-1].copy())
-    known = scores["known"]
-    metrics = {
-        "backbone": backbone.name,
-        "people": len(labels),
-        "photos": len(ds.known()),
-        "unknown_photos": len(ds.unknown()),
-        "skipped": len(ds.skipped),
-        "cv_folds": scores["folds"],
-        "cv_top1": round(float(np.mean(known["pred"] == known["true"])), 4),
-        "calibration": rules,
-        "int8_vs_float": quant,
-        "model_mb": round(tmp.stat().st_size / 1e6, 2),
-        "seconds": {
-            "load_backbone": round(t_load - t0, 1),
-            "crop": round(t_crop - t_load, 1),
-            "embed": round(t_embed - t_crop, 1),
-            "calibrate_and_head": round(t_head - t_embed, 1),
-            "export": round(t_export - t_head, 1),
-            "total": round(time.monotonic() - t0, 1),
-        },
-    }
-    meta = {
-        "format": 1,
-        "labels": labels,
-        "input_size": backbone.input_size,
-        "input": "uint8 RGB crop, 1 x S x S x 3, aligned by edge.align.Aligner",
-        "normalization": backbone.normalization,
-        "backbone": backbone.name,
-        "embedding_size": backbone.embedding_size,
-        "outputs": outputs,
-        "thresholds": {
-            "min_probability": chosen["min_probability"],
-            "max_distance": chosen["max_distance"],
-            "rule": "named when probability >= min_probability and cosine distance to the centroid <= max_distance",
-        },
-        "centroids": np.round(head.centroids, 6).tolist(),
-        "metrics": metrics,
-        "dataset": {"path": str(root.resolve()), "hash": ds.digest()},
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    store = FaceStore(labels, emb, y, [s.key for s in samples])
-    os.replace(tmp, out / "faces.tflite")
-    save_model_update(out / "faces.tflite", meta, store)
-    log.info("wrote %s and %s", out / "faces.tflite", out / "faces.json")
+        outputs = export.output_indices(
+            load_interpreter(tmp, 1), backbone.embedding_size, len(labels)
+        )
+        # known people's crops, mirrored (unseen by calibration); _unknown/ crops are left out:
+        # their probabilities are near-uniform by training, so their argmax is a coin toss
+        known_crops = crops[: len(ds.known())]
+        pick = np.linspace(0, len(known_crops) - 1, min(200, len(known_crops))).astype(int)
+        quant = export.compare(tmp, backbone, head, known_crops[pick, :, ::-1].copy())
+        known = scores["known"]
+        metrics = {
+            "backbone": backbone.name,
+            "people": len(labels),
+            "photos": len(ds.known()),
+            "unknown_photos": len(ds.unknown()),
+            "skipped": len(ds.skipped),
+            "cv_folds": scores["folds"],
+            "cv_top1": round(float(np.mean(known["pred"] == known["true"])), 4),
+            "calibration": rules,
+            "int8_vs_float": quant,
+            "model_mb": round(tmp.stat().st_size / 1e6, 2),
+            "seconds": {
+                "load_backbone": round(t_load - t0, 1),
+                "crop": round(t_crop - t_load, 1),
+                "embed": round(t_embed - t_crop, 1),
+                "calibrate_and_head": round(t_head - t_embed, 1),
+                "export": round(t_export - t_head, 1),
+                "total": round(time.monotonic() - t0, 1),
+            },
+        }
+        meta = {
+            "format": 1,
+            "labels": labels,
+            "input_size": backbone.input_size,
+            "input": "uint8 RGB crop, 1 x S x S x 3, aligned by edge.align.Aligner",
+            "normalization": backbone.normalization,
+            "backbone": backbone.name,
+            "embedding_size": backbone.embedding_size,
+            "outputs": outputs,
+            "thresholds": {
+                "min_probability": chosen["min_probability"],
+                "max_distance": chosen["max_distance"],
+                "rule": "named when probability >= min_probability and cosine distance to the centroid <= max_distance",
+            },
+            "centroids": np.round(head.centroids, 6).tolist(),
+            "metrics": metrics,
+            "dataset": {"path": str(root.resolve()), "hash": ds.digest()},
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        store = FaceStore(labels, emb, y, [s.key for s in samples])
+        replaced = model_path.exists()
+        os.replace(tmp, model_path)  # atomic: a running edge never reads half a model
+        stored = save_model_update(model_path, meta, store)  # faces.json last: makes it visible
+        log.info(
+            "wrote model %s, labels %s and embedding store %s%s",
+            model_path,
+            labels_path(model_path),
+            stored.name,
+            " (replacing the previous ones)" if replaced else "",
+        )
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed or interrupted export leaves nothing behind
     rows = per_person(ds)
     for r in rows:
         if r["person"] != UNKNOWN_DIR and "left_out" not in r and r["used"] < FEW_PHOTOS:
@@ -191,7 +226,7 @@ def _train(args, cfg: Config, models_dir: Path) -> dict:
                 FEW_PHOTOS,
             )
     sys.stderr.write(person_table(ds, rows))
-    return {**metrics, "per_person": rows}
+    return {"model": str(model_path), **metrics, "per_person": rows}
 
 
 def evaluate(args, cfg: Config) -> dict:

@@ -4,30 +4,34 @@ Input: the edge's unknown-faces folder (JPEG + .npy embedding + .json per captur
 folder of face photos (embedded with the face model). Output: `cluster_001/...` folders,
 largest first, each with a contact sheet `cluster_001.jpg` beside it (outside the folder, so
 a renamed folder moved into the dataset holds only faces); crops that match nobody go to
-`unclustered/`.
+`unclustered/`; `overview.html` shows every cluster's crops with their capture times.
 """
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import logging
 import os
 import shutil
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import cv2
 import numpy as np
-from sklearn.cluster import AgglomerativeClustering
 
 from edge.config import Config
 from edge.errors import UserError
 from edge.images import iter_images, read_image
 from edge.private import private_dir, write_private
+from edge.progress import progress
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DISTANCE = 0.5  # average-linkage cosine distance that still means "same person"
+OVERVIEW = "overview.html"
 
 
 @dataclass
@@ -69,7 +73,7 @@ def load_items(folder: str | Path, cfg: Config, model_path: str | None = None) -
     from edge.stills import StillRecognizer
 
     recognizer = StillRecognizer(cfg, model_path)
-    for path in iter_images([str(folder)]):
+    for path in progress(list(iter_images([str(folder)])), desc="embed photos", unit="photo"):
         try:
             faces = recognizer(read_image(path))
         except UserError as exc:
@@ -87,6 +91,8 @@ def cluster_embeddings(embeddings: np.ndarray, distance: float = DEFAULT_DISTANC
     """Cluster labels (0.. by decreasing size; -1 for faces alone in their group)."""
     if len(embeddings) < 2:
         return np.full(len(embeddings), -1)
+    from sklearn.cluster import AgglomerativeClustering  # the `convert` extra, not on the Pi
+
     model = AgglomerativeClustering(
         n_clusters=None, distance_threshold=distance, metric="cosine", linkage="average"
     )
@@ -141,6 +147,68 @@ def write_clusters(items: list[Item], labels: np.ndarray, out: str | Path) -> di
         if ok:
             write_private(out / f"{name}.jpg", jpeg.tobytes())
     return dict(sorted(sizes.items()))
+
+
+def _caption(item: Item) -> tuple[float, str]:
+    """(capture time, caption): the edge's capture time and its guess, else the file's mtime."""
+    meta = {}
+    if item.meta is not None:
+        try:
+            meta = json.loads(item.meta.read_text())
+        except (OSError, ValueError):
+            meta = {}
+    when = meta.get("time")
+    if not isinstance(when, int | float):
+        when = item.image.stat().st_mtime
+    stamp = datetime.fromtimestamp(when).strftime("%Y-%m-%d %H:%M:%S")
+    guess = meta.get("name")
+    return when, stamp + (f", seen as {guess}" if guess and guess != "unknown" else "")
+
+
+def write_overview(
+    items: list[Item], labels: np.ndarray, out: str | Path, thumb: int = 112
+) -> Path:
+    """out/overview.html: every cluster with all its crops and their capture times, one page."""
+    groups: dict[str, list[Item]] = {}
+    for item, label in zip(items, labels, strict=True):
+        groups.setdefault(f"cluster_{label + 1:03d}" if label >= 0 else "unclustered", []).append(
+            item
+        )
+    sections = []
+    for name in sorted(groups, key=lambda n: (n == "unclustered", n)):
+        cells, times = [], []
+        for item in groups[name]:
+            img = cv2.imread(str(item.image), cv2.IMREAD_COLOR)
+            if img is None:
+                continue
+            when, caption = _caption(item)
+            times.append(when)
+            scale = thumb / max(img.shape[:2])
+            small = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            data = base64.b64encode(cv2.imencode(".jpg", small)[1].tobytes()).decode()
+            cells.append(
+                f'<figure><img src="data:image/jpeg;base64,{data}" title="{html.escape(item.image.name)}">'
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
+        span = ""
+        if times:
+            first, last = (
+                datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")
+                for t in (min(times), max(times))
+            )
+            span = f", {first}" + (f" to {last}" if last != first else "")
+        sections.append(f"<h2>{name}/ ({len(groups[name])} faces{span})</h2>{''.join(cells)}")
+    page = (
+        "<!doctype html><meta charset=utf-8><title>unknown faces by person</title>"
+        "<style>body{font-family:sans-serif}figure{display:inline-block;margin:4px}"
+        "figcaption{font-size:11px;max-width:112px}</style>"
+        f"<h1>{len(items)} faces in {sum(n != 'unclustered' for n in groups)} clusters</h1>"
+        "<p>Rename a folder to the person's name and move it into the dataset, then retrain.</p>"
+        + "".join(sections)
+    )
+    path = Path(out) / OVERVIEW
+    path.write_text(page, encoding="utf-8")
+    return path
 
 
 def purity(labels: np.ndarray, truth: list[str]) -> float:

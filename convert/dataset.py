@@ -24,6 +24,7 @@ from edge.hashing import file_hash
 from edge.images import file_problem
 from edge.names import RESERVED_NAMES, UNKNOWN_DIR
 from edge.private import private_dir, replace_private
+from edge.progress import progress
 
 log = logging.getLogger("convert.dataset")
 
@@ -233,7 +234,7 @@ def load_dataset(
     )
     detector = aligner = None
     hits = 0
-    for path, label in found:
+    for path, label in progress(found, desc="crop", unit="photo"):
         try:
             digest = file_hash(path)
         except OSError as exc:

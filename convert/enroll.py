@@ -89,7 +89,7 @@ def _retrain(
     meta = _meta(model)
     args = argparse.Namespace(
         dataset=str(root),
-        out=str(model.parent),
+        out=str(model),
         backbone=backbone or meta.get("backbone", "facenet"),
         weights=weights,
         seed=0,

@@ -9,6 +9,8 @@ import numpy as np
 
 from convert.backbone import Backbone
 from edge.head import Head
+from edge.progress import progress
+from edge.quiet import quiet_native_stderr
 
 log = logging.getLogger("convert.export")
 
@@ -49,15 +51,14 @@ def convert(
         rep[0, 0, 0] = 0.0
         rep[0, 0, 1] = 255.0
 
-        def gen():
-            for crop in rep:
-                yield [crop[None]]
-
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = gen
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = tf.uint8
-    return conv.convert()
+    with quiet_native_stderr() as stderr:  # the converter's MLIR lines go straight to fd 2
+        if quantize:  # calibration pulls the crops during convert(): the bar stays visible
+            bar = progress(rep, desc="export: quantize", unit="crop", file=stderr)
+            conv.representative_dataset = lambda: ([crop[None]] for crop in bar)
+        return conv.convert()
 
 
 def output_indices(interpreter, embedding_size: int, n_classes: int) -> dict:
@@ -85,7 +86,7 @@ def compare(
     idx = output_indices(interp, backbone.embedding_size, head.weights.shape[1])
     inp = interp.get_input_details()[0]
     outs = {d["index"]: d for d in interp.get_output_details()}
-    float_emb = backbone.embed(crops_rgb)
+    float_emb = backbone.embed(crops_rgb, desc="export: check int8")
     float_pred = (float_emb @ head.weights + head.bias).argmax(axis=1)
     agree, cos = [], []
     for crop, femb, fpred in zip(crops_rgb, float_emb, float_pred, strict=True):

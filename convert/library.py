@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import sqlite3
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -30,6 +29,7 @@ from edge.errors import UserError
 from edge.hashing import file_hash
 from edge.images import file_problem, iter_images
 from edge.private import private_file
+from edge.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def _todo(
             report.failed += 1
             log.warning("skipped %s: %s", shown_path(p), problem)
             continue
-        path = os.path.realpath(p)
+        path = os.path.abspath(p)  # as scanned (made absolute), symlinks kept: what find prints
         seen.add(path)
         try:
             st = os.stat(path)
@@ -244,6 +244,7 @@ def scan(
         max_workers=jobs, initializer=_init_worker, initargs=(cfg, model_path)
     )
     old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    bar = progress(total=len(stats), desc="scan", unit="photo")
     try:
         for i, (path, w, h, faces, error) in enumerate(pool.map(_scan_one, stats, chunksize=4), 1):
             size, mtime = stats[path]
@@ -260,15 +261,12 @@ def scan(
             if error:
                 report.failed += 1
                 log.warning("%s", error)
+            bar.update()
+            bar.set_postfix(faces=report.faces, refresh=False)
             now = time.monotonic()
             if now - last >= 1.0 or i == len(stats):
                 db.commit()
                 last = now
-                rate = i / (now - start)
-                sys.stderr.write(
-                    f"\rscan: {i}/{len(stats)} photos, {report.faces} faces, {rate:.1f} photos/s "
-                )
-                sys.stderr.flush()
     except (KeyboardInterrupt, _Terminated):
         report.interrupted = True
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the summary
@@ -278,15 +276,14 @@ def scan(
         db.commit()
         db.close()
         pool.shutdown(wait=not report.interrupted, cancel_futures=True)
-        if stats:
-            sys.stderr.write("\n")
+        bar.close()
     report.seconds = time.monotonic() - start
     return report
 
 
 def _prune(db: sqlite3.Connection, photos: str, seen: set[str]) -> int:
     """Forget indexed photos under `photos` that are gone from disk; returns how many."""
-    top = str(Path(photos).resolve())
+    top = os.path.abspath(photos)
     prefix = top.rstrip(os.sep) + os.sep
     gone = [
         p

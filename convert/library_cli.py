@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -35,7 +36,13 @@ def _distance(text: str) -> float:
     return value
 
 
-def add_parsers(sub, models: Path) -> None:
+def default_index() -> Path:
+    """$XDG_DATA_HOME/edge-faces/library.db (~/.local/share/...): one index per user."""
+    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data) / "edge-faces" / "library.db"
+
+
+def add_parsers(sub: argparse._SubParsersAction, models: Path) -> None:
     """Add the library subcommands to the `python -m convert` parser."""
     from convert.cluster import DEFAULT_DISTANCE
 
@@ -62,11 +69,18 @@ def add_parsers(sub, models: Path) -> None:
         q.add_argument("--weights", metavar="FILE", help="weights for a vgg* backbone")
     s = sub.add_parser("scan", help="index every face of a photo tree into SQLite (resumable)")
     s.add_argument("photos", metavar="PHOTOS")
-    s.add_argument("--index", required=True, metavar="FILE", help="SQLite index to create/update")
+    s.add_argument(
+        "--index",
+        default=str(default_index()),
+        metavar="FILE",
+        help="SQLite index to create/update (default: %(default)s)",
+    )
     s.add_argument("--jobs", type=_positive_int, default=0, metavar="N", help="worker processes")
     d = sub.add_parser("find", help="photos showing NAME, newest first, one path per line")
     d.add_argument("name", metavar="NAME")
-    d.add_argument("--index", required=True, metavar="FILE")
+    d.add_argument(
+        "--index", default=str(default_index()), metavar="FILE", help="(default: %(default)s)"
+    )
     d.add_argument("--html", metavar="FILE", help="also write a page of thumbnails")
     for q in (c, n, f, s):
         q.add_argument(
@@ -109,7 +123,7 @@ def run(args: argparse.Namespace, cfg: Config, models: Path) -> dict | str:
 
 
 def _cluster(args: argparse.Namespace, cfg: Config) -> dict:
-    from convert.cluster import cluster_embeddings, load_items, write_clusters
+    from convert.cluster import cluster_embeddings, load_items, write_clusters, write_overview
 
     folder = Path(args.unknown_dir)
     out = Path(args.out) if args.out else folder.parent / f"{folder.name}_clusters"
@@ -120,14 +134,16 @@ def _cluster(args: argparse.Namespace, cfg: Config) -> dict:
 
     labels = cluster_embeddings(np.stack([i.embedding for i in items]), args.distance)
     sizes = write_clusters(items, labels, out)
+    overview = write_overview(items, labels, out)
     clusters = {k: v for k, v in sizes.items() if k != "unclustered"}
-    log.info("%d faces -> %d clusters in %s", len(items), len(clusters), out)
+    log.info("%d faces -> %d clusters in %s; look at %s", len(items), len(clusters), out, overview)
     return {
         "faces": len(items),
         "clusters": len(clusters),
         "unclustered": sizes.get("unclustered", 0),
         "distance": args.distance,
         "out": str(out),
+        "overview": str(overview),
         "sizes": sizes,
     }
 
@@ -135,6 +151,12 @@ def _cluster(args: argparse.Namespace, cfg: Config) -> dict:
 def _scan(args: argparse.Namespace, cfg: Config) -> dict:
     from convert.library import scan
 
+    try:
+        Path(args.index).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"--index {args.index}: cannot create its folder ({exc.strerror})"
+        ) from None
     report = scan(args.photos, args.index, cfg, str(_model(args, cfg)), args.jobs)
     summary = {
         **asdict(report),

@@ -1,17 +1,22 @@
-"""Command line: the capture loop, plus the `detect` and `identify` subcommands.
+"""Command line: the capture loop, plus the subcommands in COMMANDS (`detect`, `identify`).
 
 stdout carries only the documented JSON lines; logs go to stderr. Exit status 2 with one
-line on stderr for a bad argument, config, model or input.
+`error: ...` line on stderr for a bad argument, config, model or input.
+
+A subcommand is one `Command` in COMMANDS: its one-line help, a function adding its
+arguments to a parser, and a function running it with the loaded config.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,6 +25,17 @@ from edge.errors import UserError
 
 log = logging.getLogger("edge")
 
+PROG = "python -m edge"
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand of `python -m edge`."""
+
+    help: str  # one line, shown in `python -m edge --help`
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, Config], int]
+
 
 def _emit(obj: dict) -> None:
     """Write one documented JSON line to stdout."""
@@ -27,8 +43,19 @@ def _emit(obj: dict) -> None:
     sys.stdout.flush()
 
 
+def _did_you_mean(word: str) -> str:
+    """' (did you mean identify?)' for a word close to a subcommand's name, else ''."""
+    close = difflib.get_close_matches(word, COMMANDS, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        if message.startswith("unrecognized arguments:"):
+            for word in message.split(":", 1)[1].split():
+                if hint := _did_you_mean(word):
+                    message += f"{hint}; a command goes first: {PROG} COMMAND ..."
+                    break
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         raise SystemExit(2)
 
@@ -37,78 +64,70 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="config YAML (default: embedded defaults)")
 
 
-def _parse_people(argv: list[str]) -> argparse.Namespace:
-    """`enroll NAME PHOTO...`, `forget NAME`, `rename OLD NEW`: change the model's people."""
-    cmd = argv[0]
-    p = _Parser(prog=f"python -m edge {cmd}")
-    if cmd == "enroll":
-        p.add_argument("name", metavar="NAME", help="the person (new or already known)")
-        p.add_argument("photos", nargs="+", metavar="PHOTO", help="photo files or folders")
-    elif cmd == "forget":
-        p.add_argument("name", metavar="NAME")
-    else:
-        p.add_argument("old", metavar="OLD")
-        p.add_argument("new", metavar="NEW")
-    _add_config(p)
-    p.add_argument("--model", metavar="FILE", help="face model .tflite (default: recognize.model)")
-    args = p.parse_args(argv[1:])
-    args.command = cmd
-    return args
+def _add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        metavar="FILE",
+        help="face model .tflite, faces.json beside it (default: recognize.model, models/faces.tflite)",
+    )
 
 
-def _parse(argv: list[str]) -> argparse.Namespace:
-    if argv and argv[0] in ("enroll", "forget", "rename"):
-        return _parse_people(argv)
-    if argv and argv[0] in ("detect", "identify"):
-        p = _Parser(prog=f"python -m edge {argv[0]}")
-        p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
-        _add_config(p)
-        if argv[0] == "detect":
-            p.add_argument("--detector", choices=("two-stage", "dnn", "haar"))
-            p.add_argument("--confirmer", choices=("res10", "blazeface"))
-            p.add_argument(
-                "--profile",
-                choices=("photo", "live"),
-                default="photo",
-                help="photo: the still-photo passes (default); live: the capture loop's settings",
-            )
-        else:
-            p.add_argument("--model", metavar="FILE", help="face model .tflite (labels beside it)")
-        args = p.parse_args(argv[1:])
-        args.command = argv[0]
-        return args
-    p = _Parser(prog="python -m edge", description="Recognize faces from a camera or video.")
-    _add_config(p)
-    p.add_argument("--source", metavar="SRC", help="picamera2, device index, URL or video file")
-    p.add_argument("--preview", action="store_true", help="show a window with boxes and names")
-    p.add_argument("--sink", choices=("mqtt", "stdout"), help="where events go")
-    pace = p.add_mutually_exclusive_group()
-    pace.add_argument("--realtime", action="store_true", help="pace a file like a live camera")
-    pace.add_argument("--every-frame", action="store_true", help="process every frame")
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames read")
-    p.add_argument("--stats-json", metavar="FILE", help="write run statistics here at exit")
-    args = p.parse_args(argv)
-    args.command = "run"
-    if args.max_frames is not None and args.max_frames < 1:
-        p.error(f"--max-frames must be >= 1, got {args.max_frames}")
-    return args
+def _add_paths(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+
+
+def _detect_arguments(p: argparse.ArgumentParser) -> None:
+    _add_paths(p)
+    p.add_argument("--detector", choices=("two-stage", "dnn", "haar"))
+    p.add_argument("--confirmer", choices=("res10", "blazeface"))
+    p.add_argument(
+        "--profile",
+        choices=("photo", "live"),
+        default="photo",
+        help="photo: the still-photo passes (default); live: the capture loop's settings",
+    )
+
+
+def _identify_arguments(p: argparse.ArgumentParser) -> None:
+    _add_paths(p)
+    _add_model(p)
+
+
+def _enroll_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", metavar="NAME", help="the person (new or already known)")
+    p.add_argument("photos", nargs="+", metavar="PHOTO", help="photo files or folders")
+    _add_model(p)
+
+
+def _forget_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", metavar="NAME")
+    _add_model(p)
+
+
+def _rename_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("old", metavar="OLD")
+    p.add_argument("new", metavar="NEW")
+    _add_model(p)
 
 
 def _per_image(paths: list[str], faces_of: Callable[[np.ndarray], list]) -> int:
-    """Print one JSON line per readable image; unreadable ones are logged and give exit 2."""
+    """One JSON line per readable image; an unreadable one is one `error:` line and exit 2."""
     from edge.images import iter_images, read_image
 
-    failed = 0
+    failed = seen = 0
     for path in iter_images(paths):
+        seen += 1
         try:
             image = read_image(path)
         except UserError as exc:
-            log.error("%s", exc)
+            sys.stderr.write(f"error: {exc}\n")
             failed += 1
             continue
         h, w = image.shape[:2]
         faces = [f.to_json() for f in faces_of(image)]
         _emit({"image": str(path), "width": w, "height": h, "faces": faces})
+    if not seen:
+        raise UserError(f"{' '.join(paths)}: no images found (jpg, jpeg, png, webp, bmp)")
     return 2 if failed else 0
 
 
@@ -123,33 +142,134 @@ def _detect(args: argparse.Namespace, cfg: Config) -> int:
 def _identify(args: argparse.Namespace, cfg: Config) -> int:
     from edge.stills import StillRecognizer
 
-    return _per_image(args.paths, StillRecognizer(cfg, args.model))
+    return _per_image(args.paths, StillRecognizer(cfg))
 
 
-def _people(args: argparse.Namespace, cfg: Config) -> int:
+def _enroll(args: argparse.Namespace, cfg: Config) -> int:
+    from edge import enroll
+    from edge.images import iter_images
+
+    missing = [p for p in args.photos if not os.path.exists(p)]
+    if missing:
+        raise UserError(f"{missing[0]}: no such photo or folder")
+    photos = list(iter_images(args.photos))
+    if not photos:
+        raise UserError(f"{' '.join(args.photos)}: no photos found")
+    _emit(enroll.enroll(cfg, args.name, photos))
+    return 0
+
+
+def _forget(args: argparse.Namespace, cfg: Config) -> int:
     from edge import enroll
 
-    if args.command == "enroll":
-        from edge.images import iter_images
-
-        missing = [p for p in args.photos if not os.path.exists(p)]
-        if missing:
-            raise UserError(f"{missing[0]}: no such photo or folder")
-        photos = list(iter_images(args.photos))
-        if not photos:
-            raise UserError(f"{' '.join(args.photos)}: no photos found")
-        result = enroll.enroll(cfg, args.name, photos, args.model)
-    elif args.command == "forget":
-        result = enroll.forget(cfg, args.name, args.model)
-    else:
-        result = enroll.rename(cfg, args.old, args.new, args.model)
-    _emit(result)
+    _emit(enroll.forget(cfg, args.name))
     return 0
+
+
+def _rename(args: argparse.Namespace, cfg: Config) -> int:
+    from edge import enroll
+
+    _emit(enroll.rename(cfg, args.old, args.new))
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "detect": Command(
+        "faces in photos: one JSON line per image with each face's box and score",
+        _detect_arguments,
+        _detect,
+    ),
+    "identify": Command(
+        "names in photos: one JSON line per image; unknown faces get the closest person",
+        _identify_arguments,
+        _identify,
+    ),
+    "enroll": Command(
+        "add photos of a person to the model on this device (no TensorFlow)",
+        _enroll_arguments,
+        _enroll,
+    ),
+    "forget": Command(
+        "remove a person from the model and their kept photos", _forget_arguments, _forget
+    ),
+    "rename": Command("give a person of the model another name", _rename_arguments, _rename),
+}
+
+
+def _loop_parser() -> _Parser:
+    """The capture loop's parser; its --help lists the subcommands too."""
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {c.help}" for name, c in COMMANDS.items()]
+    p = _Parser(
+        prog=PROG,
+        usage=f"{PROG} [COMMAND] [options]",
+        description="Recognize faces from a camera or video file; events as JSON lines or MQTT.\n"
+        "Without a COMMAND: the capture loop (the options below).",
+        epilog="commands:\n"
+        + "\n".join(lines)
+        + f"\n\n`{PROG} COMMAND --help` shows a command's options. Exit status: 0 done,"
+        "\n2 bad argument, config, model or input (one `error:` line), 130 Ctrl-C.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_config(p)
+    p.add_argument("--source", metavar="SRC", help="picamera2, device index, URL or video file")
+    _add_model(p)
+    p.add_argument("--preview", action="store_true", help="show a window with boxes and names")
+    p.add_argument("--sink", choices=("mqtt", "stdout"), help="where events go")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--realtime", action="store_true", help="pace a file like a live camera")
+    pace.add_argument("--every-frame", action="store_true", help="process every frame")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames read")
+    p.add_argument("--stats-json", metavar="FILE", help="write run statistics here at exit")
+    return p
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The arguments of one `python -m edge` call (exit 2 with one line when they are bad)."""
+    if argv and argv[0] in COMMANDS:
+        command = COMMANDS[argv[0]]
+        p = _Parser(prog=f"{PROG} {argv[0]}", description=command.help)
+        command.add_arguments(p)
+        _add_config(p)
+        args = p.parse_args(argv[1:])
+        args.command = argv[0]
+        return args
+    p = _loop_parser()
+    if argv and not argv[0].startswith("-"):
+        p.error(
+            f"unknown command {argv[0]!r}{_did_you_mean(argv[0])}; commands: {', '.join(COMMANDS)}"
+        )
+    args = p.parse_args(argv)
+    args.command = "run"
+    if args.max_frames is not None and args.max_frames < 1:
+        p.error(f"--max-frames must be >= 1, got {args.max_frames}")
+    return args
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    """Config overrides from --source and --model; a path that is not there blames the flag."""
+    from edge.capture import source_kind
+
+    overrides = {}
+    source = getattr(args, "source", None)
+    if source:
+        if source_kind(source) == "file":
+            if not os.path.exists(source):
+                raise UserError(f"--source {source}: no such file")
+            source = os.path.abspath(source)  # relative to the cwd, as the user typed it
+        overrides["camera.source"] = source
+    model = getattr(args, "model", None)
+    if model:
+        if not os.path.isfile(model):
+            what = "a folder, not a .tflite file" if os.path.isdir(model) else "no such file"
+            raise UserError(f"--model {model}: {what}")
+        overrides["recognize.model"] = os.path.abspath(model)
+    return overrides
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, load config, run the command; returns the exit status."""
-    args = _parse(sys.argv[1:] if argv is None else argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
@@ -157,20 +277,16 @@ def main(argv: list[str] | None = None) -> int:
         format=("" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s ")
         + "%(levelname)s %(name)s: %(message)s",
     )
+    # OpenCV's own WARN lines and ffmpeg's (absent camera, corrupt file) would come before
+    # our one-line error; set before cv2 opens anything. The environment can override.
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     try:
-        overrides = {}
-        if getattr(args, "source", None):
-            if os.path.exists(args.source):  # a path on the command line is relative to the cwd
-                args.source = os.path.abspath(args.source)
-            overrides["camera.source"] = args.source
-        cfg = load_config(args.config, overrides)
+        args.overrides = _overrides(args)
+        cfg = load_config(args.config, args.overrides)
         logging.getLogger().setLevel(cfg.log_level)
-        if args.command == "detect":
-            return _detect(args, cfg)
-        if args.command == "identify":
-            return _identify(args, cfg)
-        if args.command in ("enroll", "forget", "rename"):
-            return _people(args, cfg)
+        if args.command in COMMANDS:
+            return COMMANDS[args.command].run(args, cfg)
         from edge.pipeline import run_pipeline
 
         return run_pipeline(cfg, args)
@@ -179,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # stdout closed early (`| head`): stop quietly, like other tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

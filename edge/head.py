@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.progress import progress
+
 log = logging.getLogger("edge.head")
 
 N_AUG = 4  # per photo: original, mirrored, brightness-changed, both
@@ -114,6 +116,8 @@ def held_out_scores(emb: np.ndarray, y: np.ndarray, n_classes: int, seed: int = 
     k = int(max(2, min(5, counts.min())))  # a one-photo person still leaves training data
     known = {"pred": [], "true": [], "prob": [], "dist": []}
     stranger = {"prob": [], "dist": []}
+    leave_out = n_classes if n_classes >= 3 else 0  # with 2 people, one left out leaves one class
+    bar = progress(total=k + leave_out, desc="calibrate", unit="fit")
     for test in _folds(y, k, seed):
         train = np.setdiff1d(np.arange(len(y)), test)
         head = fit_head(*_rows(emb, y, train, True), n_classes, seed)
@@ -126,15 +130,17 @@ def held_out_scores(emb: np.ndarray, y: np.ndarray, n_classes: int, seed: int = 
         known["dist"] += dist[kn].tolist()
         stranger["prob"] += prob[~kn].tolist()
         stranger["dist"] += dist[~kn].tolist()
-    if n_classes >= 3:  # with 2 people, one left out leaves a one-class softmax
-        for c in range(n_classes):
-            keep = y != c
-            yy = y[keep].copy()
-            yy[yy > c] -= 1
-            head = fit_head(*_rows(emb[keep], yy, np.arange(len(yy)), True), n_classes - 1, seed)
-            _, prob, dist = head.scores(_rows(emb, y, np.flatnonzero(y == c), False)[0])
-            stranger["prob"] += prob.tolist()
-            stranger["dist"] += dist.tolist()
+        bar.update()
+    for c in range(leave_out):
+        keep = y != c
+        yy = y[keep].copy()
+        yy[yy > c] -= 1
+        head = fit_head(*_rows(emb[keep], yy, np.arange(len(yy)), True), n_classes - 1, seed)
+        _, prob, dist = head.scores(_rows(emb, y, np.flatnonzero(y == c), False)[0])
+        stranger["prob"] += prob.tolist()
+        stranger["dist"] += dist.tolist()
+        bar.update()
+    bar.close()
     return {
         "folds": k,
         "known": {key: np.asarray(v) for key, v in known.items()},

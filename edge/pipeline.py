@@ -91,6 +91,12 @@ def _jpeg(image: Any) -> bytes | None:
     return buf.tobytes() if ok else None
 
 
+def _unknown_label(model: Any, embedding: Any) -> str:
+    """'unknown (closest Bob, d 0.52)': the nearest person and the cosine distance to them."""
+    closest = model.closest(embedding) if model is not None else None
+    return f"unknown (closest {closest[0]}, d {closest[1]:.2f})" if closest else "unknown"
+
+
 class Loop:
     """One run of the capture loop; state survives a SIGHUP reload."""
 
@@ -166,8 +172,7 @@ class Loop:
         """Re-read the config file and rebuild the stages; keep the old ones on any failure."""
         self.notifier.reloading()
         try:
-            overrides = {"camera.source": self.args.source} if self.args.source else {}
-            cfg = load_config(self.args.config, overrides)
+            cfg = load_config(self.args.config, getattr(self.args, "overrides", {}))
             stages = build_stages(cfg)
         except (ConfigError, UserError, ValueError, OSError) as exc:
             log.error("reload failed, keeping the running config and model: %s", exc)
@@ -359,7 +364,7 @@ class Loop:
             if d is None:
                 items.append((t.box, "?", YELLOW))
             elif d.name == UNKNOWN:
-                items.append((t.box, f"unknown {d.confidence:.2f}", RED))
+                items.append((t.box, _unknown_label(self.stages.model, d.embedding), RED))
             else:
                 items.append((t.box, f"{d.name} {d.confidence:.2f}", GREEN))
         image = annotate(frame.image, items, fps)

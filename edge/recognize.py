@@ -115,6 +115,14 @@ class FaceModel:
         ok = prob >= self.min_probability and dist <= self.max_distance
         return Identity(self.labels[best] if ok else UNKNOWN, prob, prob, dist, emb)
 
+    def closest(self, embedding: np.ndarray | None) -> tuple[str, float] | None:
+        """(name, cosine distance) of the nearest person's centroid; None without a usable embedding."""
+        if embedding is None or np.shape(embedding) != self.centroids.shape[1:]:
+            return None
+        dist = 1.0 - self.centroids @ np.asarray(embedding, np.float32)
+        best = int(np.argmin(dist))
+        return self.labels[best], float(dist[best])
+
 
 def run_face_model(
     interp: Any, inp: dict, emb_out: dict, prob_out: dict, rgb: np.ndarray

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.config import Config
+from edge.recognize import UNKNOWN
 
 AMBIGUOUS_RATIO = 0.8  # a second face this large (area vs the largest) makes a photo ambiguous
 
@@ -34,14 +35,18 @@ class StillFace:
     confidence: float
     embedding: np.ndarray
     crop: np.ndarray  # aligned BGR crop at the model's input size
+    closest: tuple[str, float] | None = None  # nearest person and cosine distance, for unknowns
 
     def to_json(self) -> dict:
-        """The `identify` command's per-face JSON."""
-        return {
+        """The `identify` command's per-face JSON; an unknown face adds `closest` and `distance`."""
+        out = {
             **self.face.to_json(),
             "name": self.name,
             "confidence": round(float(self.confidence), 4),
         }
+        if self.name == UNKNOWN and self.closest is not None:
+            out["closest"], out["distance"] = self.closest[0], round(self.closest[1], 4)
+        return out
 
 
 class StillRecognizer:
@@ -62,5 +67,8 @@ class StillRecognizer:
         for face in self.detector.detect(image):
             crop = self.aligner.crop(image, face, self.model.input_size)
             ident = self.model.identify(crop)
-            out.append(StillFace(face, ident.name, ident.confidence, ident.embedding, crop))
+            closest = self.model.closest(ident.embedding) if ident.name == UNKNOWN else None
+            out.append(
+                StillFace(face, ident.name, ident.confidence, ident.embedding, crop, closest)
+            )
         return out

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import ModelError
+from edge.quiet import quiet_native_stderr
 
 
 def _interpreter_class() -> Any:
@@ -28,8 +29,9 @@ def load_interpreter(path: str | Path, threads: int = 2) -> Any:
         raise ModelError(f"{path}: model file not found")
     interpreter_class = _interpreter_class()
     try:
-        interpreter = interpreter_class(model_path=str(path), num_threads=threads)
-        interpreter.allocate_tensors()
+        with quiet_native_stderr():  # "Created TensorFlow Lite XNNPACK delegate", native errors
+            interpreter = interpreter_class(model_path=str(path), num_threads=threads)
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path}: not a valid TFLite model ({first})") from None

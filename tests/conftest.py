@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-MODELS = ROOT / "models"
-DATA = Path(os.environ.get("EDGE_TEST_DATA", ROOT.parent / "shared" / "data")).resolve()
+from tests.paths import DATA, MODELS, ROOT
 
 
 def _need(path: Path, what: str) -> Path:

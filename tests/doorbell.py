@@ -261,7 +261,7 @@ def score_events(events: list[dict[str, Any]], timeline: dict[str, Any]) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: write a clip and its timeline, print the timeline summary."""
-    from tests.conftest import DATA
+    from tests.paths import DATA  # not conftest: this script runs without pytest
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, type=Path, help="folder for clip.mp4 + timeline.json")

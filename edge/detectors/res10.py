@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -14,22 +10,9 @@ import numpy as np
 from edge.config import DetectConfig
 from edge.detectors.base import Detector, Face, clip_face, scale_face, small_frame
 from edge.errors import ModelError
+from edge.quiet import quiet_native_stderr
 
 MEAN = (104.0, 177.0, 123.0)
-
-
-@contextlib.contextmanager
-def _quiet_native_stderr() -> Iterator[None]:
-    """Silence fd 2 (OpenCV's protobuf prints parse errors there); our one line replaces it."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _has_weights(net: cv2.dnn.Net) -> bool:
@@ -48,7 +31,7 @@ def load_res10(prototxt: str, model: str) -> cv2.dnn.Net:
     for path in (prototxt, model):
         if not Path(path).is_file():
             raise ModelError(f"{path}: model file not found")
-    with _quiet_native_stderr():
+    with quiet_native_stderr():  # protobuf parse errors; our one line replaces them
         try:
             cv2.dnn.readNetFromCaffe(prototxt)
         except cv2.error:
