@@ -228,6 +228,12 @@ class UnknownFacesConfig:
     )
     max_mb: float = _opt(200.0, "keep at most this many megabytes", min=0.1, max=1_000_000.0)
     save_known: bool = _opt(False, "also save crops of recognized people")
+    crops_per_visit: int = _opt(
+        4,
+        "keep up to this many different crops of each unknown visit (enough to name someone seen once)",
+        min=1,
+        max=50,
+    )
 
 
 @dataclass

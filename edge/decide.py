@@ -38,6 +38,8 @@ class Decision:
     confidence: float
     crop: np.ndarray | None = None  # aligned crop (model input) or the raw cut in detect-only
     embedding: np.ndarray | None = None
+    crops: list[tuple[np.ndarray, np.ndarray | None, float]] = field(default_factory=list)
+    # ^ every (crop, embedding, quality) that voted for `name`: an unknown visitor's are kept
 
 
 def vote(results: list[tuple[str, float]], needed: int, max_crops: int) -> tuple[str, float] | None:
@@ -108,7 +110,8 @@ class Judge:
                 continue
             name, conf = result
             best = max((v for v in t.votes if v[0] == name), key=lambda v: v[4])
-            new = Decision(name, conf, crop=best[2], embedding=best[3])
+            crops = [(v[2], v[3], v[4]) for v in t.votes if v[0] == name]
+            new = Decision(name, conf, crop=best[2], embedding=best[3], crops=crops)
             st["decided_at"] = now
             st["rechecking"] = False
             t.votes = []
@@ -174,15 +177,16 @@ class Emitted:
     track: Track | None = None
     crop: np.ndarray | None = None
     embedding: np.ndarray | None = None
+    crops: list[tuple[np.ndarray, np.ndarray | None, float]] = field(default_factory=list)
 
 
 class Presence:
     """Person-level presence from track decisions: one event per visit, `left` after away_s."""
 
-    def __init__(self, cfg: DecideConfig) -> None:
+    def __init__(self, cfg: DecideConfig, first_visit: int = 1) -> None:
         self.cfg = cfg
         self.people: dict[str, Person] = {}
-        self._visits = itertools.count(1)
+        self._visits = itertools.count(first_visit)  # after the ids the unknown store holds
 
     def update(self, frame: Frame, tracks: list[Track], ended: list[Track]) -> list[Emitted]:
         """Fold this frame's live and ended tracks into presence; returns the events."""
@@ -252,7 +256,9 @@ class Presence:
                     key, None, d.confidence, t.last_source_time, t.box, t.id, visit, d.embedding
                 )
                 self.people[key] = p
-                out.append(Emitted(_event(UNKNOWN, p, t.id, t.box, frame), t, d.crop, d.embedding))
+                out.append(
+                    Emitted(_event(UNKNOWN, p, t.id, t.box, frame), t, d.crop, d.embedding, d.crops)
+                )
         p.tracks.add(t.id)
         t.state["person"] = p.key
         return p

@@ -23,6 +23,7 @@ from edge.facestore import FaceStore, save_model_update
 from edge.head import N_AUG, augment, calibrate, fit_head, held_out_scores
 from edge.names import check_name
 from edge.recognize import FaceModel
+from edge.slugs import SlugBook, slug_book_path
 
 log = logging.getLogger("edge.enroll")
 
@@ -84,11 +85,35 @@ class Enroller:
                 out.skipped.append((path, note))
                 continue
             crop = self._aligner.crop(image, face, self.model.input_size)
-            out.emb.append(np.stack([self.model.infer(c)[0] for c in augment(crop, key)]))
-            out.keys.append(key)
-            out.used.append(path)
+            self._add_crop(out, path, key, crop)
             seen.add(key)
         return out
+
+    def embed_crops(self, paths: list[Path]) -> Embedded:
+        """Aligned face crops (an unknown visitor's captures) through the int8 model, 4 each."""
+        from edge.hashing import file_hash
+        from edge.images import read_image
+
+        out = Embedded()
+        seen = set(self.store.keys)
+        for path in paths:
+            try:
+                key = file_hash(path)
+                crop = read_image(path)
+            except (OSError, UserError) as exc:
+                out.skipped.append((path, str(exc).split(": ", 1)[-1]))
+                continue
+            if key in seen:
+                out.skipped.append((path, "already enrolled"))
+                continue
+            self._add_crop(out, path, key, crop)
+            seen.add(key)
+        return out
+
+    def _add_crop(self, out: Embedded, path: Path, key: str, crop: np.ndarray) -> None:
+        out.emb.append(np.stack([self.model.infer(c)[0] for c in augment(crop, key)]))
+        out.keys.append(key)
+        out.used.append(path)
 
     def add(self, label: str | None, rows: Embedded) -> None:
         """Append the rows to the store under `label` (a new person is a new class; None = stranger)."""
@@ -187,6 +212,45 @@ def enroll(cfg: Config, name: str, photos: list[Path], model_path: str | None = 
     }
 
 
+def visitor_captures(cfg: Config, visit: int) -> list[dict]:
+    """The stored captures of one unknown visit; UserError when there are none."""
+    from edge.unknowns import visitors
+
+    found = visitors(Path(cfg.unknown_faces.dir))
+    if visit not in found:
+        listed = ", ".join(str(v) for v in sorted(found)[-10:]) or "none"
+        raise UserError(
+            f"visitor {visit}: no saved crops in {cfg.unknown_faces.dir} (latest visitors: {listed})"
+        )
+    return found[visit]
+
+
+def enroll_visitor(
+    cfg: Config, visit: int, name: str | None, model_path: str | None = None
+) -> dict:
+    """Name an unknown visitor from their saved crops (`name` None: ignore them, i.e. teach the
+    model never to name that face); the crops move to dataset/<name>/ or dataset/_unknown/."""
+    from edge.names import UNKNOWN_DIR
+
+    t0 = time.monotonic()
+    label = check_name(name) if name is not None else None
+    captures = visitor_captures(cfg, visit)
+    enroller = Enroller(cfg, model_path)
+    images = [Path(c["path"]).with_name(c["image"]) for c in captures]
+    rows = enroller.embed_crops(images)
+    if not rows.used:
+        raise UserError(f"visitor {visit}: none of the {len(images)} crop(s) is readable and new")
+    enroller.add(label, rows)
+    result = {"visitor": visit, "name": label, "added": len(rows.used), **enroller.save()}
+    folder = enroller.keep_photos(label or UNKNOWN_DIR, rows.used)
+    for c in captures:
+        for suffix in (".json", ".jpg", ".npy"):
+            Path(c["path"]).with_suffix(suffix).unlink(missing_ok=True)
+    what = f"named {label}" if label else "ignored (never to be named)"
+    log.info("visitor %d %s: %d crop(s), kept in %s", visit, what, len(rows.used), folder)
+    return {**result, "dataset": str(folder), "seconds": round(time.monotonic() - t0, 2)}
+
+
 def forget(cfg: Config, name: str, model_path: str | None = None) -> dict:
     """Remove a person from the model and their photos from the dataset folder; the summary."""
     enroller = Enroller(cfg, model_path)
@@ -215,6 +279,7 @@ def rename(cfg: Config, old: str, new: str, model_path: str | None = None) -> di
         raise UserError(f"{new}: already in the model; forget one of them first")
     labels[labels.index(old)] = new
     result = {"old": old, "new": new, **enroller.save(refit=False)}
+    SlugBook(slug_book_path(enroller.model.path)).rename(old, new)  # same person, same entity
     if (enroller.dataset / old).is_dir() and not (enroller.dataset / new).exists():
         (enroller.dataset / old).rename(enroller.dataset / new)
     return result

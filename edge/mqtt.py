@@ -9,11 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import ssl
 import threading
 import time
-import unicodedata
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +25,7 @@ from edge import __version__
 from edge.config import Config
 from edge.errors import UserError
 from edge.publish import Sink
+from edge.slugs import SlugBook, slug_book_path, slugify
 
 log = logging.getLogger("edge.mqtt")
 
@@ -34,6 +33,7 @@ WINDOW = 20  # messages handed to paho and not yet acknowledged by the broker
 FLUSH_TIMEOUT_S = 5.0  # close() waits this long for the queue to drain
 RECONNECT_MIN_S = 1
 THERMAL = Path("/sys/class/thermal")
+NAME_MAX = 64  # characters of a visitor's name set from Home Assistant
 EVENT_TYPES = ("recognized", "unknown", "left")
 REDISCOVER_MIN_S = 10.0  # Home Assistant `online` floods: at most one re-announcement per this
 SHOWN_CHARS = 60  # what is logged of a payload from the network
@@ -47,12 +47,6 @@ class Message:
     payload: bytes
     retain: bool
     qos: int
-
-
-def slugify(name: str) -> str:
-    """Topic- and id-safe form of a name: ASCII lowercase, runs of other characters -> '_'."""
-    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
-    return re.sub(r"[^a-z0-9]+", "_", text).strip("_") or "person"
 
 
 def shown(payload: str | bytes, limit: int = SHOWN_CHARS) -> str:
@@ -75,23 +69,6 @@ def client_id(device_id: str) -> str:
     if node == device_id:
         return f"edge-faces-{node}"
     return f"edge-faces-{node}-{hashlib.sha256(device_id.encode()).hexdigest()[:8]}"
-
-
-def unique_slug(name: str, taken: set[str]) -> str:
-    """slugify(name), suffixed _2, _3, ... until it is not in `taken`."""
-    base = slug = slugify(name)
-    n = 2
-    while slug in taken:
-        slug, n = f"{base}_{n}", n + 1
-    return slug
-
-
-def person_slugs(labels: list[str]) -> dict[str, str]:
-    """Label -> unique slug, in label order ('anna_b' and 'Anna B' become anna_b, anna_b_2)."""
-    out: dict[str, str] = {}
-    for label in labels:
-        out[label] = unique_slug(label, set(out.values()))
-    return out
 
 
 def cpu_temperature_file() -> Path | None:
@@ -184,9 +161,11 @@ class MqttSink(Sink):
         self._where = f"{m.host}:{m.port}"
         self._thermal = cpu_temperature_file()
         self._labels: list[str] = []
+        self._book = SlugBook(slug_book_path(cfg.recognize.model))
         self._slugs: dict[str, str] = {}
         self._names: set[str] = set()  # people whose visit is on (the loop: one event per visit)
         self._unknown_visits = 0
+        self._last_visitor: int | None = None  # the visit id of the latest unknown event
         self._present: set[str] = set()  # as last published
         self._unknown_on = False
         self._attributes: dict[str, dict[str, Any]] = {}
@@ -261,9 +240,9 @@ class MqttSink(Sink):
         Called again with other labels (a reloaded model): discovery is re-sent and the
         entities of people no longer in the model are removed."""
         with self._cond:
-            old = set(person_slugs(self._labels).values())
+            old = set(self._book.slugs(self._labels).values())
             self._labels = list(labels)
-            self._slugs = person_slugs(self._labels)
+            self._slugs = self._book.slugs(self._labels)
             new = set(self._slugs.values())
             fresh = new if not self._started else new - old
             group = [self._msg(self._person_topic(s), b"OFF") for s in sorted(fresh)]
@@ -293,7 +272,7 @@ class MqttSink(Sink):
 
     def _slug(self, name: str) -> str:
         if name not in self._slugs:
-            self._slugs[name] = unique_slug(name, set(self._slugs.values()))
+            self._slugs[name] = self._book.slugs([name])[name]
         return self._slugs[name]
 
     def discovery(self) -> dict[str, dict[str, Any]]:
@@ -327,7 +306,7 @@ class MqttSink(Sink):
             }
 
         state = {"payload_on": "ON", "payload_off": "OFF", "qos": self._qos}
-        for label, slug in person_slugs(self._labels).items():
+        for label, slug in self._book.slugs(self._labels).items():
             add(
                 "binary_sensor",
                 f"person_{slug}",
@@ -377,6 +356,34 @@ class MqttSink(Sink):
             name="Snapshot",
             image_topic=f"{base}/snapshot",
             content_type="image/jpeg",
+        )
+        add(
+            "image",
+            "last_visitor",
+            name="Last unknown visitor",
+            image_topic=f"{base}/visitor/image",
+            content_type="image/jpeg",
+            json_attributes_topic=f"{base}/visitor",
+        )
+        add(
+            "text",
+            "name_visitor",
+            name="Name the last visitor",
+            command_topic=f"{base}/visitor/name/set",
+            state_topic=f"{base}/visitor/name",
+            min=0,
+            max=NAME_MAX,
+            icon="mdi:account-edit",
+            qos=self._qos,
+        )
+        add(
+            "button",
+            "ignore_visitor",
+            name="Ignore the last visitor",
+            command_topic=f"{base}/visitor/ignore",
+            payload_press="PRESS",
+            icon="mdi:account-cancel",
+            qos=self._qos,
         )
         diag = {"state_topic": f"{base}/stats", "entity_category": "diagnostic"}
         add(
@@ -483,6 +490,13 @@ class MqttSink(Sink):
                 group.append(self._msg(f"{self.base}/last", _json(last)))
             if snapshot_jpeg and self._m.snapshot and kind in ("recognized", "unknown"):
                 group.append(self._msg(f"{self.base}/snapshot", bytes(snapshot_jpeg)))
+            if kind == "unknown" and isinstance(event.get("visit"), int):
+                self._last_visitor = event["visit"]
+                visitor = {"visitor": self._last_visitor, "time": _iso(event.get("time"))}
+                group.append(self._msg(f"{self.base}/visitor", _json(visitor)))
+                group.append(self._msg(f"{self.base}/visitor/name", b""))
+                if snapshot_jpeg:
+                    group.append(self._msg(f"{self.base}/visitor/image", bytes(snapshot_jpeg)))
             group.append(self._msg(f"{self.base}/event", _json(event), retain=False))
             self._enqueue(group)
 
@@ -699,6 +713,7 @@ class MqttSink(Sink):
         # The broker sends a subscription's retained messages before it handles the next
         # SUBSCRIBE: this last SUBACK means every retained config of our node has arrived,
         # so a clashing device is found before we publish anything.
+        client.subscribe([(f"{self.base}/visitor/name/set", 1), (f"{self.base}/visitor/ignore", 1)])
         _rc, mid = client.subscribe(f"{self.base}/enabled/set", qos=1)
         with self._cond:
             self._ready_mid = mid
@@ -739,6 +754,9 @@ class MqttSink(Sink):
         if topic == f"{self.base}/enabled/set":
             self._switch(payload, bool(msg.retain))
             return
+        if topic in (f"{self.base}/visitor/name/set", f"{self.base}/visitor/ignore"):
+            self._visitor_command(topic, payload, bool(msg.retain))
+            return
         prefix = self._m.discovery_prefix
         if topic == f"{prefix}/status":
             if payload == "online":
@@ -773,6 +791,30 @@ class MqttSink(Sink):
             group = [] if self.enabled else self._forget_everyone()
             group.append(self._msg(f"{self.base}/enabled", payload.upper().encode()))
             self._enqueue(group, False)
+
+    def _visitor_command(self, topic: str, payload: str, retained: bool) -> None:
+        """Name (text entity) or ignore (button) the last unknown visitor; stale retained
+        commands and over-long names are refused with one line."""
+        naming = topic.endswith("/name/set")
+        if retained:
+            log.warning("MQTT: ignored the retained %s on %s (commands are not retained)", shown(payload), topic)  # fmt: skip
+            return
+        if naming and not 0 < len(payload) <= NAME_MAX:
+            log.warning("MQTT: ignored %s on %s (a name of 1-%d characters)", shown(payload), topic, NAME_MAX)  # fmt: skip
+            return
+        with self._cond:
+            visit = self._last_visitor
+        handler = self.visitor_handler
+        if visit is None or handler is None:
+            why = "no unknown visitor yet" if visit is None else "unknown faces are not saved"
+            log.warning("MQTT: %s on %s ignored: %s", shown(payload), topic, why)
+            return
+        if handler(visit, payload if naming else None):
+            log.info("MQTT: %s visitor %d%s", "naming" if naming else "ignoring", visit,
+                     f" as {shown(payload)}" if naming else "")  # fmt: skip
+            if naming:
+                with self._cond:
+                    self._enqueue([self._msg(f"{self.base}/visitor/name", payload.encode())], False)
 
     def _retained_config(self, topic: str, payload: str) -> None:
         """A retained discovery config under our node: ours (remove it if this run does not

@@ -27,6 +27,7 @@ from edge.publish import Sink, create_sink
 from edge.recognize import labels_path
 from edge.stats import Rate, Stats, cpu_temperature
 from edge.track import Tracker
+from edge.visitor_actions import VisitorActions
 from edge.watch import FileWatch
 
 log = logging.getLogger(__name__)
@@ -115,9 +116,11 @@ class Loop:
         self.sink.start(self.stages.labels)
         self.tracker = Tracker(cfg.track)
         self.judge = Judge(cfg.recognize, self.stages.model, self.stages.aligner)
-        self.presence = Presence(cfg.decide)
         self.stats = Stats()
         self.unknowns = self._unknown_store(cfg)
+        self.presence = Presence(cfg.decide, self.unknowns.next_visit() if self.unknowns else 1)
+        self.visitors = VisitorActions(cfg) if self.unknowns is not None else None
+        self.sink.visitor_handler = self.visitors.request if self.visitors else None
         self.window = self.mjpeg = None
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -199,11 +202,14 @@ class Loop:
                 self.sink.close()
                 self.sink = sink
                 self.sink.start(stages.labels)
+                self.sink.visitor_handler = self.visitors.request if self.visitors else None
         elif stages.labels != self.stages.labels:
             self.sink.start(stages.labels)
         logging.getLogger().setLevel(cfg.log_level)
         if cfg.unknown_faces != self.cfg.unknown_faces:
             self.unknowns = self._unknown_store(cfg)
+        if self.visitors is not None:
+            self.visitors.cfg = cfg
         if cfg.recognize != old.recognize:
             self.model_watch = self._model_watch(cfg)
         self.cfg, self.stages = cfg, stages
@@ -315,9 +321,11 @@ class Loop:
             )
             if self.unknowns is not None and e.crop is not None:
                 name = UNKNOWN if ev["type"] == UNKNOWN else ev["name"]
-                self.unknowns.save(
-                    e.crop, e.embedding, track=ev["track"], name=name, confidence=ev["confidence"]
-                )
+                keep = dict(track=ev["track"], visit=ev["visit"], name=name, confidence=ev["confidence"])  # fmt: skip
+                if name == UNKNOWN and e.crops:
+                    self.unknowns.save_visit(e.crops, **keep)
+                else:
+                    self.unknowns.save(e.crop, e.embedding, **keep)
 
     def _periodic(self) -> None:
         """Stats to the log, the sink and systemd."""
@@ -380,6 +388,8 @@ class Loop:
         if self._closer is not None:
             self._closer.join(timeout=10)
         self.source.close()
+        if self.visitors is not None:
+            self.visitors.close()
         try:
             self.sink.close()
         finally:

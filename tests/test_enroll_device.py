@@ -151,3 +151,59 @@ def test_the_running_loop_picks_up_an_enrolment(device, data_dir):
     finally:
         loop.terminate()
         loop.wait(timeout=30)
+
+
+def _clips_sharing_one_stranger(data_dir: Path, visits: int = 4) -> tuple[int, int, str]:
+    """Two doorbell-clip seeds whose only stranger is the same person, in different photos."""
+    from tests.doorbell import plan_visits
+
+    plans = {s: plan_visits(data_dir, visits, s + 1) for s in range(40)}
+    for a, plan_a in plans.items():
+        strangers_a = {v["person"]: v["photo"] for v in plan_a if not v["known"]}
+        if len(strangers_a) != 1:
+            continue
+        for b, plan_b in plans.items():
+            same = [v for v in plan_b if not v["known"] and v["person"] in strangers_a]
+            if b != a and same and same[0]["photo"] != strangers_a[same[0]["person"]]:
+                return a, b, same[0]["person"]
+    pytest.fail("no two clips share a stranger")
+
+
+def _events(config: Path, clip: Path) -> list[dict]:
+    proc = run_edge("--config", str(config), "--source", str(clip), "--sink", "stdout",
+                    "--every-frame", timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+@pytest.mark.slow
+def test_a_stranger_seen_once_is_named_and_recognized_at_the_next_visit(device, data_dir, tmp_path):
+    from tests.doorbell import make_clip
+
+    model, config = device
+    config.write_text(config.read_text() + f"unknown_faces:\n  dir: {tmp_path / 'unknown'}\n")
+    first, second, stranger = _clips_sharing_one_stranger(data_dir)
+    make_clip(data_dir, tmp_path / "one", visits=4, seed=first)
+    events = _events(config, tmp_path / "one" / "clip.mp4")
+    visits = {e["visit"] for e in events if e["type"] == "unknown"}
+    assert len(visits) == 1, events
+    (visit,) = visits
+    assert {e["visit"] for e in events if e["type"] == "left" and e["name"] is None} == visits
+
+    proc = run_edge("visitors", "--config", str(config))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (listed,) = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert listed["visitor"] == visit and listed["crops"] >= 1
+
+    proc = run_edge("enroll", "Tony", "--visitor", str(visit), "--config", str(config))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["people"] == 8
+    assert run_edge("visitors", "--config", str(config)).stdout == ""  # named: no longer a visitor
+    assert len(list((tmp_path / "dataset" / "Tony").iterdir())) == listed["crops"]
+
+    timeline = make_clip(data_dir, tmp_path / "two", visits=4, seed=second)
+    events = _events(config, tmp_path / "two" / "clip.mp4")
+    (came,) = [v for v in timeline["visits"] if v["person"] == stranger]
+    named = [e for e in events if e["type"] == "recognized" and e["name"] == "Tony"]
+    assert len(named) == 1, events
+    assert came["first_frame"] <= named[0]["frame"] <= came["last_frame"]

@@ -17,7 +17,8 @@ from convert.dataset import UNKNOWN_DIR, crawl
 from convert.enroll import check_name
 from edge.config import load_config
 from edge.errors import UserError
-from edge.mqtt import SHOWN_CHARS, MqttSink, person_slugs, slugify
+from edge.mqtt import SHOWN_CHARS, MqttSink
+from edge.slugs import person_slugs, slugify
 
 NODE = "pi"
 BASE = f"edge/{NODE}"

@@ -12,7 +12,8 @@ import pytest
 
 from edge.config import load_config
 from edge.errors import UserError
-from edge.mqtt import MqttSink, person_slugs, slugify
+from edge.mqtt import MqttSink
+from edge.slugs import person_slugs, slugify
 from tests.broker import Broker, Recorder, Tls, make_cert, retained
 
 BASE = "edge/pi"
@@ -25,6 +26,8 @@ REQUIRED = {
     "event": {"state_topic", "event_types"},
     "image": {"image_topic"},
     "switch": {"command_topic", "state_topic"},
+    "text": {"command_topic"},
+    "button": {"command_topic"},
 }
 COMMON = {"name", "unique_id", "device", "availability_topic", "payload_available"}
 
@@ -486,3 +489,76 @@ def test_network_payloads_are_logged_cut_short_and_rediscovery_is_rate_limited(b
     assert "(1000000 characters)" in caplog.text
     said = [r for r in caplog.records if "Home Assistant is online" in r.getMessage()]
     assert len(said) <= 2
+
+
+def test_the_last_visitor_is_named_or_ignored_from_home_assistant(broker, caplog):
+    caplog.set_level(logging.INFO)
+    calls: list[tuple[int, str | None]] = []
+    with Recorder(broker, [f"{BASE}/visitor/#", f"{BASE}/visitor", "homeassistant/#"]) as rec:
+        stale = rec.client.publish(f"{BASE}/visitor/name/set", "Tony", qos=1, retain=True)
+        stale.wait_for_publish()  # left by some client before edge starts: never acted on
+        sink = MqttSink(make_cfg(broker))
+        sink.visitor_handler = lambda visit, name: calls.append((visit, name)) or True
+        sink.start(["Alice"])
+        wanted = ("name_visitor", "ignore_visitor", "last_visitor")
+        assert rec.wait_for(lambda: all(any(w in m.topic for m in rec.messages) for w in wanted))
+        configs = {
+            m.topic: json.loads(m.payload) for m in rec.messages if m.topic.endswith("/config")
+        }
+        text = configs["homeassistant/text/pi/name_visitor/config"]
+        assert text["command_topic"] == f"{BASE}/visitor/name/set" and text["max"] == 64
+        button = configs["homeassistant/button/pi/ignore_visitor/config"]
+        assert button["command_topic"] == f"{BASE}/visitor/ignore"
+        image = configs["homeassistant/image/pi/last_visitor/config"]
+        assert image["image_topic"] == f"{BASE}/visitor/image"
+
+        rec.client.publish(f"{BASE}/visitor/name/set", "Tony", qos=1)  # nobody came yet
+        deadline = time.monotonic() + 10
+        while not any("no unknown visitor yet" in r.getMessage() for r in mqtt_records(caplog)):
+            assert time.monotonic() < deadline, "the early name was not refused"
+            time.sleep(0.05)
+        sink.event(ev("unknown", None, 7, 70), JPEG)
+        assert rec.wait_payload(f"{BASE}/visitor/image", JPEG)
+        assert json.loads(rec.last(f"{BASE}/visitor").payload)["visitor"] == 7
+        rec.client.publish(f"{BASE}/visitor/name/set", "x" * 65, qos=1)  # too long
+        rec.client.publish(f"{BASE}/visitor/name/set", "Tony", qos=1)
+        assert rec.wait_payload(f"{BASE}/visitor/name", "Tony")
+        rec.client.publish(f"{BASE}/visitor/ignore", "PRESS", qos=1)
+        assert rec.wait_for(lambda: len(calls) == 2)
+        sink.close()
+    assert calls == [(7, "Tony"), (7, None)]
+    said = [r.getMessage() for r in mqtt_records(caplog)]
+    assert any("ignored: no unknown visitor yet" in m for m in said), said
+    assert any("ignored the retained 'Tony'" in m for m in said), said
+    assert any("(a name of 1-64 characters)" in m for m in said), said
+
+
+def test_entity_ids_stay_with_their_people_across_retrains(broker, tmp_path):
+    model = tmp_path / "faces.tflite"
+    model.write_bytes(b"")  # the slug map lives beside the model; its content is not read here
+    cfg = make_cfg(broker, **{"recognize.model": str(model)})
+
+    def slugs(labels: list[str]) -> dict[str, str]:
+        with Recorder(broker, ["homeassistant/binary_sensor/pi/#"]) as rec:
+            sink = MqttSink(cfg)
+            sink.start(labels)
+            assert rec.wait_for(
+                lambda: sum("person_" in m.topic for m in rec.messages) >= len(labels)
+            )
+            sink.close()
+        last = {m.topic: m.payload for m in rec.messages if "person_" in m.topic}
+        return {
+            json.loads(payload)["name"]: topic.split("/")[-2].removeprefix("person_")
+            for topic, payload in last.items()
+            if payload  # an empty retained config: the entity was removed
+        }
+
+    assert slugs(["José"]) == {"José": "jose"}
+    # sorted order would now give "Jose" the slug jose and José jose_2: the map keeps José's
+    assert slugs(["Jose", "José"]) == {"Jose": "jose_2", "José": "jose"}
+    assert slugs(["Jose"]) == {"Jose": "jose_2"}  # forgotten José's slug is not handed on
+    assert json.loads((tmp_path / "faces.slugs.json").read_text()) == {
+        "José": "jose",
+        "Jose": "jose_2",
+    }
+    assert (tmp_path / "faces.slugs.json").stat().st_mode & 0o777 == 0o600

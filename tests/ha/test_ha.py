@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from edge.config import load_config
-from edge.mqtt import MqttSink, slugify
+from edge.mqtt import MqttSink
+from edge.slugs import slugify
 from tests.broker import Broker, free_port, retained
 from tests.conftest import ROOT
 
