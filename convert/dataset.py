@@ -313,13 +313,14 @@ def per_person(ds: Dataset) -> list[dict]:
         row(label or UNKNOWN_DIR)["given"] += 1
     for s in ds.samples:
         row(s.label or UNKNOWN_DIR)["used"] += 1
+    crawled = {path for path, _ in ds.found}
     for path, reason in ds.skipped:
         name = person_of(ds.root, path)
         if name is None:
             continue
         r = row(name)
         r["skipped"].append({"file": str(path.relative_to(ds.root)), "reason": reason})
-        if path.suffix.lower() not in IMAGE_SUFFIXES:  # never crawled as a photo
+        if path not in crawled:  # left out by the crawl itself (not a photo, a FIFO, ...)
             r["given"] += 1
     for name, why in ds.left_out.items():
         row(name)["left_out"] = why

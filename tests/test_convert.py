@@ -86,7 +86,8 @@ def test_bad_files_are_reported_and_the_rest_is_used(tmp_path, data_dir):
     assert f"skipped {ds}/Ren\\udce9: the folder name is not valid UTF-8" in err
     assert f"skipped {odd['fifo']}: not a regular file" in err
     assert f"skipped {odd['loop']}: unreadable (Too many levels of symbolic links)" in err
-    assert sorted(p.name for p in out.iterdir()) == ["faces.json", "faces.tflite"]
+    store = json.loads((out / "faces.json").read_text())["store"]
+    assert sorted(p.name for p in out.iterdir()) == ["faces.json", store, "faces.tflite"]
     assert f"skipped {ds / a / 'broken.jpg'}: not a readable image" in err
     assert f"skipped {ds / a / 'brick.png'}: no face found" in err
     assert f"skipped {ds / 'notes.txt'}: not a jpg/jpeg/png/webp image" in err
@@ -96,7 +97,7 @@ def test_bad_files_are_reported_and_the_rest_is_used(tmp_path, data_dir):
     table = lines[next(i for i, line in enumerate(lines) if line.startswith("person ")) :]
     rows = {line.split()[0]: line.split()[1:4] for line in table[1:] if not line.startswith(" ")}
     assert rows == {
-        a: ["7", "5", "2"],
+        a: ["9", "5", "4"],  # 4 photos, sideways, broken, brick, the FIFO and the link loop
         b: ["5", "5", "0"],
         c: ["1", "0", "0"],
         "_unknown": ["3", "3", "0"],
@@ -110,7 +111,9 @@ def test_bad_files_are_reported_and_the_rest_is_used(tmp_path, data_dir):
     metrics = json.loads(proc.stdout)
     per_person = {r["person"]: r for r in metrics.pop("per_person")}
     assert per_person[c]["left_out"] == "only 1 usable photo(s), need 2"
-    assert [x["file"] for x in per_person[a]["skipped"]] == [f"{a}/brick.png", f"{a}/broken.jpg"]
+    assert sorted(x["file"] for x in per_person[a]["skipped"]) == [
+        f"{a}/{n}" for n in ("brick.png", "broken.jpg", "loop.jpg", "pipe.jpg")
+    ]
     assert metrics["people"] == 2
     assert metrics["photos"] == 10  # 4 + 4 + the EXIF-rotated jpg + the alpha png (nested)
     assert "sideways.jpg" not in err
