@@ -207,7 +207,7 @@ def write_overview(
         + "".join(sections)
     )
     path = Path(out) / OVERVIEW
-    path.write_text(page, encoding="utf-8")
+    write_private(path, page.encode("utf-8"))  # faces: owner only, like the crops
     return path
 
 
