@@ -207,3 +207,38 @@ def test_a_stranger_seen_once_is_named_and_recognized_at_the_next_visit(device, 
     named = [e for e in events if e["type"] == "recognized" and e["name"] == "Tony"]
     assert len(named) == 1, events
     assert came["first_frame"] <= named[0]["frame"] <= came["last_frame"]
+
+
+def test_a_saved_visitor_can_be_ignored(device, data_dir, tmp_path):
+    from edge.config import load_config
+    from edge.facestore import FaceStore
+    from edge.images import read_image
+    from edge.stills import StillRecognizer
+    from edge.unknowns import UnknownStore
+
+    model, config = device
+    config.write_text(config.read_text() + f"unknown_faces:\n  dir: {tmp_path / 'unknown'}\n")
+    cfg = load_config(config)
+    recognizer = StillRecognizer(cfg)
+    faces = data_dir / "faces"
+    crops = []
+    for photo in heldout_photos(faces, strangers(faces)[1])[:3]:
+        (found,) = [f for f in recognizer(read_image(photo)) if f.name == "unknown"][:1]
+        crops.append((found.crop, found.embedding, 1.0))
+    saved = UnknownStore(cfg.unknown_faces).save_visit(
+        crops, visit=5, track=1, name="unknown", confidence=0.4
+    )
+    assert saved
+
+    missing = run_edge("enroll", "X", "--visitor", "99", "--config", str(config))
+    assert "visitor 99: no saved crops in" in _one_error(missing)
+    assert "(latest visitors: 5)" in missing.stderr
+    proc = run_edge("ignore", "5", "--config", str(config))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["name"] is None
+    assert len(list((tmp_path / "dataset" / "_unknown").iterdir())) == len(saved)
+    assert run_edge("visitors", "--config", str(config)).stdout == ""
+    meta = json.loads(model.with_suffix(".json").read_text())
+    store = FaceStore.load(model.with_name(meta["store"]))
+    assert int((store.y == -1).sum()) >= len(saved)
+    assert meta["labels"] == store.labels and len(store.labels) == 7
