@@ -208,6 +208,14 @@ def tuning(base: DetectConfig, photos, no_face, repeat: int) -> list[dict]:
     return rows
 
 
+def write_json(path: str | Path, result: dict) -> None:
+    """Write a benchmark's result as indented JSON (folders made) and say where."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"\nwrote {out}")
+
+
 def table(rows: list[dict], cols: list[str]) -> str:
     """A plain fixed-width table."""
     widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols]
@@ -314,10 +322,7 @@ def main() -> int:
                 ["setting", "precision", "recall", "fp", "fp_per_noface_image", "ms_median"],
             )
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(f"\nwrote {out}")
+    write_json(args.out, result)
     return 0
 
 

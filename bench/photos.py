@@ -16,7 +16,6 @@ writes bench/results/photos.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -30,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.detect import table  # noqa: E402
+from bench.detect import table, write_json  # noqa: E402
 from edge.config import load_config  # noqa: E402
 from edge.detect import Detector, create_detector, create_photo_detector  # noqa: E402
 from edge.images import read_image  # noqa: E402
@@ -264,10 +263,7 @@ def main() -> int:
         for r in result["identification"]:
             for e in r["errors"]:
                 print(f"  {r['profile']} / {r['probes']}: {e}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(f"\nwrote {out}")
+    write_json(args.out, result)
     return 0
 
 
