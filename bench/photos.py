@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.detect import table  # noqa: E402
+from convert.progress import progress  # noqa: E402
 from edge.config import load_config  # noqa: E402
 from edge.detect import Detector, create_detector, create_photo_detector  # noqa: E402
 from edge.images import read_image  # noqa: E402
@@ -60,7 +61,7 @@ def detection(profiles: dict[str, Detector], sets: dict[str, list], repeat: int)
         for s in sets
     }
     for set_name, items in sets.items():
-        for image, truth in items:
+        for image, truth in progress(items, desc=f"detect {set_name}", unit="photo"):
             for prof, det in profiles.items():
                 faces, ms = detect_timed(det, image, repeat)
                 a = acc[(prof, set_name)]
@@ -131,7 +132,7 @@ def identification(model: Path, probes: dict[str, list[tuple[Path, str | None]]]
             k = {"n": 0, "found": 0, "top1": 0, "named": 0, "wrong": 0}
             s = {"n": 0, "found": 0, "rejected": 0}
             misses = []
-            for path, person in items:
+            for path, person in progress(items, desc=f"identify {set_name} {prof}", unit="photo"):
                 image = read_image(path)
                 faces = sorted(det.detect(image), key=lambda f: -f.box[2] * f.box[3])
                 ident = None
