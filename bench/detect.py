@@ -26,10 +26,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from convert.progress import progress  # noqa: E402
 from edge.config import DetectConfig, load_config  # noqa: E402
 from edge.detect import Detector, Face, create_detector  # noqa: E402
 from edge.detectors.res10 import MEAN, Res10Detector  # noqa: E402
+from edge.progress import progress  # noqa: E402
 from tests.groundtruth import IOU_MATCH, load_gt, match  # noqa: E402
 
 DATA = Path(os.environ.get("EDGE_TEST_DATA", ROOT.parent / "shared" / "data"))

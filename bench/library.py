@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from convert.progress import progress  # noqa: E402
+from edge.progress import progress  # noqa: E402
 from tests.conftest import DATA  # noqa: E402
 from tests.splits import heldout_photos, people, photos  # noqa: E402
 

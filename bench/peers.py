@@ -41,6 +41,8 @@ FR_TOLERANCE = 0.6  # face_recognition's default
 SEED_MAX_COSINE = 0.4  # the seed tutorial's threshold
 VOTES = 3  # presence emulation for peers: same label this many times -> one event
 MAX_MISSED_S = 1.0  # a visit ends after this long without a face (our track.max_missed_s)
+SPEEDUP_TARGET = 10.0  # frames/s against face_recognition (half-size HOG) on each whole clip
+SPEEDUP_TARGETS = {"short_hamilton_clip.mp4": 4.0}  # clips with a target of their own
 
 
 # ----------------------------------------------------------------------------------------
@@ -787,7 +789,7 @@ def measure(name: str, reuse: bool, fn: Any, *a: Any) -> dict:
 def orchestrate(args: argparse.Namespace) -> int:
     """Every measurement, input by input, systems side by side; then table, JSON, docs."""
     sys.path.insert(0, str(ROOT))
-    from convert.progress import progress
+    from edge.progress import progress
     from tests.doorbell import score_events
 
     global PROGRESS
@@ -1057,9 +1059,11 @@ def headline(rows: dict, videos: list[str]) -> dict:
             }
     acc_o = _get(ours, "identification", "accuracy")
     acc_f = _get(fr, "identification", "accuracy")
+    for v, r in per_video.items():
+        r["target"] = SPEEDUP_TARGETS.get(v, SPEEDUP_TARGET)
     door = per_video.get("doorbell", {})
     ev_o, ev_f = _get(ours, "video", "doorbell", "score"), _get(fr, "video", "doorbell", "score")
-    ok_speed = bool(door) and door["speedup"] >= 5
+    ok_speed = bool(door) and all(r["speedup"] >= r["target"] for r in per_video.values())
     ok_acc = acc_o is not None and acc_f is not None and acc_o >= acc_f
     return {
         "per_video": per_video,
@@ -1154,24 +1158,30 @@ def render_headline(result: dict) -> str:
             f"{eo['recall']:.2f}, face_recognition {ef['precision']:.2f} / {ef['recall']:.2f}"
         )
     door = h["per_video"].get("doorbell")
+    speeds = ", ".join(
+        f"{v} {r['speedup']:.1f}x (target {r['target']:g}x)" for v, r in h["per_video"].items()
+    )
+    goal = (
+        f"- target (>= {SPEEDUP_TARGET:g}x face_recognition's frames/s on each whole clip, "
+        + ", ".join(f"{k} >= {t:g}x" for k, t in SPEEDUP_TARGETS.items())
+        + ", at equal or better accuracy)"
+    )
     if h["target_met"]:
-        out.append(
-            "- target (>= 5x faster on the doorbell clip at equal or better accuracy): "
-            f"met, {door['speedup']:.1f}x"
-        )
+        out.append(f"{goal}: met: {speeds}")
     else:
         why = []
         if not door:
             why.append("no doorbell timing for one side (see the problems below)")
         elif not h["speed_ok"]:
-            why.append(
-                f"speed: {door['speedup']:.1f}x, short of 5x by a factor {5 / door['speedup']:.2f}"
-            )
+            short = [
+                f"{v} {r['speedup']:.1f}x, short by a factor {r['target'] / r['speedup']:.2f}"
+                for v, r in h["per_video"].items()
+                if r["speedup"] < r["target"]
+            ]
+            why.append("speed: " + "; ".join(short))
         if not h["accuracy_ok"]:
             why.append("accuracy: ours is below face_recognition's (or missing)")
-        out.append(
-            "- target (>= 5x faster at equal or better accuracy): NOT met: " + "; ".join(why)
-        )
+        out.append(f"{goal}: NOT met: " + "; ".join(why) + f" ({speeds})")
     return "\n".join(out)
 
 
@@ -1220,8 +1230,9 @@ def _why(result: dict, p: dict) -> str:
     if not fr:
         return ""
     return (
-        f" Being 5x faster than face_recognition's {fr:.0f} CPU ms per frame on this clip "
-        f"means {fr / 5:.0f} ms per frame for our whole pipeline; the Haar pass alone takes "
+        f" Being {SPEEDUP_TARGET:g}x faster than face_recognition's {fr:.0f} CPU ms per frame "
+        f"on this clip means {fr / SPEEDUP_TARGET:.0f} ms per frame for our whole pipeline; "
+        "the Haar pass alone takes "
         f"{p['haar_cpu_ms']:.0f}, so detecting on every frame at "
         f"{p['downscale_width']} px cannot meet it: the recognizer, run once per track, is "
         "not what costs (see the recognize stage above)."
@@ -1405,8 +1416,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--video-max-frames",
         type=int,
-        default=100,
-        help="frames per public video, the same for every system (0 = all; default 150)",
+        default=0,
+        help="frames per public video, the same for every system (default 0: all)",
     )
     p.add_argument(
         "--short-doorbell-frames",

@@ -31,10 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.detect import table  # noqa: E402
-from convert.progress import progress  # noqa: E402
 from edge.config import load_config  # noqa: E402
 from edge.detect import Detector, create_detector, create_photo_detector  # noqa: E402
 from edge.images import read_image  # noqa: E402
+from edge.progress import progress  # noqa: E402
 from tests.facefill import face_filling_set  # noqa: E402
 from tests.groundtruth import load_gt, match, mosaic  # noqa: E402
 from tests.splits import heldout_photos, known, make_train_dataset, people  # noqa: E402

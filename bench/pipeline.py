@@ -3,10 +3,13 @@
     .venv/bin/python bench/pipeline.py [--model FILE] [--skip-videos] [--soak-minutes 10]
 
 Per run: frames read/processed/dropped, FPS, per-stage ms (median, p95), CPU % and peak RSS
-of the process (os.wait4); on the generated 20-visit doorbell clip also event precision and
-recall, and in --realtime runs the appear-to-event delay (from the visit's first frame on the
-source clock to the event's wall time). --soak-minutes loops the doorbell clip in one process
-and reports RSS at the start and end. Prints tables; writes bench/results/pipeline.json.
+of the process (os.wait4), the loop's CPU ms per frame and how many frames ran detection; the
+whole videos run with the default and with detection on every frame, side by side. On the
+generated 20-visit doorbell clip also event precision and recall, and in --realtime runs the
+appear-to-event delay (from the frame where the face is wholly in view, source clock, to the
+event's wall time) and the leave-to-`left` delay (from the visit's last frame to its `left`).
+--soak-minutes loops the doorbell clip in one process and reports RSS at the start and end.
+Prints tables; writes bench/results/pipeline.json.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from convert.progress import progress  # noqa: E402
+from edge.progress import progress  # noqa: E402
 from tests.doorbell import make_clip, score_events  # noqa: E402
 from tests.splits import make_train_dataset  # noqa: E402
 
@@ -37,6 +40,7 @@ STAGES = ("capture", "detect", "track", "recognize", "publish")
 # name -> config overrides (YAML text appended to the base config)
 SETTINGS = {
     "default": "",
+    "every-1st": "detect:\n  every_n_frames: 1\n",
     "every-3rd": "detect:\n  every_n_frames: 3\n",
     "every-5th": "detect:\n  every_n_frames: 5\n",
     "every-8th": "detect:\n  every_n_frames: 8\n",
@@ -106,6 +110,34 @@ def appear_delays(events: list[dict], timeline: dict, t0: float) -> list[float]:
     return out
 
 
+def left_delays(events: list[dict], timeline: dict, t0: float) -> list[float]:
+    """Seconds from a visit's last frame (source clock) to the `left` of its visit id."""
+    fps = timeline["fps"]
+    out = []
+    for v in timeline["visits"]:
+        arrivals = [
+            e
+            for e in events
+            if e["type"] != "left" and v["first_frame"] <= e["frame"] <= v["last_frame"]
+        ]
+        if not arrivals:
+            continue
+        left = [e for e in events if e["type"] == "left" and e["visit"] == arrivals[0]["visit"]]
+        if left:
+            out.append(left[0]["time"] - (t0 + (v["last_frame"] + 1) / fps))
+    return out
+
+
+def _median_p95(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"median": None, "p95": None, "count": 0}
+    return {
+        "median": round(float(np.median(values)), 3),
+        "p95": round(float(np.percentile(values, 95)), 3),
+        "count": len(values),
+    }
+
+
 def _ms(stage: dict) -> str:
     med, p95 = stage["median_ms"], stage["p95_ms"]
     return "-" if med is None else f"{med:.1f}/{p95:.1f}"
@@ -126,6 +158,11 @@ def row(name: str, source: str, mode: str, r: dict[str, Any]) -> dict[str, Any]:
         "recognize_per_crop": s.get("recognize_per_crop"),
         "track_latency_s": s["latency_s"],
         "events": len(r["events"]),
+        "detect_frames": s["totals"]["detect"]["runs"],
+        "loop_cpu_ms_per_frame": round(
+            1000 * sum(t["cpu_s"] for t in s["totals"].values()) / max(1, s["frames_processed"]),
+            2,
+        ),
     }
     return out
 
@@ -319,12 +356,18 @@ def main() -> int:
         print(f"soak: {json.dumps({k: v for k, v in s.items() if k != 'samples'})}")
         return 0
     rows: list[dict[str, Any]] = []
+    video_cfgs = {name: work / f"video-{name}.yaml" for name in ("default", "every-1st")}
+    for name, path in video_cfgs.items():
+        path.write_text(
+            f"recognize:\n  model: {model}\nunknown_faces:\n  enabled: false\n" + SETTINGS[name]
+        )
     if not args.skip_videos:
         videos = sorted((DATA / "video").glob("*.mp4"))
-        for video in progress(videos, desc="videos", unit="run"):
-            r = run_edge(configs["default"], video, ["--every-frame"], work)
-            rows.append(row("default", video.name, "every", r))
-            print_table(rows[-1:])
+        for video in progress(videos, desc="videos", unit="video"):
+            for name, path in video_cfgs.items():  # side by side on the whole video
+                r = run_edge(path, video, ["--every-frame"], work)
+                rows.append(row(name, video.name, "every", r))
+                print_table(rows[-1:])
     for name, config in progress(list(configs.items()), desc="doorbell settings", unit="setting"):
         modes = [] if args.only_realtime else [("every", ["--every-frame"])]
         if not args.no_realtime:
@@ -337,11 +380,9 @@ def main() -> int:
             out["score"] = score_events(r["events"], timeline)
             if mode == "realtime":
                 d = appear_delays(r["events"], timeline, r["stats"]["source_t0"])
-                out["appear_delay_s"] = {
-                    "median": round(float(np.median(d)), 3),
-                    "p95": round(float(np.percentile(d, 95)), 3),
-                    "count": len(d),
-                }
+                out["appear_delay_s"] = _median_p95(d)
+                t0 = r["stats"]["source_t0"]
+                out["left_delay_s"] = _median_p95(left_delays(r["events"], timeline, t0))
             rows.append(out)
             print_table(rows[-1:])
     print()
@@ -357,6 +398,28 @@ def main() -> int:
             + " ".join(f"{s[:5]}={_ms(cpu[s]) if s in cpu else '-':<11}" for s in STAGES)
             + f" crop={_ms(crop) if crop.get('count') else '-'} (n={crop.get('count', 0)})"
         )
+    print("\nLoop CPU ms per frame (all stages, whole run), frames with detection:")
+    by_source: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        by_source.setdefault(f"{r['source']} {r['mode']}", {})[r["setting"]] = r
+    for key, runs in by_source.items():
+        line = "  ".join(
+            f"{name} {r['loop_cpu_ms_per_frame']:.1f} ms ({r['detect_frames']}/"
+            f"{r['frames_processed']} detected)"
+            for name, r in runs.items()
+        )
+        if "default" in runs and "every-1st" in runs:
+            ratio = (
+                runs["default"]["loop_cpu_ms_per_frame"]
+                / runs["every-1st"]["loop_cpu_ms_per_frame"]
+            )
+            line += f"  default/every-1st {ratio:.2f}"
+        print(f"{key:<34} {line}")
+    for r in rows:
+        if "left_delay_s" in r:
+            a, lv = r["appear_delay_s"], r["left_delay_s"]
+            print(f"{r['setting']} realtime: appear->event {a['median']} / {a['p95']} s (n={a['count']}), "
+                  f"last frame->left {lv['median']} / {lv['p95']} s (n={lv['count']})")  # fmt: skip
     ref = haar_reference(clip)
     print(f"Pi reference: {ref}")
     result: dict[str, Any] = {

@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from convert.progress import progress  # noqa: E402
+from edge.progress import progress  # noqa: E402
 from tests.splits import heldout_photos, known, make_train_dataset, people, photos, strangers  # noqa: E402
 
 DATA = Path(os.environ.get("EDGE_TEST_DATA", ROOT.parent / "shared" / "data"))
@@ -146,7 +146,7 @@ def main() -> None:
         # side-by-side speed: the int8 model vs a float export of the same graph
         from convert import export
         from convert.backbone import load_backbone
-        from convert.train import Head
+        from edge.head import Head
 
         model = work / "m7" / "faces.tflite"
         meta = json.loads(model.with_suffix(".json").read_text())

@@ -28,7 +28,7 @@ import cv2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from convert.progress import progress  # noqa: E402
+from edge.progress import progress  # noqa: E402
 from tests import doorbell  # noqa: E402
 from tests.broker import Broker, Recorder  # noqa: E402
 from tests.conftest import DATA, MODELS  # noqa: E402

@@ -33,6 +33,16 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text}: a fraction between 0 and 1")
+    return value
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """The arguments of one `python -m convert` call (exit 2 with one line when they are bad)."""
     p = _Parser(
@@ -60,6 +70,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--weights", metavar="FILE", help="keras_vggface weights (.h5) for vgg16/resnet50/senet50"
     )
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument(
+        "--min-stranger-rejection",
+        type=_fraction,
+        default=0.8,
+        metavar="R",
+        help="refuse to write a model rejecting fewer held-out strangers (0.8; 0 accepts any)",
+    )
     e = sub.add_parser("eval", help="accuracy and stranger rejection of a model on DATASET")
     e.add_argument("dataset", metavar="DATASET")
     e.add_argument("--model", default=str(MODELS / "faces.tflite"), metavar="FILE")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.hashing import file_hash
 from edge.errors import ModelError, UserError
+from edge.hashing import file_hash
 
 log = logging.getLogger("convert.backbone")
 
@@ -42,7 +42,7 @@ class Backbone:
         """Embeddings (N, D) float32, L2-normalized, of uint8 RGB crops (N, S, S, 3)."""
         import tensorflow as tf
 
-        from convert.progress import progress
+        from edge.progress import progress
 
         out = []
         with progress(total=len(crops_rgb), desc=desc, unit="crop") as bar:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -24,9 +23,11 @@ from convert.dataset import (
     person_of,
 )
 from convert.tfquiet import import_tensorflow_quietly
-from convert.train import calibrate, embed_samples, fit_head, held_out_scores, rates
+from convert.train import embed_samples
 from edge.config import Config
 from edge.errors import UserError
+from edge.facestore import FaceStore, save_model_update
+from edge.head import calibrate, fit_head, held_out_scores, rates
 from edge.recognize import labels_path
 
 log = logging.getLogger("convert")
@@ -46,13 +47,18 @@ def person_table(ds, rows: list[dict]) -> str:
         elif r["person"] == UNKNOWN_DIR:
             note = "strangers: teach the model whom never to name"
         lines.append(
-            f"{r['person']:<28} {r['given']:>6} {r['used']:>5} {len(r['skipped']):>7}  {note}"
+            f"{r['person']:<28} {r['given']:>6} {r['used']:>5} {len(r['skipped']):>7}  {note}".rstrip()
         )
     for r in rows:
         lines += [f"  skipped {s['file']}: {s['reason']}" for s in r["skipped"]]
     outside = [(p, why) for p, why in ds.skipped if person_of(ds.root, p) is None]
     lines += [f"  skipped {p.relative_to(ds.root)}: {why}" for p, why in outside]
     return "\n".join(lines) + "\n"
+
+
+MIN_STRANGER_REJECTION = (
+    0.8  # held-out strangers a new model must reject (--min-stranger-rejection)
+)
 
 
 def _require_people(root: Path, labels: list[str], usable: int, skipped: int) -> None:
@@ -66,6 +72,16 @@ def _require_people(root: Path, labels: list[str], usable: int, skipped: int) ->
         raise UserError(
             f"{root}: need photos of at least 2 people, found {len(labels)} "
             f"({', '.join(labels) or 'none'})"
+        )
+
+
+def _require_rejection(root: Path, measured: float | None, floor: float) -> None:
+    """One line and exit, before anything is written, when the model would name strangers."""
+    if measured is not None and measured < floor:
+        raise UserError(
+            f"{root}: measured stranger rejection {measured:.2f} is below the floor {floor:.2f}, "
+            f"no model written (is one person's folder holding other people's photos? "
+            f"--min-stranger-rejection {measured:.2f} writes it anyway)"
         )
 
 
@@ -124,6 +140,8 @@ def train(args, cfg: Config, models_dir: Path) -> dict:
     scores = held_out_scores(emb, y, len(labels), args.seed)
     rules = calibrate(scores)
     chosen = rules["chosen"]
+    floor = getattr(args, "min_stranger_rejection", MIN_STRANGER_REJECTION)
+    _require_rejection(root, chosen["stranger_rejection"], floor)
     head = fit_head(
         emb.reshape(-1, emb.shape[-1]), np.repeat(y, emb.shape[1]), len(labels), args.seed
     )
@@ -131,69 +149,73 @@ def train(args, cfg: Config, models_dir: Path) -> dict:
 
     crops = np.stack([s.crop_rgb for s in samples])
     tmp = model_path.with_name(f".{model_path.name}.tmp")
-    log.info("exporting the int8 model (converting the graph: 10-60 s)")
-    tmp.write_bytes(export.convert(backbone, head, crops))
-    t_export = time.monotonic()
-    from edge.tflite import load_interpreter
+    try:
+        log.info("exporting the int8 model (converting the graph: 10-60 s)")
+        tmp.write_bytes(export.convert(backbone, head, crops))
+        t_export = time.monotonic()
+        from edge.tflite import load_interpreter
 
-    outputs = export.output_indices(load_interpreter(tmp, 1), backbone.embedding_size, len(labels))
-    # known people's crops, mirrored (unseen by calibration); _unknown/ crops are left out:
-    # their probabilities are near-uniform by training, so their argmax is a coin toss
-    known_crops = crops[: len(ds.known())]
-    pick = np.linspace(0, len(known_crops) - 1, min(200, len(known_crops))).astype(int)
-    quant = export.compare(tmp, backbone, head, known_crops[pick, :, ::-1].copy())
-    known = scores["known"]
-    metrics = {
-        "backbone": backbone.name,
-        "people": len(labels),
-        "photos": len(ds.known()),
-        "unknown_photos": len(ds.unknown()),
-        "skipped": len(ds.skipped),
-        "cv_folds": scores["folds"],
-        "cv_top1": round(float(np.mean(known["pred"] == known["true"])), 4),
-        "calibration": rules,
-        "int8_vs_float": quant,
-        "model_mb": round(tmp.stat().st_size / 1e6, 2),
-        "seconds": {
-            "load_backbone": round(t_load - t0, 1),
-            "crop": round(t_crop - t_load, 1),
-            "embed": round(t_embed - t_crop, 1),
-            "calibrate_and_head": round(t_head - t_embed, 1),
-            "export": round(t_export - t_head, 1),
-            "total": round(time.monotonic() - t0, 1),
-        },
-    }
-    meta = {
-        "format": 1,
-        "labels": labels,
-        "input_size": backbone.input_size,
-        "input": "uint8 RGB crop, 1 x S x S x 3, aligned by edge.align.Aligner",
-        "normalization": backbone.normalization,
-        "backbone": backbone.name,
-        "embedding_size": backbone.embedding_size,
-        "outputs": outputs,
-        "thresholds": {
-            "min_probability": chosen["min_probability"],
-            "max_distance": chosen["max_distance"],
-            "rule": "named when probability >= min_probability and cosine distance to the centroid <= max_distance",
-        },
-        "centroids": np.round(head.centroids, 6).tolist(),
-        "metrics": metrics,
-        "dataset": {"path": str(root.resolve()), "hash": ds.digest()},
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    labels_file = labels_path(model_path)
-    meta_tmp = labels_file.with_name(f".{labels_file.name}.tmp")
-    meta_tmp.write_text(json.dumps(meta, indent=1) + "\n")
-    replaced = model_path.exists()
-    os.replace(tmp, model_path)  # atomic: a running edge never reads half a model
-    os.replace(meta_tmp, labels_file)
-    log.info(
-        "wrote model %s and labels %s%s",
-        model_path,
-        labels_file,
-        " (replacing the previous ones)" if replaced else "",
-    )
+        outputs = export.output_indices(
+            load_interpreter(tmp, 1), backbone.embedding_size, len(labels)
+        )
+        # known people's crops, mirrored (unseen by calibration); _unknown/ crops are left out:
+        # their probabilities are near-uniform by training, so their argmax is a coin toss
+        known_crops = crops[: len(ds.known())]
+        pick = np.linspace(0, len(known_crops) - 1, min(200, len(known_crops))).astype(int)
+        quant = export.compare(tmp, backbone, head, known_crops[pick, :, ::-1].copy())
+        known = scores["known"]
+        metrics = {
+            "backbone": backbone.name,
+            "people": len(labels),
+            "photos": len(ds.known()),
+            "unknown_photos": len(ds.unknown()),
+            "skipped": len(ds.skipped),
+            "cv_folds": scores["folds"],
+            "cv_top1": round(float(np.mean(known["pred"] == known["true"])), 4),
+            "calibration": rules,
+            "int8_vs_float": quant,
+            "model_mb": round(tmp.stat().st_size / 1e6, 2),
+            "seconds": {
+                "load_backbone": round(t_load - t0, 1),
+                "crop": round(t_crop - t_load, 1),
+                "embed": round(t_embed - t_crop, 1),
+                "calibrate_and_head": round(t_head - t_embed, 1),
+                "export": round(t_export - t_head, 1),
+                "total": round(time.monotonic() - t0, 1),
+            },
+        }
+        meta = {
+            "format": 1,
+            "labels": labels,
+            "input_size": backbone.input_size,
+            "input": "uint8 RGB crop, 1 x S x S x 3, aligned by edge.align.Aligner",
+            "normalization": backbone.normalization,
+            "backbone": backbone.name,
+            "embedding_size": backbone.embedding_size,
+            "outputs": outputs,
+            "thresholds": {
+                "min_probability": chosen["min_probability"],
+                "max_distance": chosen["max_distance"],
+                "rule": "named when probability >= min_probability and cosine distance to the centroid <= max_distance",
+            },
+            "centroids": np.round(head.centroids, 6).tolist(),
+            "metrics": metrics,
+            "dataset": {"path": str(root.resolve()), "hash": ds.digest()},
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        store = FaceStore(labels, emb, y, [s.key for s in samples])
+        replaced = model_path.exists()
+        os.replace(tmp, model_path)  # atomic: a running edge never reads half a model
+        stored = save_model_update(model_path, meta, store)  # faces.json last: makes it visible
+        log.info(
+            "wrote model %s, labels %s and embedding store %s%s",
+            model_path,
+            labels_path(model_path),
+            stored.name,
+            " (replacing the previous ones)" if replaced else "",
+        )
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed or interrupted export leaves nothing behind
     rows = per_person(ds)
     for r in rows:
         if r["person"] != UNKNOWN_DIR and "left_out" not in r and r["used"] < FEW_PHOTOS:
@@ -209,7 +231,7 @@ def train(args, cfg: Config, models_dir: Path) -> dict:
 
 def evaluate(args, cfg: Config) -> dict:
     """Run the exported model on DATASET: folders named like a label are that person, others strangers."""
-    from convert.train import DIST_GRID, PROB_GRID
+    from edge.head import DIST_GRID, PROB_GRID
     from edge.recognize import FaceModel
 
     model = FaceModel.load(args.model, cfg.recognize)

@@ -22,10 +22,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from convert.progress import progress
 from edge.config import Config
 from edge.errors import UserError
 from edge.images import iter_images, read_image
+from edge.private import private_dir, write_private
+from edge.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -125,23 +126,26 @@ def write_clusters(items: list[Item], labels: np.ndarray, out: str | Path) -> di
     if out.is_dir() and any(out.glob("cluster_*")):
         raise UserError(f"{out}: already holds clusters; give an empty or new --out folder")
     sizes: dict[str, int] = {}
+    private_dir(out)
     for item, label in zip(items, labels, strict=True):
         name = f"cluster_{label + 1:03d}" if label >= 0 else "unclustered"
-        folder = out / name
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = private_dir(out / name)
         target = folder / item.image.name
         n = 1
         while target.exists():  # same file name from two subfolders
             target = folder / f"{item.image.stem}-{n}{item.image.suffix}"
             n += 1
         shutil.copy2(item.image, target)
+        os.chmod(target, 0o600)
         sizes[name] = sizes.get(name, 0) + 1
     for name in sizes:
         folder = out / name
         images = sorted(
             p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
         )
-        cv2.imwrite(str(out / f"{name}.jpg"), contact_sheet(images))
+        ok, jpeg = cv2.imencode(".jpg", contact_sheet(images))
+        if ok:
+            write_private(out / f"{name}.jpg", jpeg.tobytes())
     return dict(sorted(sizes.items()))
 
 
@@ -203,7 +207,7 @@ def write_overview(
         + "".join(sections)
     )
     path = Path(out) / OVERVIEW
-    path.write_text(page, encoding="utf-8")
+    write_private(path, page.encode("utf-8"))  # faces: owner only, like the crops
     return path
 
 

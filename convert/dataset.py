@@ -7,24 +7,28 @@ Every file that is not used is reported with the reason.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
+import unicodedata
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from convert.hashing import file_hash
-from convert.progress import progress
 from edge.config import DetectConfig
 from edge.errors import UserError
+from edge.hashing import file_hash
+from edge.images import file_problem
+from edge.names import RESERVED_NAMES, UNKNOWN_DIR
+from edge.private import private_dir, replace_private
+from edge.progress import progress
 
 log = logging.getLogger("convert.dataset")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
-UNKNOWN_DIR = "_unknown"
-AMBIGUOUS_RATIO = 0.8  # a second face this large (area vs the largest) makes a photo ambiguous
 CROP_VERSION = 3  # bump when the crop geometry changes: invalidates cached crops
 
 
@@ -65,6 +69,72 @@ class Dataset:
         return h.hexdigest()[:16]
 
 
+def _folder_problem(name: str) -> str | None:
+    """Why a person folder's name cannot be a label, or None."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the folder name is not valid UTF-8: rename it (e.g. convmv -f latin1 -t utf8)"
+    if name.strip() != name:
+        return f"the name {name!r} starts or ends with a space: rename the folder"
+    if not name.isprintable():
+        return f"the name {name!r} holds a control or invisible character: rename the folder"
+    if name.lower() in RESERVED_NAMES:
+        return f"{name!r} is reserved for strangers: rename the folder (strangers go in {UNKNOWN_DIR}/)"
+    return None
+
+
+def _walk(root: Path, skipped: list[tuple[Path, str]]):
+    """os.walk(root) following folder links only while they stay inside root and do not
+    revisit a folder (`up -> ..` would file every person under one name)."""
+    top = os.path.realpath(root)
+    seen = {top}
+    for dirpath, dirs, files in os.walk(root, followlinks=True):
+        keep = []
+        for d in sorted(dirs):
+            path = Path(dirpath) / d
+            if d.startswith("."):
+                if dirpath == str(root) and d != ".cache":
+                    skipped.append((path, "hidden folder (its name starts with '.'): left out"))
+                continue
+            real = os.path.realpath(path)
+            if os.path.commonpath([top, real]) != top:
+                skipped.append((path, f"link to a folder outside the dataset ({real}): left out"))
+            elif real in seen:
+                skipped.append(
+                    (path, f"link to a folder already in the dataset ({real}): left out")
+                )
+            else:
+                seen.add(real)
+                keep.append(d)
+        dirs[:] = keep
+        yield dirpath, files
+
+
+def _case_clashes(root: Path, skipped: list[tuple[Path, str]]) -> set[str]:
+    """Person folders whose names differ only in case or Unicode form (alice, Alice): all are
+    left out."""
+    try:
+        names = sorted(e.name for e in os.scandir(root) if e.is_dir() and e.name != UNKNOWN_DIR)
+    except OSError:
+        return set()
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(unicodedata.normalize("NFKC", name).casefold(), []).append(name)
+    clash = {n for group in groups.values() if len(group) > 1 for n in group}
+    for group in groups.values():
+        if len(group) > 1:
+            for name in group:
+                others = ", ".join(repr(o) for o in group if o != name)
+                skipped.append(
+                    (
+                        root / name,
+                        f"{name!r} and {others} differ only in case or Unicode form: merge them into one folder",
+                    )
+                )
+    return clash
+
+
 def crawl(root: Path) -> tuple[list[tuple[Path, str | None]], list[tuple[Path, str]]]:
     """(photo, person) pairs under root (person = first folder level) and skipped files."""
     root = Path(root)
@@ -72,19 +142,31 @@ def crawl(root: Path) -> tuple[list[tuple[Path, str | None]], list[tuple[Path, s
         raise UserError(f"{root}: dataset folder not found")
     found: list[tuple[Path, str | None]] = []
     skipped: list[tuple[Path, str]] = []
-    for dirpath, dirs, files in os.walk(root, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    clash = _case_clashes(root, skipped)
+    bad_folders: set[str] = set()
+    for dirpath, files in _walk(root, skipped):
         rel = Path(dirpath).relative_to(root)
+        person = rel.parts[0] if rel.parts else None
+        if person is not None and person != UNKNOWN_DIR:
+            if person in clash:
+                continue
+            problem = _folder_problem(person)
+            if problem:
+                if person not in bad_folders:
+                    bad_folders.add(person)
+                    skipped.append((root / person, problem))
+                continue
         for name in sorted(files):
             path = Path(dirpath) / name
             if name.startswith("."):
                 continue
             if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
                 skipped.append((path, "not a jpg/jpeg/png/webp image"))
-            elif not rel.parts:
+            elif problem := file_problem(path):
+                skipped.append((path, problem))
+            elif person is None:
                 skipped.append((path, "not inside a person's folder (dataset/<Name>/...)"))
             else:
-                person = rel.parts[0]
                 found.append((path, None if person == UNKNOWN_DIR else person))
     return found, skipped
 
@@ -105,16 +187,18 @@ class CropCache:
         try:
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError):
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
             log.warning("%s: unreadable cache entry, recomputing", path)
             return None
 
     def put(self, kind: str, key: str, **arrays: np.ndarray) -> None:
+        """Store arrays under key, in 0600 files and 0700 folders (they are people's faces)."""
         path = self._path(kind, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
+        for folder in (self.dir, path.parent.parent, path.parent):
+            private_dir(folder)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        replace_private(path, buf.getvalue())
 
 
 def default_cache_dir(root: Path) -> Path:
@@ -185,22 +269,17 @@ def _crop_photo(path: Path, detector, aligner, size: int, read_image) -> dict:
     """{"crop": RGB uint8} for the largest face, or {"reason": why the photo is unusable}."""
     import cv2
 
+    from edge.stills import main_face
+
     try:
         image = read_image(path)
     except UserError as exc:
         return {"reason": np.array(str(exc).split(": ", 1)[-1])}
-    faces = detector.detect(image)
-    if not faces:
-        return {"reason": np.array("no face found")}
-    faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
-    out = {}
-    if len(faces) > 1:
-        a0 = faces[0].box[2] * faces[0].box[3]
-        a1 = faces[1].box[2] * faces[1].box[3]
-        if a1 >= AMBIGUOUS_RATIO * a0:
-            return {"reason": np.array(f"ambiguous: {len(faces)} faces of similar size")}
-        out["warning"] = np.array(f"{len(faces)} faces; using the largest")
-    crop = aligner.crop(image, faces[0], size)
+    face, note = main_face(detector.detect(image))
+    if face is None:
+        return {"reason": np.array(note)}
+    out = {"warning": np.array(note)} if note else {}
+    crop = aligner.crop(image, face, size)
     out["crop"] = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
     return out
 
@@ -234,13 +313,14 @@ def per_person(ds: Dataset) -> list[dict]:
         row(label or UNKNOWN_DIR)["given"] += 1
     for s in ds.samples:
         row(s.label or UNKNOWN_DIR)["used"] += 1
+    crawled = {path for path, _ in ds.found}
     for path, reason in ds.skipped:
         name = person_of(ds.root, path)
         if name is None:
             continue
         r = row(name)
         r["skipped"].append({"file": str(path.relative_to(ds.root)), "reason": reason})
-        if path.suffix.lower() not in IMAGE_SUFFIXES:  # never crawled as a photo
+        if path not in crawled:  # left out by the crawl itself (not a photo, a FIFO, ...)
             r["given"] += 1
     for name, why in ds.left_out.items():
         row(name)["left_out"] = why

@@ -14,10 +14,11 @@ import shutil
 from pathlib import Path
 
 from convert.dataset import UNKNOWN_DIR, CropCache, default_cache_dir, load_dataset
-from convert.hashing import file_hash
 from edge.config import Config
 from edge.errors import UserError
+from edge.hashing import file_hash
 from edge.images import iter_images
+from edge.names import check_name
 
 log = logging.getLogger("convert.enroll")
 
@@ -48,14 +49,14 @@ def resolve_dataset(dataset: str | None, model: Path) -> Path:
     return root
 
 
-def check_name(name: str) -> str:
-    """A person's folder name: non-empty, no path separators, not hidden, not _unknown."""
-    clean = name.strip()
-    if not clean or clean in {".", ".."} or "/" in clean or "\\" in clean or clean[0] == ".":
-        raise UserError(f"{name!r}: not a usable name (a folder name without '/' or leading '.')")
-    if clean == UNKNOWN_DIR:
-        raise UserError(f"{name}: reserved for strangers; copy photos into {UNKNOWN_DIR}/ directly")
-    return clean
+def _same_person(root: Path, name: str) -> None:
+    """'alice' when the dataset has 'Alice': one person, one spelling."""
+    other = [p for p in _people(root) if p.casefold() == name.casefold() and p != name]
+    if other:
+        raise UserError(
+            f"{name}: the dataset already has {other[0]!r} (names differing only in case are "
+            f"one person); use {other[0]!r}"
+        )
 
 
 def _people(root: Path) -> list[str]:
@@ -110,6 +111,7 @@ def enroll(
     """Copy the photos that show one face into DATASET/NAME/, retrain, re-export; the summary."""
     name = check_name(name)
     root = resolve_dataset(dataset, model)
+    _same_person(root, name)
     missing = [p for p in photos if not Path(p).exists()]
     if missing:
         raise UserError(f"{missing[0]}: no such photo or folder")

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from convert.backbone import Backbone
-from convert.progress import progress
-from convert.train import Head
+from edge.head import Head
+from edge.progress import progress
 from edge.quiet import quiet_native_stderr
 
 log = logging.getLogger("convert.export")

@@ -24,11 +24,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from convert.hashing import file_hash
-from convert.progress import progress
 from edge.config import Config
 from edge.errors import UserError
-from edge.images import iter_images
+from edge.hashing import file_hash
+from edge.images import file_problem, iter_images
+from edge.private import private_file
+from edge.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,49 @@ class ScanReport:
         return self.scanned / self.seconds if self.seconds else 0.0
 
 
+TABLES = {
+    "photos": {"path", "size", "mtime", "width", "height", "model", "error", "scanned"},
+    "faces": {"photo", "x", "y", "w", "h", "name", "confidence", "embedding"},
+    "models": {"id", "path", "labels"},
+}
+
+
+def _foreign(db: sqlite3.Connection) -> str | None:
+    """What makes an existing database not ours (another program's tables), or None."""
+    tables = {
+        name
+        for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    }
+    if not tables:
+        return None  # new or empty: ours to fill
+    for table, columns in TABLES.items():
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if have != columns:
+            return f"tables {', '.join(sorted(tables))}"
+    return None
+
+
 def open_index(path: str | Path) -> sqlite3.Connection:
-    """Open (creating if needed) the index database."""
+    """Open (creating if needed) the index database; another program's is left untouched."""
+    new = not Path(path).exists()
     try:
+        if new:  # SQLite gives its -wal and -shm files the database's mode
+            try:
+                private_file(path)
+            except OSError as exc:
+                raise UserError(
+                    f"{path}: cannot create the index ({exc.strerror or exc})"
+                ) from None
         db = sqlite3.connect(str(path))
+        foreign = _foreign(db)
+        if foreign:
+            db.close()
+            raise UserError(
+                f"{path}: an SQLite database of another program ({foreign}), left untouched: "
+                "give --index a new file"
+            )
         db.execute("PRAGMA foreign_keys = ON")
         db.execute("PRAGMA journal_mode = WAL")
         db.executescript(SCHEMA)
@@ -83,11 +123,23 @@ def model_id(model_path: str) -> str:
 _worker = None
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this worker when the scan process dies, even by SIGKILL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _init_worker(cfg: Config, model_path: str) -> None:
     global _worker
     from edge.stills import StillRecognizer
 
+    _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     cv2.setNumThreads(1)
     cfg = replace(
         cfg, recognize=replace(cfg.recognize, threads=1), detect=replace(cfg.detect, threads=1)
@@ -115,6 +167,13 @@ def _todo(
 ) -> Iterator[tuple[str, int, float]]:
     for p in iter_images([root]):
         report.found += 1
+        problem = file_problem(p)
+        if problem is None and not _utf8(str(p)):
+            problem = "the file name is not valid UTF-8 (rename it, e.g. convmv -f latin1 -t utf8)"
+        if problem:
+            report.failed += 1
+            log.warning("skipped %s: %s", shown_path(p), problem)
+            continue
         path = os.path.abspath(p)  # as scanned (made absolute), symlinks kept: what find prints
         seen.add(path)
         try:
@@ -126,6 +185,36 @@ def _todo(
             report.skipped += 1
             continue
         yield path, st.st_size, st.st_mtime
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown_path(path: str | Path) -> str:
+    """A path for a log line, its undecodable bytes written as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+class _Terminated(Exception):
+    """SIGTERM during a scan: stop like Ctrl-C."""
+
+
+def _on_sigterm(_sig: int, _frame: object) -> None:
+    raise _Terminated
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel what is queued and end the workers now (not after their current photo)."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.terminate()
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.join(timeout=5)
 
 
 def scan(
@@ -154,6 +243,7 @@ def scan(
     pool = ProcessPoolExecutor(
         max_workers=jobs, initializer=_init_worker, initargs=(cfg, model_path)
     )
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     bar = progress(total=len(stats), desc="scan", unit="photo")
     try:
         for i, (path, w, h, faces, error) in enumerate(pool.map(_scan_one, stats, chunksize=4), 1):
@@ -177,10 +267,12 @@ def scan(
             if now - last >= 1.0 or i == len(stats):
                 db.commit()
                 last = now
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Terminated):
         report.interrupted = True
-        pool.shutdown(wait=False, cancel_futures=True)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the summary
+        _stop_workers(pool)
     finally:
+        signal.signal(signal.SIGTERM, old_term)
         db.commit()
         db.close()
         pool.shutdown(wait=not report.interrupted, cancel_futures=True)

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from convert.backbone import Backbone
-from convert.hashing import file_hash
 from edge.errors import UserError
+from edge.hashing import file_hash
 
 INPUT_SIZE = 224
 # keras_vggface utils.preprocess_input: RGB -> BGR, minus the training set's mean (B, G, R)

@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -93,6 +94,31 @@ def _identify_arguments(p: argparse.ArgumentParser) -> None:
     _add_model(p)
 
 
+def _enroll_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", metavar="NAME", help="the person (new or already known)")
+    p.add_argument("photos", nargs="*", metavar="PHOTO", help="photo files or folders")
+    p.add_argument(
+        "--visitor", type=int, metavar="ID", help="a saved unknown visitor's crops (edge visitors)"
+    )
+    _add_model(p)
+
+
+def _visitor_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("visitor", type=int, metavar="ID", help="the visitor's id (edge visitors)")
+    _add_model(p)
+
+
+def _forget_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", metavar="NAME")
+    _add_model(p)
+
+
+def _rename_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("old", metavar="OLD")
+    p.add_argument("new", metavar="NEW")
+    _add_model(p)
+
+
 def _per_image(paths: list[str], faces_of: Callable[[np.ndarray], list]) -> int:
     """One JSON line per readable image; an unreadable one is one `error:` line and exit 2."""
     from edge.images import iter_images, read_image
@@ -128,6 +154,61 @@ def _identify(args: argparse.Namespace, cfg: Config) -> int:
     return _per_image(args.paths, StillRecognizer(cfg))
 
 
+def _enroll(args: argparse.Namespace, cfg: Config) -> int:
+    from edge import enroll
+    from edge.images import iter_images
+
+    if args.visitor is not None:
+        if args.photos:
+            raise UserError("give photos or --visitor ID, not both")
+        _emit(enroll.enroll_visitor(cfg, args.visitor, args.name))
+        return 0
+    if not args.photos:
+        raise UserError("give the photos to enroll, or --visitor ID")
+    missing = [p for p in args.photos if not os.path.exists(p)]
+    if missing:
+        raise UserError(f"{missing[0]}: no such photo or folder")
+    photos = list(iter_images(args.photos))
+    if not photos:
+        raise UserError(f"{' '.join(args.photos)}: no photos found")
+    _emit(enroll.enroll(cfg, args.name, photos))
+    return 0
+
+
+def _ignore(args: argparse.Namespace, cfg: Config) -> int:
+    from edge import enroll
+
+    _emit(enroll.enroll_visitor(cfg, args.visitor, None))
+    return 0
+
+
+def _visitors(args: argparse.Namespace, cfg: Config) -> int:
+    from edge.unknowns import visitors
+
+    found = visitors(Path(cfg.unknown_faces.dir))
+    for visit, captures in sorted(found.items()):
+        times = [c["time"] for c in captures]
+        _emit({"visitor": visit, "crops": len(captures), "first": min(times), "last": max(times),
+               "images": [str(Path(c["path"]).with_name(c["image"])) for c in captures]})  # fmt: skip
+    if not found:
+        log.info("no unknown visitors saved in %s", cfg.unknown_faces.dir)
+    return 0
+
+
+def _forget(args: argparse.Namespace, cfg: Config) -> int:
+    from edge import enroll
+
+    _emit(enroll.forget(cfg, args.name))
+    return 0
+
+
+def _rename(args: argparse.Namespace, cfg: Config) -> int:
+    from edge import enroll
+
+    _emit(enroll.rename(cfg, args.old, args.new))
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "detect": Command(
         "faces in photos: one JSON line per image with each face's box and score",
@@ -139,6 +220,23 @@ COMMANDS: dict[str, Command] = {
         _identify_arguments,
         _identify,
     ),
+    "enroll": Command(
+        "add photos of a person to the model on this device (no TensorFlow)",
+        _enroll_arguments,
+        _enroll,
+    ),
+    "visitors": Command(
+        "unknown visitors saved on this device: one JSON line each (id, crops, times)",
+        lambda p: None,
+        _visitors,
+    ),
+    "ignore": Command(
+        "teach the model never to name a saved unknown visitor", _visitor_arguments, _ignore
+    ),
+    "forget": Command(
+        "remove a person from the model and their kept photos", _forget_arguments, _forget
+    ),
+    "rename": Command("give a person of the model another name", _rename_arguments, _rename),
 }
 
 

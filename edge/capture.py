@@ -22,6 +22,7 @@ PICAMERA2_MISSING = (
     "and create the venv with --system-site-packages (setup.sh does this)"
 )
 FIRST_BACKOFF_S = 0.5  # first wait before reopening a lost camera; doubles up to the max
+MAX_BAD_FRAMES = 250  # file: this many failed reads in a row mean the end, not corruption
 
 
 @dataclass
@@ -124,6 +125,7 @@ class OpenCVSource(Source):
         self.lores_width = lores_width
         self.frames_read = 0
         self.frames_dropped = 0
+        self.frames_corrupt = 0  # file: undecodable frames skipped
         self._closed = threading.Event()
         self._next_index = 0  # file: index of the next frame in the file
         self._t0: float | None = None  # file, realtime: monotonic time of frame 0
@@ -207,7 +209,7 @@ class OpenCVSource(Source):
                     self._t0 = now
                 due = int((now - self._t0) * self.fps)
                 while self._next_index < due:  # their time has passed: skip without decoding
-                    if not cap.grab():
+                    if self._next_file_frame(cap, decode=False) is None:
                         return self._end()
                     self._next_index += 1
                     self.frames_read += 1
@@ -215,19 +217,48 @@ class OpenCVSource(Source):
                 wait = self._t0 + self._next_index / self.fps - time.monotonic()
                 if wait > 0 and self._closed.wait(wait):
                     return None
-            ok, image = cap.read()
-            if not ok:
+            image = self._next_file_frame(cap, decode=True)
+            if image is None:
                 return self._end()
             index = self._next_index
             self._next_index += 1
             self.frames_read += 1
         return self._make_frame(image, index, index / self.fps)
 
+    def _next_file_frame(self, cap: cv2.VideoCapture, decode: bool) -> np.ndarray | bool | None:
+        """The next frame of a file (True when not decoded), past undecodable ones; None at
+        the end. OpenCV reports a corrupt frame like the end of the file, then reads on."""
+        for failed in range(MAX_BAD_FRAMES + 1):
+            if decode:
+                ok, image = cap.read()
+            else:
+                ok, image = cap.grab(), True
+            if ok:
+                if failed:
+                    self._skip_bad(failed)
+                return image
+        return None
+
+    def _skip_bad(self, count: int) -> None:
+        """`count` undecodable frames were passed over (lock held): keep time, say so once."""
+        if not self.frames_corrupt:
+            log.warning(
+                "source %s: skipping undecodable frames (the first at frame %d); "
+                "the count is given at the end",
+                self.name,
+                self._next_index,
+            )
+        self.frames_corrupt += count
+        self._next_index += count
+        self.frames_read += count
+        self.frames_dropped += count
+
     def _end(self) -> None:
         if self._cap is not None:
             self._cap.release()
             self._cap = None
-        log.info("source %s: end after %d frames", self.name, self._next_index)
+        bad = f" ({self.frames_corrupt} undecodable skipped)" if self.frames_corrupt else ""
+        log.info("source %s: end after %d frames%s", self.name, self._next_index, bad)
         return None
 
     # --- live sources --------------------------------------------------------------------

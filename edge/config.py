@@ -148,6 +148,12 @@ class RecognizeConfig:
         exists="explicit",
     )
     threads: int = _opt(2, "TFLite interpreter threads", min=1, max=16)
+    watch_s: float = _opt(
+        2.0,
+        "look this often for a changed model (edge enroll, a new convert train) and reload it; 0 = only on SIGHUP",
+        min=0.0,
+        max=3600.0,
+    )
     min_face_px: int = _opt(40, "smallest face (full-res px) worth recognizing", min=8, max=4096)
     votes: int = _opt(3, "crops voted over before a name is given", min=1, max=50)
     max_crops: int = _opt(6, "crops tried per track before deciding unknown", min=1, max=100)
@@ -205,6 +211,15 @@ class MqttConfig:
 
 
 @dataclass
+class EnrollConfig:
+    dataset: str = _opt(
+        "dataset",
+        "`edge enroll` keeps each person's photos here (dataset/<Name>/), so that `convert train` on a PC includes them",
+        path=True,
+    )
+
+
+@dataclass
 class UnknownFacesConfig:
     enabled: bool = _opt(True, "save the best crop of each unknown visitor")
     dir: str = _opt("unknown_faces", "where unknown crops go", path=True)
@@ -213,6 +228,12 @@ class UnknownFacesConfig:
     )
     max_mb: float = _opt(200.0, "keep at most this many megabytes", min=0.1, max=1_000_000.0)
     save_known: bool = _opt(False, "also save crops of recognized people")
+    crops_per_visit: int = _opt(
+        4,
+        "keep up to this many different crops of each unknown visit (enough to name someone seen once)",
+        min=1,
+        max=50,
+    )
 
 
 @dataclass
@@ -238,6 +259,7 @@ class Config:
     decide: DecideConfig = field(default_factory=DecideConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     unknown_faces: UnknownFacesConfig = field(default_factory=UnknownFacesConfig)
+    enroll: EnrollConfig = field(default_factory=EnrollConfig)
     preview: PreviewConfig = field(default_factory=PreviewConfig)
     # Where the values came from; not config keys.
     source_file: str = field(default=EMBEDDED, metadata={"internal": True})

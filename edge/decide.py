@@ -2,7 +2,8 @@
 
 A track is named only when enough crops agree and few disagree; everything else is unknown.
 A person gets one `recognized` (or `unknown`) event per visit and one `left` after
-decide.away_s without being seen, however often their track is lost and found again.
+decide.away_s without being seen, however often their track is lost and found again; every
+event of a visit carries the same `visit` id.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ import numpy as np
 
 from edge.capture import Frame
 from edge.config import DecideConfig, RecognizeConfig
-from edge.track import Crop, Track
+from edge.track import Crop, Track, near
 
 log = logging.getLogger(__name__)
 
 UNKNOWN = "unknown"
 SAME_UNKNOWN_DISTANCE = 0.5  # cosine distance under which a re-found unknown is the same visitor
+REFIND_S, REFIND_NEAR = 2.0, 1.0  # a lost unknown found again: seconds, face sizes away
+EAGER_S = 2.0  # an undecided track this young gets detection on every frame, usable crop or not
+LOST_S = 0.5  # ... unless the detector has not found it for this long
 
 
 @dataclass
@@ -34,6 +38,8 @@ class Decision:
     confidence: float
     crop: np.ndarray | None = None  # aligned crop (model input) or the raw cut in detect-only
     embedding: np.ndarray | None = None
+    crops: list[tuple[np.ndarray, np.ndarray | None, float]] = field(default_factory=list)
+    # ^ every (crop, embedding, quality) that voted for `name`: an unknown visitor's are kept
 
 
 def vote(results: list[tuple[str, float]], needed: int, max_crops: int) -> tuple[str, float] | None:
@@ -70,10 +76,17 @@ class Judge:
         self.aligner = aligner
         self.crop_seconds: deque[float] = deque(maxlen=5000)  # align + identify, per crop
 
-    @staticmethod
-    def needs_crops(tracks: list[Track]) -> bool:
-        """True while some track is undecided or being re-checked (it wants fresh detections)."""
-        return any(t.state.get("decision") is None or t.state.get("rechecking") for t in tracks)
+    def needs_crops(self, tracks: list[Track], now: float) -> bool:
+        """True while a track in view is undecided and young or showing a usable face: it
+        wants a detection on every frame. Re-checks take the crops of detections that run anyway."""
+        return any(t.state.get("decision") is None and self._promising(t, now) for t in tracks)
+
+    def _promising(self, t: Track, now: float) -> bool:
+        if now - t.last_source_time > LOST_S:  # lost: it waits to be found (or to end)
+            return False
+        c = t.last_crop
+        usable = c is not None and not c.clipped and c.size >= self.cfg.min_face_px
+        return usable or t.last_source_time - t.first_source_time < EAGER_S
 
     def step(self, tracks: list[Track], now: float) -> list[Track]:
         """One crop per undecided track; returns tracks whose decision is new or changed."""
@@ -85,6 +98,7 @@ class Judge:
                 if self.cfg.recheck_s > 0 and now - st["decided_at"] >= self.cfg.recheck_s:
                     st["rechecking"] = True
                     t.votes = []
+                    t.crops.clear()  # a re-check votes on crops taken from now on
                 continue
             crop = t.best_untried(self.cfg.min_face_px)
             if crop is None:
@@ -96,7 +110,8 @@ class Judge:
                 continue
             name, conf = result
             best = max((v for v in t.votes if v[0] == name), key=lambda v: v[4])
-            new = Decision(name, conf, crop=best[2], embedding=best[3])
+            crops = [(v[2], v[3], v[4]) for v in t.votes if v[0] == name]
+            new = Decision(name, conf, crop=best[2], embedding=best[3], crops=crops)
             st["decided_at"] = now
             st["rechecking"] = False
             t.votes = []
@@ -128,6 +143,7 @@ class Person:
     last_seen: float  # source time
     last_box: tuple[int, int, int, int]
     last_track: int
+    visit: int
     embedding: np.ndarray | None = None
     tracks: set[int] = field(default_factory=set)
 
@@ -145,6 +161,7 @@ def _event(kind: str, p: Person, track: int, box: tuple, frame: Frame) -> dict[s
         "name": p.name,
         "confidence": round(float(p.confidence), 4),
         "track": int(track),
+        "visit": int(p.visit),
         "box": [int(v) for v in box],
         "frame": int(frame.index),
         "source_time": round(float(frame.source_time), 3),
@@ -160,15 +177,16 @@ class Emitted:
     track: Track | None = None
     crop: np.ndarray | None = None
     embedding: np.ndarray | None = None
+    crops: list[tuple[np.ndarray, np.ndarray | None, float]] = field(default_factory=list)
 
 
 class Presence:
     """Person-level presence from track decisions: one event per visit, `left` after away_s."""
 
-    def __init__(self, cfg: DecideConfig) -> None:
+    def __init__(self, cfg: DecideConfig, first_visit: int = 1) -> None:
         self.cfg = cfg
         self.people: dict[str, Person] = {}
-        self._visitors = itertools.count(1)
+        self._visits = itertools.count(first_visit)  # after the ids the unknown store holds
 
     def update(self, frame: Frame, tracks: list[Track], ended: list[Track]) -> list[Emitted]:
         """Fold this frame's live and ended tracks into presence; returns the events."""
@@ -187,9 +205,7 @@ class Presence:
                 continue
             p = self.people.get(t.state.get("person", ""))
             if p is None or p.name != (None if decision.name == UNKNOWN else decision.name):
-                if p is not None:
-                    p.tracks.discard(t.id)
-                p = self._assign(t, decision, frame, out, seen)
+                p = self._assign(t, decision, frame, out, seen, self._retire(p, t, frame, out))
             if t.seen_now:
                 p.last_seen = max(p.last_seen, t.last_source_time)
                 p.last_box, p.last_track = t.box, t.id
@@ -199,35 +215,67 @@ class Presence:
                 del self.people[key]
         return out
 
+    def _retire(self, p: Person | None, t: Track, frame: Frame, out: list[Emitted]) -> int | None:
+        """A re-check moved `t` away from `p`: if `t` was all of `p`, `p` leaves now and the
+        visit goes on under the new identity; returns that visit id."""
+        if p is None:
+            return None
+        p.tracks.discard(t.id)
+        if p.tracks:
+            return None
+        out.append(Emitted(_event("left", p, t.id, t.box, frame)))
+        del self.people[p.key]
+        return p.visit
+
     def _assign(
-        self, t: Track, d: Decision, frame: Frame, out: list[Emitted], seen: set[int]
+        self,
+        t: Track,
+        d: Decision,
+        frame: Frame,
+        out: list[Emitted],
+        seen: set[int],
+        visit: int | None = None,
     ) -> Person:
-        """Attach `t` to the person it shows; a new visit emits recognized/unknown."""
+        """Attach `t` to the person it shows; a new person emits recognized/unknown and gets
+        `visit` (a new visit id when None)."""
         if d.name != UNKNOWN:
             p = self.people.get(d.name)
             if p is None:
-                p = Person(d.name, d.name, d.confidence, t.last_source_time, t.box, t.id)
+                visit = visit or next(self._visits)
+                p = Person(d.name, d.name, d.confidence, t.last_source_time, t.box, t.id, visit)
                 self.people[d.name] = p
                 out.append(
                     Emitted(_event("recognized", p, t.id, t.box, frame), t, d.crop, d.embedding)
                 )
         else:
-            p = self._refound_unknown(d, seen)
+            p = self._refound_unknown(t, d, seen)
             if p is None:
-                key = f"{UNKNOWN}-{next(self._visitors)}"
-                p = Person(key, None, d.confidence, t.last_source_time, t.box, t.id, d.embedding)
+                visit = visit or next(self._visits)
+                key = f"{UNKNOWN}-{visit}"
+                p = Person(
+                    key, None, d.confidence, t.last_source_time, t.box, t.id, visit, d.embedding
+                )
                 self.people[key] = p
-                out.append(Emitted(_event(UNKNOWN, p, t.id, t.box, frame), t, d.crop, d.embedding))
+                out.append(
+                    Emitted(_event(UNKNOWN, p, t.id, t.box, frame), t, d.crop, d.embedding, d.crops)
+                )
         p.tracks.add(t.id)
         t.state["person"] = p.key
         return p
 
-    def _refound_unknown(self, d: Decision, seen: set[int]) -> Person | None:
-        """The present unknown visitor this track shows, if any: the same face by embedding,
-        or (without embeddings) a visitor none of whose tracks is in view right now."""
+    def _refound_unknown(self, t: Track, d: Decision, seen: set[int]) -> Person | None:
+        """The present unknown visitor this track shows, if any: the same face by embedding;
+        or a visitor out of view for under REFIND_S whose last box was where `t` is (a lost
+        track found again); or (without embeddings) a visitor none of whose tracks is in view."""
         for p in self.people.values():
             if p.name is not None:
                 continue
+            if (
+                not (p.tracks & seen)
+                and t.last_source_time - p.last_seen <= REFIND_S
+                and near(p.last_box, t.box) < REFIND_NEAR
+            ):
+                return p
             if d.embedding is not None and p.embedding is not None:
                 if _cosine_distance(d.embedding, p.embedding) <= SAME_UNKNOWN_DISTANCE:
                     return p

@@ -6,13 +6,12 @@ the broker is up; paho's network thread reconnects with backoff.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import re
 import ssl
 import threading
 import time
-import unicodedata
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from edge import __version__
 from edge.config import Config
 from edge.errors import UserError
 from edge.publish import Sink
+from edge.slugs import SlugBook, slug_book_path, slugify
 
 log = logging.getLogger("edge.mqtt")
 
@@ -33,7 +33,10 @@ WINDOW = 20  # messages handed to paho and not yet acknowledged by the broker
 FLUSH_TIMEOUT_S = 5.0  # close() waits this long for the queue to drain
 RECONNECT_MIN_S = 1
 THERMAL = Path("/sys/class/thermal")
+NAME_MAX = 64  # characters of a visitor's name set from Home Assistant
 EVENT_TYPES = ("recognized", "unknown", "left")
+REDISCOVER_MIN_S = 10.0  # Home Assistant `online` floods: at most one re-announcement per this
+SHOWN_CHARS = 60  # what is logged of a payload from the network
 
 
 @dataclass(frozen=True)
@@ -46,27 +49,26 @@ class Message:
     qos: int
 
 
-def slugify(name: str) -> str:
-    """Topic- and id-safe form of a name: ASCII lowercase, runs of other characters -> '_'."""
-    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
-    return re.sub(r"[^a-z0-9]+", "_", text).strip("_") or "person"
+def shown(payload: str | bytes, limit: int = SHOWN_CHARS) -> str:
+    """repr() of a network payload, cut to `limit` characters with its full length said."""
+    text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
-def unique_slug(name: str, taken: set[str]) -> str:
-    """slugify(name), suffixed _2, _3, ... until it is not in `taken`."""
-    base = slug = slugify(name)
-    n = 2
-    while slug in taken:
-        slug, n = f"{base}_{n}", n + 1
-    return slug
+def plain(text: str, limit: int = 2 * SHOWN_CHARS) -> str:
+    """`text` as is when short and printable (a topic we built), else shown(text)."""
+    return text if len(text) <= limit and text.isprintable() else shown(text, limit)
 
 
-def person_slugs(labels: list[str]) -> dict[str, str]:
-    """Label -> unique slug, in label order ('anna_b' and 'Anna B' become anna_b, anna_b_2)."""
-    out: dict[str, str] = {}
-    for label in labels:
-        out[label] = unique_slug(label, set(out.values()))
-    return out
+def client_id(device_id: str) -> str:
+    """MQTT client id: edge-faces-<node>, plus a hash of the raw id when slugging changed it,
+    so "Front Door" and "front-door" never knock each other off the broker."""
+    node = slugify(device_id)
+    if node == device_id:
+        return f"edge-faces-{node}"
+    return f"edge-faces-{node}-{hashlib.sha256(device_id.encode()).hexdigest()[:8]}"
 
 
 def cpu_temperature_file() -> Path | None:
@@ -113,6 +115,14 @@ def _check_topic_part(value: str, key: str, source: str) -> None:
         raise UserError(f"{source}: {key}: {value!r} is not usable in an MQTT topic")
 
 
+def _published(info: paho.MQTTMessageInfo) -> bool:
+    """Whether the broker acknowledged it. paho's is_published() raises for a QoS 1 message
+    handed over while disconnected, which paho still keeps and re-sends after reconnecting."""
+    if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+        return info._published
+    return info.is_published()
+
+
 class _Client(paho.Client):
     """paho client that reports why a (re)connection attempt raised, for one clear log line."""
 
@@ -151,9 +161,11 @@ class MqttSink(Sink):
         self._where = f"{m.host}:{m.port}"
         self._thermal = cpu_temperature_file()
         self._labels: list[str] = []
+        self._book = SlugBook(slug_book_path(cfg.recognize.model))
         self._slugs: dict[str, str] = {}
         self._names: set[str] = set()  # people whose visit is on (the loop: one event per visit)
         self._unknown_visits = 0
+        self._last_visitor: int | None = None  # the visit id of the latest unknown event
         self._present: set[str] = set()  # as last published
         self._unknown_on = False
         self._attributes: dict[str, dict[str, Any]] = {}
@@ -168,6 +180,9 @@ class MqttSink(Sink):
         self._connected = False
         self._epoch = 0
         self._rediscover = False
+        self._rediscover_at = 0.0  # monotonic time before which a re-announcement waits
+        self._ready_mid: int | None = None  # SUBACK that ends the retained-config check
+        self.failure: str | None = None  # a reason to stop (a clashing device id)
         self._halt = False
         self._started = False
         self._closed = False
@@ -180,7 +195,7 @@ class MqttSink(Sink):
         m = self._m
         client = _Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"edge-faces-{self.node}",
+            client_id=client_id(self.device_id),
             clean_session=True,
             protocol=paho.MQTTv311,
         )
@@ -215,6 +230,7 @@ class MqttSink(Sink):
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
         client.on_connect_error = self._on_connect_error
         return client
 
@@ -224,9 +240,9 @@ class MqttSink(Sink):
         Called again with other labels (a reloaded model): discovery is re-sent and the
         entities of people no longer in the model are removed."""
         with self._cond:
-            old = set(person_slugs(self._labels).values())
+            old = set(self._book.slugs(self._labels).values())
             self._labels = list(labels)
-            self._slugs = person_slugs(self._labels)
+            self._slugs = self._book.slugs(self._labels)
             new = set(self._slugs.values())
             fresh = new if not self._started else new - old
             group = [self._msg(self._person_topic(s), b"OFF") for s in sorted(fresh)]
@@ -235,7 +251,7 @@ class MqttSink(Sink):
             if self._started:
                 for slug in sorted(old - new):
                     group += self._removal(self._person_config_topic(slug))
-                self._rediscover = True
+                self._rediscover, self._rediscover_at = True, 0.0  # a new model: announce now
                 self._enqueue(group, bounded=False)
                 return
             group.append(self._msg(f"{self.base}/unknown", b"OFF"))
@@ -256,7 +272,7 @@ class MqttSink(Sink):
 
     def _slug(self, name: str) -> str:
         if name not in self._slugs:
-            self._slugs[name] = unique_slug(name, set(self._slugs.values()))
+            self._slugs[name] = self._book.slugs([name])[name]
         return self._slugs[name]
 
     def discovery(self) -> dict[str, dict[str, Any]]:
@@ -290,7 +306,7 @@ class MqttSink(Sink):
             }
 
         state = {"payload_on": "ON", "payload_off": "OFF", "qos": self._qos}
-        for label, slug in person_slugs(self._labels).items():
+        for label, slug in self._book.slugs(self._labels).items():
             add(
                 "binary_sensor",
                 f"person_{slug}",
@@ -328,7 +344,8 @@ class MqttSink(Sink):
             event_types=list(EVENT_TYPES),
             value_template=(
                 "{{ {'event_type': value_json.type, 'name': value_json.name, "
-                "'confidence': value_json.confidence, 'track': value_json.track} | to_json }}"
+                "'confidence': value_json.confidence, 'track': value_json.track, "
+                "'visit': value_json.visit} | to_json }}"
             ),
             icon="mdi:face-recognition",
             qos=self._qos,
@@ -339,6 +356,34 @@ class MqttSink(Sink):
             name="Snapshot",
             image_topic=f"{base}/snapshot",
             content_type="image/jpeg",
+        )
+        add(
+            "image",
+            "last_visitor",
+            name="Last unknown visitor",
+            image_topic=f"{base}/visitor/image",
+            content_type="image/jpeg",
+            json_attributes_topic=f"{base}/visitor",
+        )
+        add(
+            "text",
+            "name_visitor",
+            name="Name the last visitor",
+            command_topic=f"{base}/visitor/name/set",
+            state_topic=f"{base}/visitor/name",
+            min=0,
+            max=NAME_MAX,
+            icon="mdi:account-edit",
+            qos=self._qos,
+        )
+        add(
+            "button",
+            "ignore_visitor",
+            name="Ignore the last visitor",
+            command_topic=f"{base}/visitor/ignore",
+            payload_press="PRESS",
+            icon="mdi:account-cancel",
+            qos=self._qos,
         )
         diag = {"state_topic": f"{base}/stats", "entity_category": "diagnostic"}
         add(
@@ -405,6 +450,10 @@ class MqttSink(Sink):
         track = event.get("track")
         group: list[Message] = []
         with self._cond:
+            if (
+                not self.enabled
+            ):  # computed before the switch-off reached the loop: nobody is watched
+                return
             if kind == "recognized" and name:
                 self._names.add(name)
             elif kind == "unknown":
@@ -435,11 +484,19 @@ class MqttSink(Sink):
                     "name": name,
                     "confidence": event.get("confidence"),
                     "track": track,
+                    "visit": event.get("visit"),
                     "time": _iso(event.get("time")),
                 }
                 group.append(self._msg(f"{self.base}/last", _json(last)))
             if snapshot_jpeg and self._m.snapshot and kind in ("recognized", "unknown"):
                 group.append(self._msg(f"{self.base}/snapshot", bytes(snapshot_jpeg)))
+            if kind == "unknown" and isinstance(event.get("visit"), int):
+                self._last_visitor = event["visit"]
+                visitor = {"visitor": self._last_visitor, "time": _iso(event.get("time"))}
+                group.append(self._msg(f"{self.base}/visitor", _json(visitor)))
+                group.append(self._msg(f"{self.base}/visitor/name", b""))
+                if snapshot_jpeg:
+                    group.append(self._msg(f"{self.base}/visitor/image", bytes(snapshot_jpeg)))
             group.append(self._msg(f"{self.base}/event", _json(event), retain=False))
             self._enqueue(group)
 
@@ -519,6 +576,11 @@ class MqttSink(Sink):
             self._enqueue(group, bounded=False)
         if not self._started:
             return
+        if self.failure:  # never announced: nothing of ours to flush
+            self._halt = True
+            self._client.disconnect()
+            self._client.loop_stop()
+            return
         deadline = time.monotonic() + FLUSH_TIMEOUT_S
         with self._cond:
             while time.monotonic() < deadline and not self._drained():
@@ -541,7 +603,7 @@ class MqttSink(Sink):
 
     # --- worker ----------------------------------------------------------------------------
     def _prune(self) -> None:
-        while self._inflight and self._inflight[0][0].is_published():
+        while self._inflight and _published(self._inflight[0][0]):
             self._inflight.popleft()
 
     def _announcement(self) -> list[Message]:
@@ -568,8 +630,9 @@ class MqttSink(Sink):
                     seen_epoch = self._epoch
                     self._rediscover = False
                     self._current.extendleft(reversed(self._announcement()))
-                elif self._rediscover:
+                elif self._rediscover and time.monotonic() >= self._rediscover_at:
                     self._rediscover = False
+                    self._rediscover_at = time.monotonic() + REDISCOVER_MIN_S
                     self._current.extendleft(reversed(self._announcement()))
                 if not self._current:
                     if self._queue:
@@ -643,12 +706,23 @@ class MqttSink(Sink):
             return
         who = f" as {self._m.username}" if self._m.username else ""
         self._report(None, f"MQTT connected to {self._where}{who}", logging.INFO)
-        client.subscribe(f"{self.base}/enabled/set", qos=1)
         if self._m.discovery:
             prefix = self._m.discovery_prefix
-            client.subscribe(f"{prefix}/status", qos=1)
             client.subscribe(f"{prefix}/+/{self.node}/+/config", qos=1)
+            client.subscribe(f"{prefix}/status", qos=1)
+        # The broker sends a subscription's retained messages before it handles the next
+        # SUBSCRIBE: this last SUBACK means every retained config of our node has arrived,
+        # so a clashing device is found before we publish anything.
+        client.subscribe([(f"{self.base}/visitor/name/set", 1), (f"{self.base}/visitor/ignore", 1)])
+        _rc, mid = client.subscribe(f"{self.base}/enabled/set", qos=1)
         with self._cond:
+            self._ready_mid = mid
+
+    def _on_subscribe(self, _c: Any, _u: Any, mid: int, _codes: Any, _p: Any) -> None:
+        with self._cond:
+            if mid != self._ready_mid or self.failure:
+                return
+            self._ready_mid = None
             self._connected = True
             self._epoch += 1
             self._cond.notify_all()
@@ -678,27 +752,97 @@ class MqttSink(Sink):
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
         topic, payload = msg.topic, msg.payload.decode("utf-8", "replace").strip()
         if topic == f"{self.base}/enabled/set":
-            if payload.upper() not in ("ON", "OFF"):
-                log.warning("MQTT: ignored %r on %s (expected ON or OFF)", payload, topic)
-                return
-            self.enabled = payload.upper() == "ON"
-            log.info("recognition %s over MQTT", "enabled" if self.enabled else "disabled")
-            with self._cond:
-                # Switched off, the loop forgets everyone without `left` events: nobody is watched.
-                group = [] if self.enabled else self._forget_everyone()
-                group.append(self._msg(f"{self.base}/enabled", payload.upper().encode()))
-                self._enqueue(group, False)
+            self._switch(payload, bool(msg.retain))
+            return
+        if topic in (f"{self.base}/visitor/name/set", f"{self.base}/visitor/ignore"):
+            self._visitor_command(topic, payload, bool(msg.retain))
             return
         prefix = self._m.discovery_prefix
         if topic == f"{prefix}/status":
             if payload == "online":
-                log.info("Home Assistant is online: re-sending discovery")
                 with self._cond:
-                    self._rediscover = True
+                    if not self._rediscover:
+                        log.info("Home Assistant is online: re-sending discovery")
+                        self._rediscover = True
                     self._cond.notify_all()
             return
         if topic.startswith(f"{prefix}/") and topic.endswith("/config") and payload:
+            self._retained_config(topic, payload)
+
+    def _switch(self, payload: str, retained: bool) -> None:
+        """`<base>/enabled/set`: ON or OFF from a live client; a retained command is stale."""
+        topic = f"{self.base}/enabled/set"
+        if retained:
+            log.warning(
+                "MQTT: ignored the retained %s on %s (commands are not retained; clear it with "
+                "mosquitto_pub -r -n -t '%s')",
+                shown(payload),
+                topic,
+                topic,
+            )
+            return
+        if payload.upper() not in ("ON", "OFF"):
+            log.warning("MQTT: ignored %s on %s (expected ON or OFF)", shown(payload), topic)
+            return
+        with self._cond:
+            self.enabled = payload.upper() == "ON"
+            log.info("recognition %s over MQTT", "enabled" if self.enabled else "disabled")
+            # Switched off, the loop forgets everyone without `left` events: nobody is watched.
+            group = [] if self.enabled else self._forget_everyone()
+            group.append(self._msg(f"{self.base}/enabled", payload.upper().encode()))
+            self._enqueue(group, False)
+
+    def _visitor_command(self, topic: str, payload: str, retained: bool) -> None:
+        """Name (text entity) or ignore (button) the last unknown visitor; stale retained
+        commands and over-long names are refused with one line."""
+        naming = topic.endswith("/name/set")
+        if retained:
+            log.warning("MQTT: ignored the retained %s on %s (commands are not retained)", shown(payload), topic)  # fmt: skip
+            return
+        if naming and not 0 < len(payload) <= NAME_MAX:
+            log.warning("MQTT: ignored %s on %s (a name of 1-%d characters)", shown(payload), topic, NAME_MAX)  # fmt: skip
+            return
+        with self._cond:
+            visit = self._last_visitor
+        handler = self.visitor_handler
+        if visit is None or handler is None:
+            why = "no unknown visitor yet" if visit is None else "unknown faces are not saved"
+            log.warning("MQTT: %s on %s ignored: %s", shown(payload), topic, why)
+            return
+        if handler(visit, payload if naming else None):
+            log.info("MQTT: %s visitor %d%s", "naming" if naming else "ignoring", visit,
+                     f" as {shown(payload)}" if naming else "")  # fmt: skip
+            if naming:
+                with self._cond:
+                    self._enqueue([self._msg(f"{self.base}/visitor/name", payload.encode())], False)
+
+    def _retained_config(self, topic: str, payload: str) -> None:
+        """A retained discovery config under our node: ours (remove it if this run does not
+        publish it), another edge-faces device's with the same node (refuse to run), or
+        another program's (leave it alone)."""
+        try:
+            cfg = json.loads(payload)
+        except ValueError:
+            return
+        if not isinstance(cfg, dict) or not str(cfg.get("unique_id", "")).startswith(
+            f"edge_faces_{self.node}_"
+        ):
+            return  # not published by edge-faces: an ESPHome node of the same name, say
+        owner = cfg.get("availability_topic")
+        if owner == f"{self.base}/status":
             self._forget_entity(topic)
+            return
+        other = plain(str(owner).removeprefix(f"{self._m.topic_prefix}/").removesuffix("/status"))
+        with self._cond:
+            if self.failure or self._connected:
+                return
+            self.failure = (
+                f"mqtt.device_id {self.device_id!r} gives the Home Assistant node "
+                f"{self.node!r}, which edge-faces device '{other}' already uses on "
+                f"{self._where} ({plain(topic)}): choose another mqtt.device_id, or delete "
+                f"device 'edge-faces {other}' in Home Assistant if it no longer exists"
+            )
+            self._cond.notify_all()
 
     def _person_config_topic(self, slug: str) -> str:
         return f"{self._m.discovery_prefix}/binary_sensor/{self.node}/person_{slug}/config"
@@ -712,7 +856,7 @@ class MqttSink(Sink):
         if object_id.startswith("person_"):
             person = self._person_topic(object_id.removeprefix("person_"))
             group += [self._msg(person, b""), self._msg(f"{person}/attributes", b"")]
-        log.info("MQTT: removing Home Assistant entity %s (no longer published)", object_id)
+        log.info("MQTT: removing Home Assistant entity %s (no longer published)", plain(object_id))
         return group
 
     def _forget_entity(self, topic: str) -> None:

@@ -24,8 +24,11 @@ from edge.decide import UNKNOWN, Emitted, Judge, Presence
 from edge.errors import UserError
 from edge.notify import Notifier
 from edge.publish import Sink, create_sink
-from edge.stats import Stats, cpu_temperature
+from edge.recognize import labels_path
+from edge.stats import Rate, Stats, cpu_temperature
 from edge.track import Tracker
+from edge.visitor_actions import VisitorActions
+from edge.watch import FileWatch
 
 log = logging.getLogger(__name__)
 
@@ -113,16 +116,25 @@ class Loop:
         self.sink.start(self.stages.labels)
         self.tracker = Tracker(cfg.track)
         self.judge = Judge(cfg.recognize, self.stages.model, self.stages.aligner)
-        self.presence = Presence(cfg.decide)
         self.stats = Stats()
         self.unknowns = self._unknown_store(cfg)
+        self.presence = Presence(cfg.decide, self.unknowns.next_visit() if self.unknowns else 1)
+        self.visitors = VisitorActions(cfg) if self.unknowns is not None else None
+        self.sink.visitor_handler = self.visitors.request if self.visitors else None
         self.window = self.mjpeg = None
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._closer: threading.Thread | None = None
-        self._fps = 0.0  # smoothed, for the preview
+        self._fps = Rate()  # for the preview
         self._detect_count = 0
         self._was_enabled = True
+        self.model_watch = self._model_watch(cfg)
+
+    @staticmethod
+    def _model_watch(cfg: Config) -> FileWatch:
+        """Watches faces.json, which every model update replaces last (nothing when detect-only)."""
+        path = cfg.recognize.model
+        return FileWatch(labels_path(path) if path else None, cfg.recognize.watch_s)
 
     @staticmethod
     def _unknown_store(cfg: Config) -> Any | None:
@@ -190,11 +202,16 @@ class Loop:
                 self.sink.close()
                 self.sink = sink
                 self.sink.start(stages.labels)
+                self.sink.visitor_handler = self.visitors.request if self.visitors else None
         elif stages.labels != self.stages.labels:
             self.sink.start(stages.labels)
         logging.getLogger().setLevel(cfg.log_level)
         if cfg.unknown_faces != self.cfg.unknown_faces:
             self.unknowns = self._unknown_store(cfg)
+        if self.visitors is not None:
+            self.visitors.cfg = cfg
+        if cfg.recognize != old.recognize:
+            self.model_watch = self._model_watch(cfg)
         self.cfg, self.stages = cfg, stages
         self.tracker.cfg = cfg.track
         self.judge.cfg, self.judge.model, self.judge.aligner = (
@@ -215,12 +232,18 @@ class Loop:
         try:
             self._open_preview()
             self.notifier.ready(f"reading {self.source.name}")
+            log.info("reading %s", self.source.name)
             last: Frame | None = None
             next_stats = time.monotonic() + self.cfg.stats_interval_s
             limit = getattr(self.args, "max_frames", None)
             while not self._stop.is_set():
+                if self.sink.failure:
+                    raise UserError(self.sink.failure)
                 if limit and self.source.frames_read >= limit:
                     break
+                if self.model_watch.changed():
+                    log.info("the face model changed: reloading")
+                    self._reload.set()
                 if self._reload.is_set():
                     self._reload.clear()
                     self.reload()
@@ -264,7 +287,7 @@ class Loop:
         st.frames_processed += 1
         faces = None
         if (
-            self.judge.needs_crops(self.tracker.tracks)
+            self.judge.needs_crops(self.tracker.tracks, frame.source_time)
             or self._detect_count % self.cfg.detect.every_n_frames == 0
         ):
             with st.stage("detect"):
@@ -274,7 +297,7 @@ class Loop:
             if faces is not None:
                 ended = self.tracker.update(faces, frame)
             else:
-                ended = self.tracker.expire(frame)
+                ended = self.tracker.coast(frame)
         with st.stage("recognize"):
             self.judge.step(self.tracker.tracks, frame.source_time)
         with st.stage("publish"):
@@ -289,17 +312,20 @@ class Loop:
             if e.track is not None:
                 self.stats.event_latency(time.time() - e.track.first_wall_time)
             log.info(
-                "%s %s (track %s, confidence %.2f)",
+                "%s %s (visit %s, track %s, confidence %.2f)",
                 ev["type"],
                 ev["name"] or "(unknown visitor)",
+                ev["visit"],
                 ev["track"],
                 ev["confidence"],
             )
             if self.unknowns is not None and e.crop is not None:
                 name = UNKNOWN if ev["type"] == UNKNOWN else ev["name"]
-                self.unknowns.save(
-                    e.crop, e.embedding, track=ev["track"], name=name, confidence=ev["confidence"]
-                )
+                keep = dict(track=ev["track"], visit=ev["visit"], name=name, confidence=ev["confidence"])  # fmt: skip
+                if name == UNKNOWN and e.crops:
+                    self.unknowns.save_visit(e.crops, **keep)
+                else:
+                    self.unknowns.save(e.crop, e.embedding, **keep)
 
     def _periodic(self) -> None:
         """Stats to the log, the sink and systemd."""
@@ -339,13 +365,9 @@ class Loop:
             return True
         from edge.preview import annotate
 
-        now = time.perf_counter()
-        dt = now - getattr(self, "_last_show", now)
-        self._last_show = now
-        if dt > 0:
-            self._fps = 1.0 / dt if self._fps == 0 else 0.9 * self._fps + 0.1 / dt
+        fps = self._fps.tick()
         items = []
-        for t in self.tracker.tracks:
+        for t in self.tracker.confirmed(self.cfg.detect.every_n_frames):
             d = t.state.get("decision")
             if d is None:
                 items.append((t.box, "?", YELLOW))
@@ -353,7 +375,7 @@ class Loop:
                 items.append((t.box, _unknown_label(self.stages.model, d.embedding), RED))
             else:
                 items.append((t.box, f"{d.name} {d.confidence:.2f}", GREEN))
-        image = annotate(frame.image, items, self._fps)
+        image = annotate(frame.image, items, fps)
         if self.mjpeg is not None:
             self.mjpeg.update(image)
         if self.window is not None:
@@ -366,6 +388,8 @@ class Loop:
         if self._closer is not None:
             self._closer.join(timeout=10)
         self.source.close()
+        if self.visitors is not None:
+            self.visitors.close()
         try:
             self.sink.close()
         finally:

@@ -19,6 +19,45 @@ Box = tuple[int, int, int, int]
 NO_DISPLAY = "--preview needs a display; use preview.mjpeg_port for a headless Pi"
 JPEG_QUALITY = 80
 BOUNDARY = "edgeframe"
+MAX_CLIENTS = 8  # open MJPEG connections; more are closed at once (each holds a thread and fd)
+CLIENT_TIMEOUT_S = (
+    10.0  # a client that sends no request, or reads nothing, for this long is dropped
+)
+
+
+class _CappedServer(ThreadingHTTPServer):
+    """A threading HTTP server that closes connections beyond `max_clients` at once."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type, max_clients: int) -> None:
+        self._slots = threading.BoundedSemaphore(max_clients)
+        self._max_clients = max_clients
+        self._refusing = False
+        super().__init__(address, handler)
+
+    def process_request(self, request: object, client_address: object) -> None:
+        if not self._slots.acquire(blocking=False):
+            if not self._refusing:  # once per episode, not per connection
+                self._refusing = True
+                log.warning(
+                    "MJPEG preview: %d connections open, closing new ones until one ends",
+                    self._max_clients,
+                )
+            self.shutdown_request(request)
+            return
+        self._refusing = False
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: object, client_address: object) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 def annotate(
@@ -119,21 +158,26 @@ class PreviewWindow:
 class MjpegServer:
     """Serve the latest frame as MJPEG at http://bind:port/ and one JPEG at /snapshot.jpg."""
 
-    def __init__(self, bind: str, port: int) -> None:
+    def __init__(
+        self,
+        bind: str,
+        port: int,
+        max_clients: int = MAX_CLIENTS,
+        timeout_s: float = CLIENT_TIMEOUT_S,
+    ) -> None:
         self._cond = threading.Condition()
         self._image: np.ndarray | None = None
         self._seq = 0
         self._jpeg: bytes = b""
         self._jpeg_seq = -1
         self._closed = False
-        handler = _handler_for(self)
+        handler = _handler_for(self, timeout_s)
         try:
-            self._server = ThreadingHTTPServer((bind, port), handler)
+            self._server = _CappedServer((bind, port), handler, max_clients)
         except OSError as exc:
             raise UserError(
                 f"preview.mjpeg_port: cannot serve MJPEG on {bind}:{port}: {exc.strerror or exc}"
             ) from None
-        self._server.daemon_threads = True
         self.bind, self.port = self._server.server_address[:2]
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
@@ -187,8 +231,10 @@ class MjpegServer:
         self.close()
 
 
-def _handler_for(server: MjpegServer) -> type[BaseHTTPRequestHandler]:
+def _handler_for(server: MjpegServer, timeout_s: float) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = timeout_s  # socket timeout for the request line and every write
+
         def log_message(self, fmt: str, *args: object) -> None:
             log.debug("mjpeg %s: " + fmt, self.client_address[0], *args)
 
@@ -232,7 +278,7 @@ def _handler_for(server: MjpegServer) -> type[BaseHTTPRequestHandler]:
                         + b"\r\n"
                     )
                     self.wfile.flush()
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the viewer went away
+            except OSError:
+                pass  # the viewer went away, or stopped reading for timeout_s
 
     return Handler

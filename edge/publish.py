@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections.abc import Callable
 from typing import IO, Any
 
 from edge.config import Config
@@ -14,6 +15,9 @@ class Sink:
     """Receives events from the loop. Implementations must never block the capture loop."""
 
     enabled: bool = True
+    failure: str | None = None  # set when the sink cannot go on (the loop stops with exit 2)
+    # set by the loop: called as handler(visit, name) to name a visitor, name None to ignore
+    visitor_handler: Callable[[int, str | None], bool] | None = None
 
     def start(self, labels: list[str]) -> None:
         """Called once the model's labels are known (for discovery)."""

@@ -17,6 +17,7 @@ import numpy as np
 
 from edge.config import RecognizeConfig
 from edge.errors import ModelError
+from edge.head import softmax
 from edge.tflite import load_interpreter
 
 UNKNOWN = "unknown"
@@ -41,7 +42,14 @@ def labels_path(model_path: str | Path) -> Path:
 class FaceModel:
     """A loaded, checked face model; infer() / identify() on aligned BGR crops."""
 
-    def __init__(self, interpreter: Any, meta: dict, rcfg: RecognizeConfig, path: Path) -> None:
+    def __init__(
+        self,
+        interpreter: Any,
+        meta: dict,
+        rcfg: RecognizeConfig,
+        path: Path,
+        head: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         self.path = path
         self.meta = meta
         self.labels: list[str] = list(meta["labels"])
@@ -59,6 +67,13 @@ class FaceModel:
         outs = {d["index"]: d for d in interpreter.get_output_details()}
         self._emb_out = outs[int(meta["outputs"]["embedding"])]
         self._prob_out = outs[int(meta["outputs"]["probabilities"])]
+        self.head = head  # (weights, bias) refit by `edge enroll`, replacing the model's own
+
+    @property
+    def store_path(self) -> Path | None:
+        """The embedding store beside the model (faces.store-*.npz), if it has one."""
+        name = self.meta.get("store")
+        return self.path.with_name(name) if name else None
 
     @classmethod
     def load(cls, path: str | Path, rcfg: RecognizeConfig) -> FaceModel:
@@ -72,8 +87,13 @@ class FaceModel:
             )
         meta = _read_meta(labels_path(path))
         interpreter = load_interpreter(path, rcfg.threads)
-        _check_shapes(path, interpreter, meta)
-        return cls(interpreter, meta, rcfg, path)
+        head = None
+        if meta.get("store"):
+            from edge.facestore import load_head
+
+            head = load_head(path.with_name(str(meta["store"])))
+        _check_shapes(path, interpreter, meta, head)
+        return cls(interpreter, meta, rcfg, path, head)
 
     def infer(self, crop_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(embedding float32 L2-normalized, class probabilities) of one aligned crop."""
@@ -81,7 +101,10 @@ class FaceModel:
         if crop_bgr.shape[:2] != (s, s):
             crop_bgr = cv2.resize(crop_bgr, (s, s), interpolation=cv2.INTER_AREA)
         rgb = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2RGB)
-        return run_face_model(self._interp, self._input, self._emb_out, self._prob_out, rgb)
+        emb, probs = run_face_model(self._interp, self._input, self._emb_out, self._prob_out, rgb)
+        if self.head is not None:
+            probs = softmax((emb @ self.head[0] + self.head[1])[None])[0]
+        return emb, probs
 
     def identify(self, crop_bgr: np.ndarray) -> Identity:
         """Name the crop, or "unknown" when either rejection rule fires."""
@@ -164,16 +187,21 @@ def _read_meta(path: Path) -> dict:
     return meta
 
 
-def _check_shapes(path: Path, interp: Any, meta: dict) -> None:
+def _check_shapes(path: Path, interp: Any, meta: dict, head: tuple | None) -> None:
     n, s = len(meta["labels"]), int(meta["input_size"])
     d = len(meta["centroids"][0])
+    if head is not None and (head[0].shape != (d, n) or head[1].shape != (n,)):
+        raise ModelError(
+            f"{path}: the head in {meta['store']} is {head[0].shape}, not ({d}, {n}): "
+            "model and store are from different trainings"
+        )
     inputs = interp.get_input_details()
     if len(inputs) != 1 or [int(v) for v in inputs[0]["shape"]] != [1, s, s, 3]:
         got = [list(map(int, i["shape"])) for i in inputs]
         raise ModelError(f"{path}: input shape {got} does not match input_size {s} in faces.json")
     outs = {int(o["index"]): int(np.prod(o["shape"])) for o in interp.get_output_details()}
     e, p = int(meta["outputs"]["embedding"]), int(meta["outputs"]["probabilities"])
-    if outs.get(e) != d or outs.get(p) != n:
+    if outs.get(e) != d or (head is None and outs.get(p) != n):
         raise ModelError(
             f"{path}: outputs {sorted(outs.values())} do not match faces.json "
             f"({n} labels, {d}-d embedding): model and labels are from different trainings"

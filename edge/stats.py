@@ -32,6 +32,23 @@ def cpu_temperature() -> float | None:
         return None
 
 
+class Rate:
+    """Frames per second over the last `window_s`: frames counted over the time they took."""
+
+    def __init__(self, window_s: float = 2.0) -> None:
+        self.window_s = window_s
+        self._times: deque[float] = deque()
+
+    def tick(self, now: float | None = None) -> float:
+        """Count one frame at `now` (default: the monotonic clock); returns the rate."""
+        now = time.monotonic() if now is None else now
+        self._times.append(now)
+        while len(self._times) > 2 and now - self._times[0] > self.window_s:
+            self._times.popleft()
+        span = now - self._times[0]
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+
 class Stats:
     """Collects what --stats-json and the periodic stats report."""
 
@@ -42,6 +59,8 @@ class Stats:
         # CPU seconds of the whole process per stage: what the stage costs without contention
         self.stages_cpu: dict[str, deque[float]] = {s: deque(maxlen=WINDOW) for s in STAGES}
         self.latency: deque[float] = deque(maxlen=WINDOW)
+        self.runs = dict.fromkeys(STAGES, 0)  # whole run: how often each stage ran
+        self.cpu_s = dict.fromkeys(STAGES, 0.0)  # whole run: process CPU seconds per stage
         self.frames_processed = 0
         self.events = 0
         self.source_t0: float | None = None  # wall time of source time 0 (first frame's clock)
@@ -54,14 +73,15 @@ class Stats:
         try:
             yield
         finally:
-            self.stages[name].append(time.perf_counter() - t0)
-            self.stages_cpu[name].append(time.process_time() - c0)
+            self.add(name, time.perf_counter() - t0, time.process_time() - c0)
 
     def add(self, name: str, seconds: float, cpu_seconds: float | None = None) -> None:
         """Record one sample of `name` measured elsewhere."""
         self.stages[name].append(seconds)
+        self.runs[name] += 1
         if cpu_seconds is not None:
             self.stages_cpu[name].append(cpu_seconds)
+            self.cpu_s[name] += cpu_seconds
 
     def event_latency(self, seconds: float) -> None:
         """Wall seconds from a person's first captured frame to their event."""
@@ -99,6 +119,7 @@ class Stats:
                 for s in STAGES
                 if self.stages_cpu[s]
             },
+            "totals": {s: {"runs": self.runs[s], "cpu_s": round(self.cpu_s[s], 3)} for s in STAGES},
             "recognize_per_crop": {
                 f"{k}_ms": v for k, v in _summary(crop_seconds, 1000.0, 2).items()
             }

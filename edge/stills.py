@@ -9,6 +9,22 @@ import numpy as np
 from edge.config import Config
 from edge.recognize import UNKNOWN
 
+AMBIGUOUS_RATIO = 0.8  # a second face this large (area vs the largest) makes a photo ambiguous
+
+
+def main_face(faces: list) -> tuple[object | None, str]:
+    """The face a photo of one person shows: (largest face, warning or ""), or (None, reason)."""
+    if not faces:
+        return None, "no face found"
+    faces = sorted(faces, key=lambda f: f.box[2] * f.box[3], reverse=True)
+    if len(faces) == 1:
+        return faces[0], ""
+    a0 = faces[0].box[2] * faces[0].box[3]
+    a1 = faces[1].box[2] * faces[1].box[3]
+    if a1 >= AMBIGUOUS_RATIO * a0:
+        return None, f"ambiguous: {len(faces)} faces of similar size"
+    return faces[0], f"{len(faces)} faces; using the largest"
+
 
 @dataclass
 class StillFace:

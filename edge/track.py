@@ -1,4 +1,5 @@
-"""IoU tracker: the same face across frames, with the best crops of each track kept for recognition."""
+"""Tracker: the same face across frames (constant-velocity prediction, IoU then distance
+matching), with the best crops of each track kept for recognition."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from edge.detect import Face, iou
 
 KEEP_CROPS = 4  # best crops kept per track
 CUT_MARGIN = 0.6  # context around the box: the aligner rotates and the landmark model looks wider
+SMOOTHING = 0.5  # weight of the newest velocity measurement
+HORIZON_S = 0.5  # longest a box is carried along its velocity without a detection
+NEAR = 0.75  # second pass: centres closer than this fraction of the track's box size match
+SIZE_RATIO = 1.5  # ... if neither box is more than this much larger than the other
 
 
 def sharpness(gray: np.ndarray) -> float:
@@ -86,6 +91,19 @@ def score_crop(image: np.ndarray, face: Face) -> tuple[float, bool]:
     return quality * (0.3 if clipped else 1.0), clipped
 
 
+def _centre(box: tuple[int, int, int, int]) -> np.ndarray:
+    x, y, w, h = box
+    return np.array([x + w / 2.0, y + h / 2.0])
+
+
+def near(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Centre distance of b from a in units of a's size; inf when their sizes differ too much."""
+    ratio = max(a[2], b[2]) / max(1, min(a[2], b[2]))
+    if ratio > SIZE_RATIO:
+        return float("inf")
+    return float(np.hypot(*(_centre(a) - _centre(b)))) / max(1.0, max(a[2], a[3]))
+
+
 @dataclass(eq=False)
 class Track:
     """One face followed across frames."""
@@ -101,12 +119,16 @@ class Track:
     last_wall_time: float
     hits: int = 1
     seen_now: bool = True  # matched a detection in the latest detection frame
+    last_step: int = 0  # the tracker step of the latest match
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # of the centre, px/s
     crops: list[Crop] = field(default_factory=list)  # best first
+    last_crop: Crop | None = None  # the latest detection's crop, kept among the best or not
     votes: list[Any] = field(default_factory=list)  # identities of the current decision round
     state: dict[str, Any] = field(default_factory=dict)  # owned by the decider
 
     def add_crop(self, image: np.ndarray, face: Face, frame: Frame) -> Crop:
-        """Score this detection's crop; keep it if among the best KEEP_CROPS."""
+        """Score this detection's crop; keep it if among the best KEEP_CROPS not yet tried
+        (tried ones live on in the votes, so a fresh crop is never shut out by them)."""
         quality, clipped = score_crop(image, face)
         region, rel = cut(image, face)
         crop = Crop(
@@ -118,10 +140,17 @@ class Track:
             source_time=frame.source_time,
             clipped=clipped,
         )
-        self.crops.append(crop)
+        self.last_crop = crop
+        self.crops = [c for c in self.crops if not c.tried] + [crop]
         self.crops.sort(key=lambda c: c.quality, reverse=True)
         del self.crops[KEEP_CROPS:]
         return crop
+
+    def predict(self, source_time: float) -> None:
+        """Move the latest detection's box along the velocity (for at most HORIZON_S)."""
+        dt = max(0.0, min(source_time - self.last_source_time, HORIZON_S))
+        x, y, w, h = self.face.box
+        self.box = (round(x + self.velocity[0] * dt), round(y + self.velocity[1] * dt), w, h)
 
     def best_untried(self, min_size: int) -> Crop | None:
         """The best crop not yet recognized that is large enough and not clipped."""
@@ -132,35 +161,34 @@ class Track:
 
 
 class Tracker:
-    """Greedy IoU matching of detections to tracks; tracks unseen for max_missed_s end."""
+    """Detections matched to predicted boxes by IoU, then by centre distance; tracks unseen
+    for max_missed_s end."""
 
     def __init__(self, cfg: TrackConfig) -> None:
         self.cfg = cfg
         self.tracks: list[Track] = []
+        self.step = 0  # frames seen by update() or coast()
         self._ids = itertools.count(1)
 
     def update(self, faces: list[Face], frame: Frame) -> list[Track]:
         """A detection frame: match faces to tracks, start new ones; returns the tracks that ended."""
-        pairs = sorted(
-            (
-                (iou(t.box, f.box), ti, fi)
-                for ti, t in enumerate(self.tracks)
-                for fi, f in enumerate(faces)
-            ),
-            reverse=True,
-        )
-        used_t: set[int] = set()
-        used_f: set[int] = set()
+        self._advance(frame)
         for t in self.tracks:
             t.seen_now = False
-        for overlap, ti, fi in pairs:
-            if overlap < self.cfg.iou_threshold:
-                break
-            if ti in used_t or fi in used_f:
-                continue
-            used_t.add(ti)
-            used_f.add(fi)
-            self._hit(self.tracks[ti], faces[fi], frame)
+        used_t: set[int] = set()
+        used_f: set[int] = set()
+        overlaps = sorted(
+            ((iou(t.box, f.box), ti, fi) for ti, t in enumerate(self.tracks)
+             for fi, f in enumerate(faces)),
+            reverse=True,
+        )  # fmt: skip
+        self._pair([(ti, fi) for v, ti, fi in overlaps if v >= self.cfg.iou_threshold],
+                   faces, frame, used_t, used_f)  # fmt: skip
+        distances = sorted(
+            (near(t.box, f.box), ti, fi) for ti, t in enumerate(self.tracks) if ti not in used_t
+            for fi, f in enumerate(faces) if fi not in used_f
+        )  # fmt: skip
+        self._pair([(ti, fi) for d, ti, fi in distances if d < NEAR], faces, frame, used_t, used_f)
         for fi, f in enumerate(faces):
             if fi not in used_f:
                 t = Track(
@@ -173,12 +201,49 @@ class Tracker:
                     last_frame=frame.index,
                     last_source_time=frame.source_time,
                     last_wall_time=frame.wall_time,
+                    last_step=self.step,
                 )
                 t.add_crop(frame.image, f, frame)
                 self.tracks.append(t)
-        return self.expire(frame)
+        return self._expire(frame)
+
+    def coast(self, frame: Frame) -> list[Track]:
+        """A frame without detection: boxes move along their velocity; returns the tracks that ended."""
+        self._advance(frame)
+        return self._expire(frame)
+
+    def confirmed(self, within: int) -> list[Track]:
+        """Tracks matched to a detection within the last `within` steps (what a preview shows)."""
+        return [t for t in self.tracks if self.step - t.last_step < within]
+
+    def _pair(
+        self,
+        pairs: list[tuple[int, int]],
+        faces: list[Face],
+        frame: Frame,
+        used_t: set[int],
+        used_f: set[int],
+    ) -> None:
+        """Match (track, face) pairs in order, each track and face at most once."""
+        for ti, fi in pairs:
+            if ti in used_t or fi in used_f:
+                continue
+            used_t.add(ti)
+            used_f.add(fi)
+            self._hit(self.tracks[ti], faces[fi], frame)
+
+    def _advance(self, frame: Frame) -> None:
+        self.step += 1
+        for t in self.tracks:
+            t.predict(frame.source_time)
 
     def _hit(self, t: Track, f: Face, frame: Frame) -> None:
+        dt = frame.source_time - t.last_source_time
+        if dt > 0:
+            measured = (_centre(f.box) - _centre(t.face.box)) / dt
+            t.velocity = (
+                measured if t.hits == 1 else SMOOTHING * measured + (1 - SMOOTHING) * t.velocity
+            )
         t.box, t.face = f.box, f
         t.last_frame, t.last_source_time, t.last_wall_time = (
             frame.index,
@@ -187,9 +252,10 @@ class Tracker:
         )
         t.hits += 1
         t.seen_now = True
+        t.last_step = self.step
         t.add_crop(frame.image, f, frame)
 
-    def expire(self, frame: Frame) -> list[Track]:
+    def _expire(self, frame: Frame) -> list[Track]:
         """End tracks not seen for longer than max_missed_s (source time); returns them."""
         ended = [
             t for t in self.tracks if frame.source_time - t.last_source_time > self.cfg.max_missed_s

@@ -19,22 +19,12 @@ import cv2
 import numpy as np
 
 from edge.config import UnknownFacesConfig
+from edge.private import write_private
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".jpg", ".npy", ".json")
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write `data` to a new file readable by the owner only (mode 0600)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
+DIVERSE_DISTANCE = 0.02  # cosine distance: closer crops of one visit add nothing
 
 
 class UnknownStore:
@@ -59,6 +49,7 @@ class UnknownStore:
         track: int,
         name: str,
         confidence: float,
+        visit: int | None = None,
         when: float | None = None,
     ) -> Path | None:
         """Store one crop; returns the JPEG path, or None when it was not stored (logged once)."""
@@ -68,13 +59,14 @@ class UnknownStore:
         stamp = (
             time.strftime("%Y%m%d-%H%M%S", time.localtime(when)) + f"-{int(when * 1000) % 1000:03d}"
         )
-        stem = f"{stamp}-t{track}"
+        stem = f"{stamp}-t{track}" if visit is None else f"{stamp}-v{visit}-t{track}"
         ok, jpeg = cv2.imencode(".jpg", crop_bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
         if not ok:
             return None
         meta: dict[str, Any] = {
             "time": when,
             "track": track,
+            "visit": visit,
             "name": name,
             "confidence": round(float(confidence), 4),
             "image": f"{stem}.jpg",
@@ -84,11 +76,11 @@ class UnknownStore:
         try:
             self._ensure_dir()
             self._make_room(len(jpeg))
-            _write_private(paths[0], jpeg.tobytes())
+            write_private(paths[0], jpeg.tobytes())
             if embedding is not None:
                 buf = np.asarray(embedding, dtype=np.float32)
-                _write_private(paths[1], _npy_bytes(buf))
-            _write_private(paths[2], json.dumps(meta).encode())
+                write_private(paths[1], _npy_bytes(buf))
+            write_private(paths[2], json.dumps(meta).encode())
         except OSError as exc:
             for p in paths:
                 p.unlink(missing_ok=True)
@@ -107,6 +99,40 @@ class UnknownStore:
             self._failing = False
         self.saved += 1
         return paths[0]
+
+    def next_visit(self) -> int:
+        """A visit id no stored capture has: so a restart never merges two visitors."""
+        return max(visitors(self.dir), default=0) + 1
+
+    def save_visit(
+        self,
+        crops: list[tuple[np.ndarray, np.ndarray | None, float]],
+        *,
+        visit: int,
+        track: int,
+        name: str,
+        confidence: float,
+    ) -> list[Path]:
+        """Store up to `crops_per_visit` different crops of one visit: the best first, then
+        each one at least DIVERSE_DISTANCE from those kept (another pose, size or light)."""
+        chosen: list[tuple[np.ndarray, np.ndarray | None]] = []
+        for crop, emb, _quality in sorted(crops, key=lambda c: -c[2]):
+            if len(chosen) >= self.cfg.crops_per_visit:
+                break
+            if emb is not None and any(
+                e is not None and float(1.0 - emb @ e) < DIVERSE_DISTANCE for _, e in chosen
+            ):
+                continue
+            chosen.append((crop, emb))
+        saved = []
+        for i, (crop, emb) in enumerate(chosen):
+            path = self.save(
+                crop, emb, track=track, name=name, confidence=confidence, visit=visit,
+                when=time.time() + i * 0.001,
+            )  # fmt: skip
+            if path is not None:
+                saved.append(path)
+        return saved
 
     def _captures(self) -> list[tuple[str, int]]:
         """(stem, total bytes) of stored captures, oldest first."""
@@ -140,3 +166,22 @@ def load_capture(json_path: Path) -> tuple[dict, np.ndarray | None]:
     meta = json.loads(Path(json_path).read_text())
     emb = meta.get("embedding")
     return meta, (np.load(Path(json_path).parent / emb) if emb else None)
+
+
+def visitors(directory: Path) -> dict[int, list[dict]]:
+    """The stored unknown visits: visit id -> its captures' metadata (with "path"), oldest first."""
+    found: dict[int, list[dict]] = {}
+    if not Path(directory).is_dir():
+        return found
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if (
+            isinstance(meta, dict)
+            and isinstance(meta.get("visit"), int)
+            and meta.get("name") == "unknown"
+        ):
+            found.setdefault(meta["visit"], []).append({**meta, "path": str(path)})
+    return found

@@ -73,7 +73,7 @@ def _trained_model_key(faces_dir: Path) -> str:
     train_files = ("backbone", "cli_train", "dataset", "export", "train")
     code = [ROOT / "convert" / f"{n}.py" for n in train_files]
     code += sorted((ROOT / "edge" / "detectors").glob("*.py"))
-    code += [ROOT / "edge" / n for n in ("align.py", "detect.py", "images.py")]
+    code += [ROOT / "edge" / n for n in ("align.py", "detect.py", "head.py", "images.py")]
     for path in code:
         if path.is_file():
             h.update(path.name.encode() + path.read_bytes())

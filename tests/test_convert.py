@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -72,10 +73,21 @@ def test_bad_files_are_reported_and_the_rest_is_used(tmp_path, data_dir):
     (ds / "notes.txt").write_text("not a photo")
     for photo in photos(faces, strangers(faces)[0])[:3]:
         _link(photo, ds / "_unknown" / photo.name)
+    from tests.odd_files import latin1_name, odd_files
+
+    latin = latin1_name(ds, b"Ren\xe9", "")  # once crashed after training, leaving a .tmp
+    for photo in photos(faces, d)[:3]:
+        _link(photo, latin / photo.name)
+    odd = odd_files(ds / a)
     out = tmp_path / "out"
     proc = run_convert("train", str(ds), "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     err = proc.stderr
+    assert f"skipped {ds}/Ren\\udce9: the folder name is not valid UTF-8" in err
+    assert f"skipped {odd['fifo']}: not a regular file" in err
+    assert f"skipped {odd['loop']}: unreadable (Too many levels of symbolic links)" in err
+    store = json.loads((out / "faces.json").read_text())["store"]
+    assert sorted(p.name for p in out.iterdir()) == ["faces.json", store, "faces.tflite"]
     assert f"skipped {ds / a / 'broken.jpg'}: not a readable image" in err
     assert f"skipped {ds / a / 'brick.png'}: no face found" in err
     assert f"skipped {ds / 'notes.txt'}: not a jpg/jpeg/png/webp image" in err
@@ -85,7 +97,7 @@ def test_bad_files_are_reported_and_the_rest_is_used(tmp_path, data_dir):
     table = lines[next(i for i, line in enumerate(lines) if line.startswith("person ")) :]
     rows = {line.split()[0]: line.split()[1:4] for line in table[1:] if not line.startswith(" ")}
     assert rows == {
-        a: ["7", "5", "2"],
+        a: ["9", "5", "4"],  # 4 photos, sideways, broken, brick, the FIFO and the link loop
         b: ["5", "5", "0"],
         c: ["1", "0", "0"],
         "_unknown": ["3", "3", "0"],
@@ -100,12 +112,14 @@ def test_bad_files_are_reported_and_the_rest_is_used(tmp_path, data_dir):
     per_person = {r["person"]: r for r in metrics.pop("per_person")}
     assert metrics.pop("model") == str(out / "faces.tflite")  # --out DIR: the file written there
     assert per_person[c]["left_out"] == "only 1 usable photo(s), need 2"
-    assert [x["file"] for x in per_person[a]["skipped"]] == [f"{a}/brick.png", f"{a}/broken.jpg"]
+    assert sorted(x["file"] for x in per_person[a]["skipped"]) == [
+        f"{a}/{n}" for n in ("brick.png", "broken.jpg", "loop.jpg", "pipe.jpg")
+    ]
     assert metrics["people"] == 2
     assert metrics["photos"] == 10  # 4 + 4 + the EXIF-rotated jpg + the alpha png (nested)
     assert "sideways.jpg" not in err
     assert metrics["unknown_photos"] == 3
-    assert metrics["skipped"] == 3
+    assert metrics["skipped"] == 6
     # Two people and odd crops: one borderline crop can flip top-1, so check the
     # quantization itself here; top-1 agreement >= 0.99 is asserted on the 7-person model.
     assert metrics["int8_vs_float"]["embedding_cosine_mean"] >= 0.99
@@ -186,3 +200,27 @@ def test_vggface_backbones_end_to_end_with_random_weights(arch, tmp_path, data_d
         )
         assert proc.returncode == 2
         assert _last_error(proc).startswith(f"error: {weights}: not {other} weights: layer ")
+
+
+def test_model_that_names_strangers_is_not_written(tmp_path, data_dir):
+    """Photos of a known person filed under _unknown/ too: the held-out strangers are named."""
+    faces = data_dir / "faces"
+    a, b = known(faces)[:2]
+    ds = tmp_path / "dataset"
+    for photo in photos(faces, a)[:5]:
+        _link(photo, ds / a / photo.name)
+    for photo in photos(faces, a)[5:]:
+        _link(photo, ds / "_unknown" / photo.name)
+    for photo in photos(faces, b)[:5]:
+        _link(photo, ds / b / photo.name)
+    out = tmp_path / "out"
+    proc = run_convert("train", str(ds), "--out", str(out))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    line = _last_error(proc)
+    assert re.fullmatch(
+        rf"error: {ds}: measured stranger rejection (0\.\d\d) is below the floor 0\.80, no model "
+        r"written \(is one person's folder holding other people's photos\? "
+        r"--min-stranger-rejection \1 writes it anyway\)",
+        line,
+    ), line
+    assert not out.exists() or not any(out.iterdir())

@@ -69,6 +69,10 @@ class _Scene:
 BOX_A, BOX_B = (100, 100, 120, 140), (400, 120, 120, 140)
 
 
+def _shift(box: tuple, dx: int) -> tuple:
+    return (box[0] + dx, *box[1:])
+
+
 def test_one_event_per_visit_across_lost_tracks():
     s = _Scene(away_s=2.0)
     s.run(2, [(BOX_A, N, None)])
@@ -83,6 +87,24 @@ def test_one_event_per_visit_across_lost_tracks():
     assert left["source_time"] - 5.0 >= 2.0  # away_s after the last sighting (frame 74)
     s.run(1, [(BOX_A, N, None)])  # a new visit
     assert [e["type"] for e in s.events] == ["recognized", "left", "recognized"]
+    assert [e["visit"] for e in s.events] == [1, 1, 2]
+
+
+def test_recheck_that_changes_the_name_keeps_the_visit():
+    """unknown, then a re-check names the track: the unknown visitor leaves at once and the
+    same visit goes on under the name."""
+    s = _Scene(away_s=2.0)
+    s.run(1, [(BOX_A, U, None)])
+    (t,) = s.tracker.tracks
+    t.state["decision"] = Decision(N, 0.9)
+    s.run(1, [(BOX_A, N, None)])
+    s.run(3, [])
+    assert [(e["type"], e["name"], e["visit"]) for e in s.events] == [
+        (U, None, 1),
+        ("left", None, 1),
+        ("recognized", N, 1),
+        ("left", N, 1),
+    ]
 
 
 def test_unknown_visitors_refound_by_embedding():
@@ -97,6 +119,20 @@ def test_unknown_visitors_refound_by_embedding():
     assert [(e["type"], e["name"]) for e in s.events] == [(U, None), (U, None)]
     s.run(4, [])
     assert [e["type"] for e in s.events].count("left") == 2
+
+
+def test_unknown_visitor_lost_and_found_in_place_is_one_visit():
+    """A stranger's track is lost for 1 s and found where he was, his new crops far from the
+    first embedding: the same visit. Away for 3 s, the face there is a new visitor."""
+    s = _Scene(away_s=5.0)
+    e1, e2, e3 = np.eye(4, dtype=np.float32)[:3]
+    s.run(1, [(BOX_A, U, e1)])
+    s.run(1, [])
+    s.run(1, [(_shift(BOX_A, 30), U, e2)])
+    assert [(e["type"], e["visit"]) for e in s.events] == [(U, 1)]
+    s.run(3, [])
+    s.run(1, [(BOX_A, U, e3)])
+    assert [(e["type"], e["visit"]) for e in s.events] == [(U, 1), (U, 2)]
 
 
 def test_two_people_at_once_and_leave_all():
@@ -117,6 +153,7 @@ def test_event_json_fields():
         "name",
         "confidence",
         "track",
+        "visit",
         "box",
         "frame",
         "source_time",
@@ -176,6 +213,65 @@ def test_judge_names_known_people_and_never_strangers(judge_parts, data_dir):
         for photo in splits.heldout_photos(faces, name)[:3]:
             d = _judge(judge_parts, cv2.imread(str(photo)))
             assert d is None or d.name == UNKNOWN, f"stranger {photo.name} named {d.name}"
+
+
+def test_only_recognizable_faces_keep_detection_on_every_frame():
+    """An undecided face too small to recognize wants every frame for EAGER_S only; one of a
+    usable size until it is decided or lost."""
+    judge = Judge(RecognizeConfig(min_face_px=40), None, None)
+    tracker = Tracker(TrackConfig())
+    wants = []
+    for i in range(40):
+        tracker.update([Face((100, 100, 30, 30), 0.9)], _frame(i))
+        wants.append(judge.needs_crops(tracker.tracks, i / 15))
+    assert wants == [i / 15 < 2.0 for i in range(40)]
+    tracker = Tracker(TrackConfig())
+    for i in range(40):  # a face of a usable size still undecided (no judge step here)
+        tracker.update([Face((100, 100, 60, 60), 0.9)], _frame(i))
+        assert judge.needs_crops(tracker.tracks, i / 15)
+    wants = []
+    for i in range(40, 52):  # the detector misses it: for 0.5 s it keeps trying every frame
+        tracker.update([], _frame(i))
+        wants.append(judge.needs_crops(tracker.tracks, i / 15))
+    assert wants == [(i - 39) / 15 <= 0.5 for i in range(40, 52)]
+    assert tracker.tracks  # then the lost track waits to be found at the usual pace
+
+
+def test_recheck_uses_the_detections_that_run_anyway(judge_parts, data_dir):
+    """Once decided, detection runs on every 5th frame only (as in the loop), and the
+    re-check every recheck_s still completes on those fresh crops with the same name."""
+    _, detector, aligner, model = judge_parts
+    faces = data_dir / "faces"
+    name = splits.known(faces)[0]
+    photo = cv2.resize(cv2.imread(str(splits.heldout_photos(faces, name)[0])), (300, 300))
+    judge = Judge(RecognizeConfig(recheck_s=2.0), model, aligner)
+    tracker = Tracker(TrackConfig())
+    detected, rechecks, decided_at = [], 0, None
+    for i in range(8 * 15):
+        frame = np.full((480, 640, 3), 100, np.uint8)
+        x = 170 + 2 * (i % 10)  # sways a little
+        frame[90:390, x : x + 300] = photo
+        f = Frame(frame, i, i / 15, time.time())
+        if judge.needs_crops(tracker.tracks, f.source_time) or i % 5 == 0:
+            detected.append(i)
+            tracker.update(detector.detect(frame), f)
+        else:
+            tracker.coast(f)
+        was = [t.state.get("rechecking") for t in tracker.tracks]
+        judge.step(tracker.tracks, f.source_time)
+        rechecks += sum(
+            bool(w) and not t.state["rechecking"] for w, t in zip(was, tracker.tracks, strict=True)
+        )
+        if (
+            decided_at is None
+            and tracker.tracks
+            and all("decision" in t.state for t in tracker.tracks)
+        ):
+            decided_at = i
+    assert len(tracker.tracks) == 1 and tracker.tracks[0].state["decision"].name == name
+    assert decided_at is not None and decided_at < 10
+    assert all(i % 5 == 0 for i in detected if i > decided_at), detected
+    assert rechecks >= 2, rechecks  # re-checked at about 2 s and 4 s (and 6 s)
 
 
 def test_judge_without_model_says_unknown_after_votes(judge_parts, data_dir):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.facestore import FaceStore
 from tests.conftest import DATA, ROOT
 from tests.splits import known, photos, strangers, train_photos
 
@@ -45,6 +46,10 @@ RUN = {
     "python -m edge --source clip.mp4 --model models/faces.tflite --max-frames 300 --stats-json run.json",
     "python -m edge --help",
     ".venv/bin/python tests/doorbell.py --out door --visits 20 --seed 0",
+    ".venv/bin/python -m edge enroll Carol carol/",
+    '.venv/bin/python -m edge rename Carol "Carol B"',
+    '.venv/bin/python -m edge forget "Carol B"',
+    "python -m edge visitors",
 }
 SLOW = {
     ".venv/bin/python -m convert train dataset/",  # TensorFlow, about a minute
@@ -56,6 +61,8 @@ EXPECT = {  # what a run must print on stdout, beyond exit 0 ({box}: the sandbox
     ".venv/bin/python -m convert find alice": "{box}/photos/",
     ".venv/bin/python -m convert train dataset/": '"people": 2',
     ".venv/bin/python -m edge --help": "identify",
+    ".venv/bin/python -m edge enroll Carol carol/": '"people": 8',
+    '.venv/bin/python -m edge forget "Carol B"': '"people": 7',
 }
 CHECK = {  # why each is not run here
     "./setup.sh": "installs; run by CI and tests/arm64/run.sh",
@@ -69,6 +76,8 @@ CHECK = {  # why each is not run here
     "sudo tests/arm64/run.sh --rebuild": "same",
     "python -m edge --source 0 --preview": "a USB camera and a display",
     "bench/setup-peers.sh": "installs face_recognition and the seed's packages",
+    "python -m edge enroll Carol --visitor 12": "needs visitor 12 saved by a run (tested in test_enroll_device.py)",
+    "python -m edge ignore 13": "same",
     ".venv/bin/python bench/peers.py": "about an hour",
     ".venv/bin/python bench/pipeline.py": "about an hour",
     ".venv/bin/python bench/pipeline.py --skip-videos --out pipeline-doorbell.json": "20 minutes",
@@ -149,6 +158,9 @@ def sandbox(tmp_path_factory, trained_model: Path, models_dir: Path) -> Path:
     names = {alice: "Alice", bob: "Bob"}
     meta["labels"] = [names.get(n, n) for n in meta["labels"]]
     (box / "models" / "faces.json").write_text(json.dumps(meta))
+    store = FaceStore.load(trained_model.with_name(meta["store"]))
+    store.labels = meta["labels"]  # the embedding store names the same people
+    (box / "models" / meta["store"]).write_bytes(store.to_bytes())
     held = {p: [x for x in photos(faces, p) if x not in train_photos(faces, p)] for p in names}
     stranger = photos(faces, strangers(faces)[0])
     layout = {
@@ -160,6 +172,7 @@ def sandbox(tmp_path_factory, trained_model: Path, models_dir: Path) -> Path:
         "testset/Alice": held[alice],
         "testset/Bob": held[bob],
         "testset/_unknown": photos(faces, strangers(faces)[1])[:3],
+        "carol": photos(faces, strangers(faces)[2])[:5],
     }
     for folder, files in layout.items():
         (box / folder).mkdir(parents=True)

@@ -45,6 +45,10 @@ def test_enroll_forget_refuse_bad_input(
     cases = {
         "not a usable name": ("enroll", "../evil", a_photo, "--dataset", str(root)),
         "reserved for strangers": ("enroll", "_unknown", a_photo, "--dataset", str(root)),
+        "reports strangers as 'unknown'": ("enroll", "Unknown", a_photo, "--dataset",
+                                           str(root)),
+        f"already has '{known(faces)[0]}'": ("enroll", known(faces)[0].lower(), a_photo,
+                                             "--dataset", str(root)),
         "0 usable photo(s) of 2": ("enroll", "Someone", *no_face, "--dataset", str(root)),
         "need at least 2": ("enroll", "Someone", a_photo, "--dataset", str(root)),
         "no such photo or folder": ("enroll", "X", str(tmp_path / "none"), "--dataset", str(root)),

@@ -401,6 +401,7 @@ def test_broker_down_at_start_comes_up_later(tmp_path, camera, faces, edge_proc)
     events = [json.loads(m.payload) for m in rec.on(f"{base}/event")]
     assert [ev["type"] for ev in events] == ["unknown", "left"] * 3
     assert [ev["track"] for ev in events] == sorted(ev["track"] for ev in events)
+    assert [ev["visit"] for ev in events] == [1, 1, 2, 2, 3, 3]
     assert held[f"{base}/status"] == b"offline" and held[f"{base}/unknown"] == b"OFF"
     assert e.count(r"MQTT broker .* unreachable") == 1  # once, not once per retry
     no_traceback(e)

@@ -169,3 +169,127 @@ def test_scan_resumes_after_sigint(data_dir: Path, trained_model: Path, tmp_path
     resumed = _scan(root, index, trained_model)
     assert resumed["skipped"] == indexed
     assert resumed["scanned"] == total - indexed
+
+
+def test_scan_goes_on_past_odd_files(data_dir: Path, trained_model: Path, tmp_path: Path) -> None:
+    """A Latin-1 name, a link loop, a FIFO and a huge PNG: one line each, the rest indexed."""
+    from tests.odd_files import huge_png, latin1_name, odd_files
+
+    root = tmp_path / "photos"
+    odd = odd_files(root)
+    good = train_photos(data_dir / "faces", known(data_dir / "faces")[0])[0]
+    shutil.copy2(good, root / good.name)
+    latin = latin1_name(root)
+    shutil.copy2(good, latin)
+    huge_png(root / "huge.png")
+    index = tmp_path / "index.db"
+    proc = convert("scan", str(root), "--index", str(index), "--model", str(trained_model),
+                   "--jobs", "1")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    report = json.loads(proc.stdout)
+    assert (report["found"], report["scanned"], report["failed"]) == (5, 2, 4)
+    warned = [line for line in proc.stderr.splitlines() if "WARNING" in line]
+    assert len(warned) == 4, proc.stderr
+    assert f"skipped {root}/caf\\xe9.jpg: the file name is not valid UTF-8" in proc.stderr
+    assert f"skipped {odd['fifo']}: not a regular file" in proc.stderr
+    assert f"skipped {odd['loop']}: unreadable (Too many levels of symbolic links)" in proc.stderr
+    assert "huge.png: 20000x20000 pixels is more than the 50 million" in proc.stderr
+    again = convert("scan", str(root), "--index", str(index), "--model", str(trained_model),
+                    "--jobs", "1")  # fmt: skip
+    assert again.returncode == 0 and json.loads(again.stdout)["skipped"] == 2
+
+
+def test_foreign_database_is_left_untouched(library, trained_model: Path, tmp_path: Path) -> None:
+    root, _ = library
+    other = tmp_path / "contacts.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE contacts (name TEXT, phone TEXT)")
+        db.execute("INSERT INTO contacts VALUES ('Ann', '555')")
+    before = other.read_bytes()
+    for args in (
+        ("scan", str(root / "misc"), "--index", str(other), "--model", str(trained_model)),
+        ("find", "Ann", "--index", str(other)),
+    ):
+        proc = convert(*args)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
+        assert [line for line in proc.stderr.splitlines() if "error" in line.lower()] == [
+            f"error: {other}: an SQLite database of another program (tables contacts), "
+            "left untouched: give --index a new file"
+        ]
+    assert other.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["contacts.db"]
+
+
+def test_index_is_private(library, trained_model: Path, tmp_path: Path) -> None:
+    import os
+    import stat
+
+    root, _ = library
+    index = tmp_path / "index.db"
+    old = os.umask(0o022)  # what most desktops use: new files would be world-readable
+    try:
+        _scan(root / "misc", index, trained_model)
+    finally:
+        os.umask(old)
+    for path in tmp_path.glob("index.db*"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat_file.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_workers_and_prints_the_summary(
+    data_dir: Path, trained_model: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "photos"
+    root.mkdir()
+    faces = data_dir / "faces"
+    for name in known(faces)[:4]:
+        for p in photos(faces, name):
+            shutil.copy2(p, root / p.name)
+    index = tmp_path / "index.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "convert", "scan", str(root), "--index", str(index), "--model",
+         str(trained_model), "--jobs", "2"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    done, workers = 0, []
+    deadline = time.monotonic() + 240
+    while done < 1 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        workers = _children(proc.pid)
+        try:
+            with sqlite3.connect(index) as db:
+                done = db.execute("SELECT COUNT(*) FROM photos").fetchone()[0]
+        except sqlite3.OperationalError:
+            pass
+    assert len(workers) >= 2, workers
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err, err[-2000:]
+    stopped = json.loads(out)
+    assert stopped["interrupted"] and stopped["scanned"] >= 1
+    deadline = time.monotonic() + 10
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [w for w in workers if _alive(w)], "workers outlived the scan"

@@ -12,7 +12,8 @@ import pytest
 
 from edge.config import load_config
 from edge.errors import UserError
-from edge.mqtt import MqttSink, person_slugs, slugify
+from edge.mqtt import MqttSink
+from edge.slugs import person_slugs, slugify
 from tests.broker import Broker, Recorder, Tls, make_cert, retained
 
 BASE = "edge/pi"
@@ -25,6 +26,8 @@ REQUIRED = {
     "event": {"state_topic", "event_types"},
     "image": {"image_topic"},
     "switch": {"command_topic", "state_topic"},
+    "text": {"command_topic"},
+    "button": {"command_topic"},
 }
 COMMON = {"name", "unique_id", "device", "availability_topic", "payload_available"}
 
@@ -45,6 +48,7 @@ def ev(kind: str, name: str | None, track: int, frame: int, conf: float = 0.9) -
         "name": name,
         "confidence": conf,
         "track": track,
+        "visit": track,
         "box": [1, 2, 30, 40],
         "frame": frame,
         "source_time": frame / 15,
@@ -118,7 +122,8 @@ def test_discovery_payloads_and_retained_states(broker):
         assert held[f"{BASE}/unknown"] == b"ON"
         assert held[f"{BASE}/enabled"] == b"ON"
         assert held[f"{BASE}/snapshot"] == JPEG
-        assert json.loads(held[f"{BASE}/last"])["name"] == "Alice"
+        last = json.loads(held[f"{BASE}/last"])
+        assert (last["name"], last["visit"]) == ("Alice", 1)
         attrs = json.loads(held[f"{BASE}/person/alice/attributes"])
         assert attrs["confidence"] == 0.9 and attrs["last_seen"].startswith("2023-11-14T22:")
         assert f"{BASE}/event" not in held
@@ -368,3 +373,192 @@ def test_cpu_temperature_from_the_thermal_zone(broker, tmp_path, monkeypatch):
         stats = json.loads(rec.last(f"{BASE}/stats").payload)
         assert stats["cpu_temp_c"] == 48.3 and stats["latency_ms"] == 250.0
         sink.close()
+
+
+def test_other_programs_configs_on_the_same_node_are_left_alone(broker):
+    """An ESPHome doorbell whose node is also `pi`: edge removes only what edge published."""
+    esphome = {
+        "homeassistant/sensor/pi/wifi_signal/config": {
+            "name": "WiFi Signal",
+            "unique_id": "esphome_pi_wifi_signal",
+            "state_topic": "pi/sensor/wifi_signal/state",
+            "availability_topic": "pi/status",
+        },
+        "homeassistant/binary_sensor/pi/doorbell_button/config": {
+            "name": "Doorbell",
+            "unique_id": "esphome_pi_doorbell_button",
+            "state_topic": "pi/binary_sensor/doorbell_button/state",
+        },
+    }
+    with Recorder(broker, []) as rec:
+        for topic, cfg in esphome.items():
+            rec.client.publish(topic, json.dumps(cfg), qos=1, retain=True).wait_for_publish()
+    gone = "homeassistant/binary_sensor/pi/person_bob/config"
+    first = MqttSink(make_cfg(broker))
+    first.start(["Alice", "Bob"])
+    first.close()
+    second = MqttSink(make_cfg(broker))
+    second.start(["Alice"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and gone in (held := retained(broker, "#", 0.3)):
+        pass
+    second.close()
+    held = retained(broker, "homeassistant/#", 0.5)
+    assert gone not in held, "edge's own stale entity is still removed"
+    for topic, cfg in esphome.items():
+        assert json.loads(held[topic]) == cfg
+
+
+def test_device_ids_with_the_same_slug_are_refused(broker, caplog):
+    """'Front Door' runs; 'front-door' (same node) refuses to start and leaves it alone."""
+    caplog.set_level(logging.INFO)
+    first = MqttSink(make_cfg(broker, **{"mqtt.device_id": "Front Door"}))
+    first.start(["Alice"])
+    with Recorder(broker, ["edge/Front Door/status"]) as rec:
+        assert rec.wait_payload("edge/Front Door/status", "online")
+        second = MqttSink(make_cfg(broker, **{"mqtt.device_id": "front-door"}))
+        second.start(["Alice"])
+        deadline = time.monotonic() + 10
+        while second.failure is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second.close()
+        assert second.failure is not None
+        assert "mqtt.device_id 'front-door'" in second.failure
+        assert "'Front Door' already uses" in second.failure
+        held = retained(broker, "homeassistant/#", 0.5)
+        config = json.loads(held["homeassistant/binary_sensor/front_door/person_alice/config"])
+        assert config["availability_topic"] == "edge/Front Door/status"
+        assert first.reconnects == 0
+        assert [m.payload for m in rec.messages] == [b"online"]
+        assert "edge/front-door/status" not in retained(broker, "edge/#", 0.3)
+    first.close()
+
+
+def test_retained_switch_command_is_ignored(broker, caplog):
+    """A retained OFF left on enabled/set by some client does not silence a fresh start."""
+    caplog.set_level(logging.INFO)
+    with Recorder(broker, [f"{BASE}/enabled", f"{BASE}/person/alice"]) as rec:
+        rec.client.publish(f"{BASE}/enabled/set", "OFF", qos=1, retain=True).wait_for_publish()
+        sink = MqttSink(make_cfg(broker))
+        sink.start(["Alice"])
+        assert rec.wait_payload(f"{BASE}/enabled", "ON")
+        sink.event(ev("recognized", "Alice", 1, 1))
+        assert rec.wait_payload(f"{BASE}/person/alice", "ON"), "the event was not dropped"
+        sink.close()
+    assert sink.enabled is True
+    ignored = [r.getMessage() for r in mqtt_records(caplog) if "retained" in r.getMessage()]
+    assert len(ignored) == 1 and "'OFF' on edge/pi/enabled/set" in ignored[0]
+
+
+def test_event_computed_before_the_switch_off_does_not_turn_presence_on(broker):
+    """The loop may publish an arrival it computed just before the OFF reached it."""
+    with Recorder(broker, [f"{BASE}/enabled"]) as rec:
+        sink = MqttSink(make_cfg(broker))
+        sink.start(["Alice"])
+        assert rec.wait_payload(f"{BASE}/enabled", "ON")
+        rec.client.publish(f"{BASE}/enabled/set", "OFF", qos=1)
+        assert rec.wait_payload(f"{BASE}/enabled", "OFF")
+        sink.event(ev("unknown", None, 1, 1))  # in flight in the loop when OFF arrived
+        sink.event(ev("recognized", "Alice", 2, 2))
+        rec.client.publish(f"{BASE}/enabled/set", "ON", qos=1)  # queued after those events
+        assert rec.wait_payload(f"{BASE}/enabled", "ON")
+        held = retained(broker, f"{BASE}/#", 0.5)
+        sink.close()
+    assert held[f"{BASE}/unknown"] == b"OFF"
+    assert held[f"{BASE}/person/alice"] == b"OFF"
+
+
+def test_network_payloads_are_logged_cut_short_and_rediscovery_is_rate_limited(broker, caplog):
+    caplog.set_level(logging.INFO)
+    topic = "homeassistant/binary_sensor/pi/person_alice/config"
+    with Recorder(broker, [topic, f"{BASE}/enabled"]) as rec:
+        sink = MqttSink(make_cfg(broker))
+        sink.start(["Alice"])
+        assert rec.wait_for(lambda: len(rec.on(topic)) == 1)
+        rec.client.publish(f"{BASE}/enabled/set", "X" * 1_000_000, qos=1).wait_for_publish()
+        for _ in range(300):
+            rec.client.publish("homeassistant/status", "online", qos=1)
+        rec.client.publish(f"{BASE}/enabled/set", "OFF", qos=1).wait_for_publish()
+        assert rec.wait_payload(f"{BASE}/enabled", "OFF")  # every message before it was handled
+        assert rec.wait_for(lambda: len(rec.on(topic)) >= 2)
+        time.sleep(1.0)
+        sink.close()
+    assert len(rec.on(topic)) == 2, "one re-announcement for a flood of `online`"
+    longest = max(len(r.getMessage()) for r in caplog.records)
+    assert longest < 300
+    assert "(1000000 characters)" in caplog.text
+    said = [r for r in caplog.records if "Home Assistant is online" in r.getMessage()]
+    assert len(said) <= 2
+
+
+def test_the_last_visitor_is_named_or_ignored_from_home_assistant(broker, caplog):
+    caplog.set_level(logging.INFO)
+    calls: list[tuple[int, str | None]] = []
+    with Recorder(broker, [f"{BASE}/visitor/#", f"{BASE}/visitor", "homeassistant/#"]) as rec:
+        stale = rec.client.publish(f"{BASE}/visitor/name/set", "Tony", qos=1, retain=True)
+        stale.wait_for_publish()  # left by some client before edge starts: never acted on
+        sink = MqttSink(make_cfg(broker))
+        sink.visitor_handler = lambda visit, name: calls.append((visit, name)) or True
+        sink.start(["Alice"])
+        wanted = ("name_visitor", "ignore_visitor", "last_visitor")
+        assert rec.wait_for(lambda: all(any(w in m.topic for m in rec.messages) for w in wanted))
+        configs = {
+            m.topic: json.loads(m.payload) for m in rec.messages if m.topic.endswith("/config")
+        }
+        text = configs["homeassistant/text/pi/name_visitor/config"]
+        assert text["command_topic"] == f"{BASE}/visitor/name/set" and text["max"] == 64
+        button = configs["homeassistant/button/pi/ignore_visitor/config"]
+        assert button["command_topic"] == f"{BASE}/visitor/ignore"
+        image = configs["homeassistant/image/pi/last_visitor/config"]
+        assert image["image_topic"] == f"{BASE}/visitor/image"
+
+        rec.client.publish(f"{BASE}/visitor/name/set", "Tony", qos=1)  # nobody came yet
+        deadline = time.monotonic() + 10
+        while not any("no unknown visitor yet" in r.getMessage() for r in mqtt_records(caplog)):
+            assert time.monotonic() < deadline, "the early name was not refused"
+            time.sleep(0.05)
+        sink.event(ev("unknown", None, 7, 70), JPEG)
+        assert rec.wait_payload(f"{BASE}/visitor/image", JPEG)
+        assert json.loads(rec.last(f"{BASE}/visitor").payload)["visitor"] == 7
+        rec.client.publish(f"{BASE}/visitor/name/set", "x" * 65, qos=1)  # too long
+        rec.client.publish(f"{BASE}/visitor/name/set", "Tony", qos=1)
+        assert rec.wait_payload(f"{BASE}/visitor/name", "Tony")
+        rec.client.publish(f"{BASE}/visitor/ignore", "PRESS", qos=1)
+        assert rec.wait_for(lambda: len(calls) == 2)
+        sink.close()
+    assert calls == [(7, "Tony"), (7, None)]
+    said = [r.getMessage() for r in mqtt_records(caplog)]
+    assert any("ignored: no unknown visitor yet" in m for m in said), said
+    assert any("ignored the retained 'Tony'" in m for m in said), said
+    assert any("(a name of 1-64 characters)" in m for m in said), said
+
+
+def test_entity_ids_stay_with_their_people_across_retrains(broker, tmp_path):
+    model = tmp_path / "faces.tflite"
+    model.write_bytes(b"")  # the slug map lives beside the model; its content is not read here
+    cfg = make_cfg(broker, **{"recognize.model": str(model)})
+
+    def slugs(labels: list[str]) -> dict[str, str]:
+        with Recorder(broker, ["homeassistant/binary_sensor/pi/#"]) as rec:
+            sink = MqttSink(cfg)
+            sink.start(labels)
+            assert rec.wait_for(
+                lambda: sum("person_" in m.topic for m in rec.messages) >= len(labels)
+            )
+            sink.close()
+        last = {m.topic: m.payload for m in rec.messages if "person_" in m.topic}
+        return {
+            json.loads(payload)["name"]: topic.split("/")[-2].removeprefix("person_")
+            for topic, payload in last.items()
+            if payload  # an empty retained config: the entity was removed
+        }
+
+    assert slugs(["José"]) == {"José": "jose"}
+    # sorted order would now give "Jose" the slug jose and José jose_2: the map keeps José's
+    assert slugs(["Jose", "José"]) == {"Jose": "jose_2", "José": "jose"}
+    assert slugs(["Jose"]) == {"Jose": "jose_2"}  # forgotten José's slug is not handed on
+    assert json.loads((tmp_path / "faces.slugs.json").read_text()) == {
+        "José": "jose",
+        "Jose": "jose_2",
+    }
+    assert (tmp_path / "faces.slugs.json").stat().st_mode & 0o777 == 0o600

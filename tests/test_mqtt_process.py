@@ -115,3 +115,31 @@ def test_broker_restart_mid_run_loses_no_event(tmp_path, clip, trained_model):
     lost = [line for line in err.splitlines() if "connection to" in line and "lost" in line]
     assert len(lost) == 1, err[-3000:]
     assert "Traceback" not in err
+
+
+def test_device_id_clashing_with_a_running_device_exits_2(tmp_path, clip, models_dir):
+    """'front-door' slugs like the running 'Front Door': one line, exit 2, the other untouched."""
+    from edge.config import load_config
+    from edge.mqtt import MqttSink
+
+    with Broker(tmp_path / "broker") as broker:
+        cfg = write_config(tmp_path / "edge.yaml", broker, "")
+        cfg.write_text(cfg.read_text().replace(f"device_id: {DEVICE}", "device_id: front-door"))
+        front = load_config(
+            None,
+            {"mqtt.host": broker.host, "mqtt.port": broker.port, "mqtt.device_id": "Front Door"},
+        )
+        running = MqttSink(front)
+        running.start([])
+        with Recorder(broker, ["edge/Front Door/status"]) as rec:
+            assert rec.wait_payload("edge/Front Door/status", "online")
+            proc = edge(tmp_path / "edge.log", "--config", str(cfg), "--source", str(clip))
+            out, _ = proc.communicate(timeout=120)
+            err = (tmp_path / "edge.log").read_text()
+            assert proc.returncode == 2, err[-2000:]
+            errors = [line for line in err.splitlines() if line.startswith("error:")]
+            assert len(errors) == 1 and "'Front Door' already uses" in errors[0], err[-2000:]
+            assert "Traceback" not in err and out == ""
+            assert [m.payload for m in rec.messages] == [b"online"]
+            assert running.reconnects == 0
+        running.close()

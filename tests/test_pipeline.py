@@ -27,7 +27,7 @@ from tests.broker import free_port
 from tests.conftest import MODELS, ROOT, run_edge
 from tests.doorbell import make_clip, score_events
 
-EVENT_KEYS = ["type", "name", "confidence", "track", "box", "frame", "source_time", "time"]
+EVENT_KEYS = ["type", "name", "confidence", "track", "visit", "box", "frame", "source_time", "time"]
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,11 @@ def test_doorbell_clip_gives_one_correct_event_per_visit(clip, config, tmp_path)
         assert kinds == (["recognized"] if v["known"] else ["unknown"]), (v, during)
     names = [e["name"] for e in events if e["type"] == "recognized"]
     assert sorted(names) == sorted(e["name"] for e in events if e["type"] == "left" and e["name"])
+    arrivals = [e for e in events if e["type"] != "left"]
+    assert len({e["visit"] for e in arrivals}) == len(timeline["visits"])  # one id per visit
+    for e in arrivals:  # ... ended by a `left` with that id and the same name
+        (left,) = [x for x in events if x["type"] == "left" and x["visit"] == e["visit"]]
+        assert left["name"] == e["name"] and left["frame"] > e["frame"]
     # A stranger's crop was saved for later clustering, a known face's was not.
     saved = list((config.parent / "unknown").glob("*.jpg"))
     assert len(saved) == sum(not v["known"] for v in timeline["visits"])
@@ -151,6 +156,7 @@ def test_quick_start_without_a_model_is_detect_only(models_dir, tmp_path):
     events = _events(proc.stdout)
     assert [e["type"] for e in events] == ["unknown", "left"]
     assert all(e["name"] is None for e in events)
+    assert events[0]["visit"] == events[1]["visit"]
     assert len(list((tmp_path / "unknown").glob("*.jpg"))) == 1
     assert json.loads((tmp_path / "s.json").read_text())["frames_read"] == 90
 

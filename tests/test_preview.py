@@ -252,3 +252,38 @@ def test_mjpeg_port_in_use_is_one_clear_line():
     assert str(err.value).startswith(
         f"preview.mjpeg_port: cannot serve MJPEG on 127.0.0.1:{server.port}: "
     )
+
+
+def _closed_by_server(sock, wait: float) -> bool:
+    """True when the server closes `sock` (recv gives b"" or a reset) within `wait` seconds."""
+
+    sock.settimeout(wait)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_mjpeg_connections_are_capped_and_idle_ones_time_out(data_dir, caplog):
+    """1100 idle connections once used every fd of the process: now at most MAX_CLIENTS stay."""
+    import socket
+
+    from edge.preview import MAX_CLIENTS
+
+    with MjpegServer("127.0.0.1", 0, timeout_s=3.0) as server:
+        server.update(scene(data_dir))
+        idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(30)]
+        try:
+            time.sleep(1.0)  # the server has accepted (and closed) what it will by now
+            closed = [s for s in idle if _closed_by_server(s, 0.05)]
+            assert len(closed) == 30 - MAX_CLIENTS
+            kept = [s for s in idle if s not in closed]
+            assert all(_closed_by_server(s, 10) for s in kept), "idle clients are dropped"
+        finally:
+            for s in idle:
+                s.close()
+        assert decode(get(f"http://127.0.0.1:{server.port}/snapshot.jpg")) is not None
+    refused = [r for r in caplog.records if "connections open" in r.getMessage()]
+    assert 1 <= len(refused) <= 3  # once per episode (the listen backlog interleaves accepts)

@@ -10,7 +10,7 @@ import pytest
 
 from edge.capture import Frame
 from edge.config import TrackConfig
-from edge.detect import Face
+from edge.detect import Face, iou
 from edge.track import Tracker, frontalness, score_crop
 from tests import splits
 
@@ -51,7 +51,7 @@ def test_jump_starts_a_new_track_and_old_one_expires(photo):
     image, box = photo
     tracker = Tracker(TrackConfig(iou_threshold=0.3, max_missed_s=1.0))
     tracker.update([Face(box, 0.9)], _frame(image, 0))
-    tracker.update([Face(_shift(box, 300), 0.9)], _frame(image, 1))
+    tracker.update([Face(_shift(box, 300), 0.9)], _frame(image, 1))  # beyond a face size away
     assert [t.id for t in tracker.tracks] == [1, 2]
     ended = []
     for i in range(2, 20):  # the first face is gone; the second keeps being seen
@@ -61,14 +61,55 @@ def test_jump_starts_a_new_track_and_old_one_expires(photo):
 
 
 def test_tracks_survive_frames_without_detection(photo):
-    """With detect.every_n_frames > 1 the loop calls expire() in between: tracks stay."""
+    """With detect.every_n_frames > 1 the loop calls coast() in between: tracks stay."""
     image, box = photo
     tracker = Tracker(TrackConfig(max_missed_s=1.0))
     tracker.update([Face(box, 0.9)], _frame(image, 0))
     for i in range(1, 10):
-        assert tracker.expire(_frame(image, i)) == []
-    assert len(tracker.tracks) == 1
-    assert [t.id for t in tracker.expire(_frame(image, 16))] == [1]
+        assert tracker.coast(_frame(image, i)) == []
+    assert len(tracker.tracks) == 1 and tracker.tracks[0].box == box  # no motion seen yet
+    assert [t.id for t in tracker.coast(_frame(image, 16))] == [1]
+
+
+def test_box_follows_a_moving_face_between_detections(photo):
+    """Detection every 5th frame, the face moves 6 px a frame: the box keeps up with it."""
+    image, box = photo
+    tracker = Tracker(TrackConfig())
+    for i in range(30):
+        true = _shift(box, 6 * i, -2 * i)
+        if i % 5 == 0:
+            tracker.update([Face(true, 0.9)], _frame(image, i))
+        else:
+            tracker.coast(_frame(image, i))
+        (t,) = tracker.tracks
+        if i >= 10:  # two detections have given the velocity
+            assert iou(t.box, true) > 0.9, (i, t.box, true)
+    assert t.hits == 6
+    tracker.coast(_frame(image, 60))  # no detection for 2 s: carried at most HORIZON_S
+    assert t.box == _shift(box, 6 * 25 + 45, -2 * 25 - 15)  # last seen at frame 25, + 0.5 s
+
+
+def test_fast_move_keeps_its_track(photo):
+    """A move that leaves no overlap with the old box but stays within a face size continues
+    the track; a face across the frame does not."""
+    image, box = photo
+    tracker = Tracker(TrackConfig(iou_threshold=0.3))
+    tracker.update([Face(box, 0.9)], _frame(image, 0))
+    tracker.update([Face(_shift(box, 70), 0.9)], _frame(image, 1))
+    assert [t.id for t in tracker.tracks] == [1]
+    tracker.update([Face(_shift(box, 400), 0.9)], _frame(image, 2))
+    assert [t.id for t in tracker.tracks] == [1, 2]
+
+
+def test_unconfirmed_box_fades_within_the_detection_interval(photo):
+    image, box = photo
+    tracker = Tracker(TrackConfig(max_missed_s=1.0))
+    tracker.update([Face(box, 0.9)], _frame(image, 0))
+    for i in range(1, 5):
+        tracker.coast(_frame(image, i))
+        assert [t.id for t in tracker.confirmed(5)] == [1]
+    tracker.update([], _frame(image, 5))  # the face is gone at the next detection
+    assert tracker.confirmed(5) == [] and len(tracker.tracks) == 1  # still kept for matching
 
 
 def test_two_faces_keep_their_own_tracks(photo):
@@ -109,6 +150,10 @@ def test_track_keeps_best_crops_and_skips_unusable(photo):
     best.tried = True
     assert t.best_untried(min_size=40).frame == 0
     assert t.best_untried(min_size=200) is None  # faces under recognize.min_face_px are skipped
+    for c in t.crops:
+        c.tried = True
+    tracker.update([Face(box, 0.9)], _frame(blurred, 2))  # worse than both, but fresh
+    assert t.best_untried(min_size=40).frame == 2 and len(t.crops) == 1
     x, y, w, h = t.crops[0].face.box  # the crop's face box is relative to the cut
     assert t.crops[0].image.shape[0] > h and t.crops[0].image.shape[1] > w
 

@@ -6,6 +6,7 @@ import json
 import stat
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -38,13 +39,18 @@ def test_edge_collects_unknown_visitors(
     n_unknown = sum(e["type"] == "unknown" for e in events)
     assert n_unknown >= 1
 
-    # One capture per unknown visit, nothing of recognized people; private files.
+    # A few different crops per unknown visit, under that visit's id; nothing of recognized
+    # people; private files.
     metas = sorted(unknown_dir.glob("*.json"))
-    assert len(metas) == n_unknown
+    visits = {e["visit"] for e in events if e["type"] == "unknown"}
+    per_visit = Counter(json.loads(m.read_text())["visit"] for m in metas)
+    assert set(per_visit) == visits
+    assert all(1 <= n <= 4 for n in per_visit.values()), per_visit
+    assert max(per_visit.values()) >= 2, per_visit  # one visit gives several crops
     assert stat.S_IMODE(unknown_dir.stat().st_mode) == 0o700
     for meta_path in metas:
         meta = json.loads(meta_path.read_text())
-        assert meta["name"] == "unknown" and set(meta) >= {"time", "track", "confidence"}
+        assert meta["name"] == "unknown" and set(meta) >= {"time", "track", "visit", "confidence"}
         for name in (meta_path.name, meta["image"], meta["embedding"]):
             assert stat.S_IMODE((unknown_dir / name).stat().st_mode) == 0o600
 

@@ -8,6 +8,7 @@ unknown entities changing state, and the image entity must serve a JPEG.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -16,12 +17,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from edge.config import load_config
-from edge.mqtt import MqttSink, slugify
+from edge.mqtt import MqttSink
+from edge.slugs import slugify
 from tests.broker import Broker, free_port, retained
 from tests.conftest import ROOT
 
@@ -112,6 +115,47 @@ logger:
     )
 
 
+@contextlib.contextmanager
+def running_hass(tmp_path: Path, broker: Broker) -> Iterator[tuple[Api, Path]]:
+    """A Home Assistant, onboarded, with the MQTT integration on `broker`; stopped after."""
+    if not HASS.exists():
+        pytest.skip("no .venv-ha: run tests/ha/setup.sh (or tests/ha/run.sh)")
+    port = free_port()
+    _hass_config(tmp_path / "hass", port)
+    hass_log = tmp_path / "hass.log"
+    with open(hass_log, "w") as out:
+        hass = subprocess.Popen(
+            [str(HASS), "-c", str(tmp_path / "hass"), "--skip-pip"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        api = Api(port)
+        api.wait_up(hass, hass_log)
+        api.onboard()
+        flow = api.call("POST", "/api/config/config_entries/flow", {"handler": "mqtt"})
+        assert flow.get("step_id") == "broker", flow
+        entry = api.call(
+            "POST",
+            f"/api/config/config_entries/flow/{flow['flow_id']}",
+            {
+                "broker": broker.host,
+                "port": broker.port,
+                "username": "hass",
+                "password": USERS["hass"],
+            },
+        )
+        assert entry.get("type") == "create_entry", entry
+        yield api, hass_log
+    finally:
+        hass.send_signal(signal.SIGTERM)
+        try:
+            hass.wait(60)
+        except subprocess.TimeoutExpired:
+            hass.kill()
+            hass.wait()
+
+
 @pytest.fixture
 def clip(data_dir: Path, tmp_path: Path) -> Path:
     from tests.doorbell import make_clip
@@ -124,35 +168,15 @@ def test_home_assistant_discovers_edge(tmp_path, clip, trained_model, capsys):
     if not HASS.exists():
         pytest.skip("no .venv-ha: run tests/ha/setup.sh (or tests/ha/run.sh)")
     labels = json.loads(trained_model.with_suffix(".json").read_text())["labels"]
-    with Broker(tmp_path / "broker", users=USERS) as broker:
-        port = free_port()
-        _hass_config(tmp_path / "hass", port)
-        hass_log = tmp_path / "hass.log"
-        with open(hass_log, "w") as out:
-            hass = subprocess.Popen(
-                [str(HASS), "-c", str(tmp_path / "hass"), "--skip-pip"],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+    with (
+        Broker(tmp_path / "broker", users=USERS) as broker,
+        running_hass(tmp_path, broker) as (
+            api,
+            hass_log,
+        ),
+    ):
         edge_proc = None
         try:
-            api = Api(port)
-            api.wait_up(hass, hass_log)
-            api.onboard()
-            flow = api.call("POST", "/api/config/config_entries/flow", {"handler": "mqtt"})
-            assert flow.get("step_id") == "broker", flow
-            entry = api.call(
-                "POST",
-                f"/api/config/config_entries/flow/{flow['flow_id']}",
-                {
-                    "broker": broker.host,
-                    "port": broker.port,
-                    "username": "hass",
-                    "password": USERS["hass"],
-                },
-            )
-            assert entry.get("type") == "create_entry", entry
-
             cfg = tmp_path / "edge.yaml"
             cfg.write_text(
                 f"""stats_interval_s: 2
@@ -227,12 +251,6 @@ mqtt:
             if edge_proc is not None and edge_proc.poll() is None:
                 edge_proc.kill()
                 edge_proc.wait()
-            hass.send_signal(signal.SIGTERM)
-            try:
-                hass.wait(60)
-            except subprocess.TimeoutExpired:
-                hass.kill()
-                hass.wait()
         held = retained(broker, f"edge/{DEVICE}/#", 0.5, username="hass", password=USERS["hass"])
 
     with capsys.disabled():
@@ -305,3 +323,102 @@ print(json.dumps(bad))
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.splitlines()[-1]) == []
     assert "homeassistant/sensor/doorpi/cpu_temperature/config" in sink.discovery()
+
+
+def _returning_stranger_seed(data_dir: Path, visits: int = 5) -> int:
+    """A doorbell-clip seed whose one stranger comes twice, in two photos, 3 visits apart."""
+    from tests.doorbell import plan_visits
+
+    for seed in range(100):
+        came = [
+            (i, v) for i, v in enumerate(plan_visits(data_dir, visits, seed + 1)) if not v["known"]
+        ]
+        if (
+            len(came) == 2
+            and came[0][1]["person"] == came[1][1]["person"]
+            and came[0][1]["photo"] != came[1][1]["photo"]
+            and came[1][0] - came[0][0] >= 3
+        ):
+            return seed
+    pytest.fail("no clip seed with a returning stranger")
+
+
+def test_home_assistant_names_a_visitor_who_is_then_recognized(
+    tmp_path, data_dir, trained_model, capsys
+):
+    """Set the "name the last visitor" text entity over Home Assistant's REST API during a
+    live run: the visitor's presence sensor appears and turns on at their next visit."""
+    import shutil
+
+    from tests.doorbell import make_clip
+
+    timeline = make_clip(
+        data_dir, tmp_path / "clip", visits=5, seed=_returning_stranger_seed(data_dir)
+    )
+    stranger = next(v["person"] for v in timeline["visits"] if not v["known"])
+    models = tmp_path / "models"
+    models.mkdir()
+    meta = json.loads(trained_model.with_suffix(".json").read_text())
+    for name in (trained_model.name, trained_model.with_suffix(".json").name, meta["store"]):
+        shutil.copy2(trained_model.with_name(name), models / name)
+    with (
+        Broker(tmp_path / "broker", users=USERS) as broker,
+        running_hass(tmp_path, broker) as (
+            api,
+            hass_log,
+        ),
+    ):
+        cfg = tmp_path / "edge.yaml"
+        cfg.write_text(
+            f"""recognize:
+  model: {models / "faces.tflite"}
+  watch_s: 0.5
+unknown_faces:
+  dir: {tmp_path / "unknown"}
+enroll:
+  dataset: {tmp_path / "dataset"}
+mqtt:
+  host: {broker.host}
+  port: {broker.port}
+  username: edge
+  password_file: {tmp_path / "edge.pw"}
+  device_id: {DEVICE}
+"""
+        )
+        (tmp_path / "edge.pw").write_text(USERS["edge"] + "\n")
+        edge_log = tmp_path / "edge.log"
+        with open(edge_log, "w") as err:
+            edge_proc = subprocess.Popen(
+                [sys.executable, "-m", "edge", "--config", str(cfg), "--realtime", "--source",
+                 str(tmp_path / "clip" / "clip.mp4")],
+                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err,
+            )  # fmt: skip
+        tony = f"binary_sensor.{DEVICE}_person_tony"
+        text = f"text.{DEVICE}_name_visitor"
+        named_at = None
+        history: list[str] = []
+        try:
+            deadline = time.monotonic() + 240
+            while edge_proc.poll() is None and time.monotonic() < deadline:
+                states = api.states()
+                unknown = states.get(f"binary_sensor.{DEVICE}_unknown", {}).get("state")
+                if named_at is None and unknown == "on" and text in states:
+                    api.call("POST", "/api/services/text/set_value",
+                             {"entity_id": text, "value": "Tony"})  # fmt: skip
+                    named_at = time.monotonic()
+                state = states.get(tony, {}).get("state")
+                if state and (not history or history[-1] != state):
+                    history.append(state)
+                time.sleep(0.25)
+            assert edge_proc.wait(60) == 0, edge_log.read_text()[-3000:]
+        finally:
+            if edge_proc.poll() is None:
+                edge_proc.kill()
+                edge_proc.wait()
+    log = edge_log.read_text()
+    with capsys.disabled():
+        print(f"\n{tony} ({stranger}, named from Home Assistant): {' -> '.join(history)}")
+    assert named_at is not None, "the unknown sensor never turned on"
+    assert "MQTT: naming visitor" in log and "named Tony" in log, log[-3000:]
+    assert "(8 people in the model)" in log, log[-3000:]
+    assert "on" in history, f"{tony} never turned on: {history}\n{log[-3000:]}"

