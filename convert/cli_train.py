@@ -150,7 +150,7 @@ def train(args, cfg: Config, models_dir: Path) -> dict:
     crops = np.stack([s.crop_rgb for s in samples])
     tmp = model_path.with_name(f".{model_path.name}.tmp")
     try:
-        log.info("exporting the int8 model (converting the graph takes about 30 s)")
+        log.info("exporting the int8 model (converting the graph: 10-60 s)")
         tmp.write_bytes(export.convert(backbone, head, crops))
         t_export = time.monotonic()
         from edge.tflite import load_interpreter

@@ -110,6 +110,7 @@ def test_bad_files_are_reported_and_the_rest_is_used(tmp_path, data_dir):
     assert "  skipped notes.txt: not a jpg/jpeg/png/webp image" in table
     metrics = json.loads(proc.stdout)
     per_person = {r["person"]: r for r in metrics.pop("per_person")}
+    assert metrics.pop("model") == str(out / "faces.tflite")  # --out DIR: the file written there
     assert per_person[c]["left_out"] == "only 1 usable photo(s), need 2"
     assert sorted(x["file"] for x in per_person[a]["skipped"]) == [
         f"{a}/{n}" for n in ("brick.png", "broken.jpg", "loop.jpg", "pipe.jpg")
