@@ -23,7 +23,7 @@ from convert.dataset import (
 from convert.hashing import file_hash
 from edge.config import Config
 from edge.errors import UserError
-from edge.images import file_problem, iter_images
+from edge.images import iter_images
 
 log = logging.getLogger("convert.enroll")
 
@@ -147,6 +147,8 @@ def enroll(
     missing = [p for p in photos if not Path(p).exists()]
     if missing:
         raise UserError(f"{missing[0]}: no such photo or folder")
+    from edge.images import file_problem
+
     files = []
     for f in iter_images(photos):
         problem = file_problem(f)
