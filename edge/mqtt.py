@@ -442,9 +442,8 @@ class MqttSink(Sink):
         track = event.get("track")
         group: list[Message] = []
         with self._cond:
-            if (
-                not self.enabled
-            ):  # computed before the switch-off reached the loop: nobody is watched
+            # Computed before the switch-off reached the loop: nobody is watched any more.
+            if not self.enabled:
                 return
             if kind == "recognized" and name:
                 self._names.add(name)
