@@ -83,6 +83,15 @@ def _require_rejection(root: Path, measured: float | None, floor: float) -> None
             f"no model written (is one person's folder holding other people's photos? "
             f"--min-stranger-rejection {measured:.2f} writes it anyway)"
         )
+    if measured is not None and measured < MIN_STRANGER_REJECTION:
+        log.warning(
+            "%s: writing a model that rejects only %.2f of held-out strangers "
+            "(--min-stranger-rejection %.2f; the default floor is %.2f)",
+            root,
+            measured,
+            floor,
+            MIN_STRANGER_REJECTION,
+        )
 
 
 def model_target(out: str | Path) -> Path:

@@ -224,3 +224,12 @@ def test_model_that_names_strangers_is_not_written(tmp_path, data_dir):
         line,
     ), line
     assert not out.exists() or not any(out.iterdir())
+    measured = re.search(r"rejection (0\.\d\d)", line).group(1)
+    proc = run_convert("train", str(ds), "--out", str(out), "--min-stranger-rejection", measured)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (
+        f"{ds}: writing a model that rejects only {measured} of held-out strangers "
+        f"(--min-stranger-rejection {measured}; the default floor is 0.80)"
+    ) in proc.stderr
+    written = {p.name for p in out.iterdir()}
+    assert {"faces.json", "faces.tflite"} <= written and not any(".tmp" in n for n in written)
