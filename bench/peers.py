@@ -1225,7 +1225,7 @@ def _profile_note(result: dict) -> str:
 
 
 def _why(result: dict, p: dict) -> str:
-    """What 5x would take, against what the Haar pass alone costs."""
+    """What the speed target would take, against what the Haar pass alone costs."""
     fr = _get(result["rows"]["face_recognition"], "video", "doorbell", "cpu_ms_per_frame")
     if not fr:
         return ""
