@@ -137,6 +137,7 @@ class Enroller:
             rules = calibrate(held_out_scores(emb, y, n))
             head = fit_head(emb.reshape(-1, emb.shape[-1]), np.repeat(y, N_AUG), n)
             self.store.weights, self.store.bias = head.weights, head.bias
+            meta["head"] = "store"  # FaceModel applies the refit head, not the model's own
             chosen = rules["chosen"]
             meta["thresholds"] = {
                 **meta["thresholds"],
