@@ -98,7 +98,7 @@ def test_detect_goes_on_past_a_fifo_a_loop_and_a_huge_image(data_dir, tmp_path, 
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [line["image"] for line in lines] == [str(good)]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 3, proc.stderr
+    assert len(errors) == 3 and all(str(folder) in e for e in errors), proc.stderr
     assert f"{odd['fifo']}: not a regular file" in proc.stderr
     assert f"{odd['loop']}: unreadable (Too many levels of symbolic links)" in proc.stderr
     assert "huge.png: 20000x20000 pixels" in proc.stderr
@@ -179,7 +179,7 @@ def test_identify_goes_on_past_odd_files(data_dir, tmp_path, trained_model):
     shown = [json.loads(line)["image"] for line in proc.stdout.splitlines()]
     assert shown == [str(latin1_name(folder)), str(folder / "good.jpg")]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 3, proc.stderr
+    assert len(errors) == 3 and all(str(folder) in e for e in errors), proc.stderr
     assert f"{odd['fifo']}: not a regular file" in proc.stderr
     assert f"{odd['loop']}: unreadable (Too many levels of symbolic links)" in proc.stderr
     assert "huge.png: 20000x20000 pixels" in proc.stderr
