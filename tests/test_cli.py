@@ -220,3 +220,27 @@ def test_setup_help_is_a_usage_text():
     for option in ("--convert", "--test-deps", "--test", "--install-service"):
         assert option in proc.stdout
     assert "set -euo" not in proc.stdout
+
+
+def test_quieting_native_stderr_holds_other_threads_log_lines(tmp_path):
+    """fd 2 is the process's: a log line another thread writes while TFLite or OpenCV is
+    silenced must wait and then appear, not vanish with the native noise."""
+    script = tmp_path / "quiet.py"
+    script.write_text(
+        "import logging, os, sys, threading, time\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from edge.quiet import quiet_native_stderr\n"
+        "logging.basicConfig(stream=sys.stderr, format='%(message)s')\n"
+        "started = threading.Event()\n"
+        "def other():\n"
+        "    started.wait()\n"
+        "    logging.warning('from the other thread')\n"
+        "t = threading.Thread(target=other); t.start()\n"
+        "with quiet_native_stderr():\n"
+        "    started.set(); time.sleep(0.3)\n"
+        "    os.write(2, b'native noise\\n')\n"
+        "t.join()\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "from the other thread\n"

@@ -551,6 +551,10 @@ def test_the_last_visitor_is_named_or_ignored_from_home_assistant(broker, caplog
     assert any("ignored: no unknown visitor yet" in m for m in said), said
     assert any("ignored the retained 'Tony'" in m for m in said), said
     assert any("(a name of 1-64 characters)" in m for m in said), said
+    infos = [r.getMessage() for r in mqtt_records(caplog, logging.INFO)]
+    assert "MQTT: naming visitor 7 as 'Tony'" in infos and "MQTT: ignoring visitor 7" in infos, (
+        infos
+    )
 
 
 def test_entity_ids_stay_with_their_people_across_retrains(broker, tmp_path):

@@ -247,7 +247,17 @@ def test_home_assistant_discovers_edge(tmp_path, clip, trained_model, capsys):
                     switched = True
                 time.sleep(0.25)
             assert edge_proc.poll() == 0, edge_log.read_text()[-3000:]
-            final = api.states()
+            # edge said `offline` as it exited; Home Assistant may take a moment to show it
+            deadline = time.monotonic() + 15
+            while True:
+                final = api.states()
+                mine = {e: st["state"] for e, st in final.items() if f"{DEVICE}_" in e}
+                for eid, state in mine.items():
+                    if seen.setdefault(eid, [])[-1:] != [state]:
+                        seen[eid].append(state)
+                if all(v == "unavailable" for v in mine.values()) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.25)
         finally:
             if edge_proc is not None and edge_proc.poll() is None:
                 edge_proc.kill()
