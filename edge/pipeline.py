@@ -371,7 +371,10 @@ class Loop:
 
     def _show(self, frame: Frame) -> bool:
         """Annotate and show the frame; False when the user closed the window."""
-        if self.window is None and self.mjpeg is None and self.web is None:
+        if self.web is not None and self.web.feed.status_due():
+            self.web.feed.status(self._web_status())
+        watched = self.web is not None and self.web.feed.frames.wanted
+        if self.window is None and self.mjpeg is None and not watched:
             return True
         from edge.preview import annotate
 
@@ -388,15 +391,13 @@ class Loop:
         image = annotate(frame.image, items, fps)
         if self.mjpeg is not None:
             self.mjpeg.update(image)
-        if self.web is not None:
+        if watched:
             self.web.feed.frames.update(image)
-            if self.web.feed.status_due():
-                self.web.feed.status(self._web_status(fps))
         if self.window is not None:
             return self.window.show(image)
         return True
 
-    def _web_status(self, fps: float) -> dict:
+    def _web_status(self) -> dict:
         """What the web app's Status page shows."""
         s = self.stats.summary(
             self.source.frames_read, self.source.frames_dropped, self.judge.crop_seconds
@@ -404,7 +405,7 @@ class Loop:
         connected = getattr(self.sink, "_connected", None)  # MqttSink only
         mqtt = "off (stdout)" if connected is None else ("connected" if connected else "not connected")  # fmt: skip
         return s | {
-            "fps": round(fps, 2), "cpu_temp_c": cpu_temperature(), "mqtt": mqtt,
+            "cpu_temp_c": cpu_temperature(), "mqtt": mqtt,
             "present": len(self.presence.people), "source": self.source.name,
             "model": self.cfg.recognize.model if self.stages.model else "",
             "people": len(self.stages.labels),

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
@@ -169,6 +170,23 @@ class LatestFrame:
         self._jpeg: bytes = b""
         self._jpeg_seq = -1
         self._closed = False
+        self._viewers = 0
+
+    @property
+    def wanted(self) -> bool:
+        """Someone is waiting for frames (a producer may skip drawing them otherwise)."""
+        return self._viewers > 0
+
+    @contextlib.contextmanager
+    def viewer(self):
+        """Count the enclosed block as one viewer of the frames."""
+        with self._cond:
+            self._viewers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._viewers -= 1
 
     def update(self, image_bgr: np.ndarray) -> None:
         """Publish a new frame (kept by reference: do not modify it afterwards)."""
@@ -186,18 +204,26 @@ class LatestFrame:
                 return None
             if self._closed:
                 return None
-            if self._jpeg_seq != self._seq:  # encode once per frame, only when someone asks
-                ok, buf = cv2.imencode(
-                    ".jpg", self._image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
-                )
-                if not ok:
-                    return None
-                self._jpeg, self._jpeg_seq = buf.tobytes(), self._seq
-            return self._seq, self._jpeg
+            if self._jpeg_seq == self._seq:
+                return self._seq, self._jpeg
+            image, seq = self._image, self._seq
+        # Encoded outside the lock: the capture loop's update() never waits for an encoder.
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            return None
+        with self._cond:
+            if seq > self._jpeg_seq:
+                self._jpeg, self._jpeg_seq = buf.tobytes(), seq
+        return seq, buf.tobytes()
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def seq(self) -> int:
+        """The number of the newest frame (0 before the first)."""
+        return self._seq
 
     def close(self) -> None:
         """Wake and end every stream."""
@@ -208,7 +234,8 @@ class LatestFrame:
 
 def send_snapshot(handler: BaseHTTPRequestHandler, frames: LatestFrame) -> None:
     """Answer with the newest frame as one JPEG (503 before the first frame)."""
-    got = frames.jpeg(timeout=0.5)
+    with frames.viewer():
+        got = frames.jpeg(after=frames.seq, timeout=0.5) or frames.jpeg(timeout=0.1)
     if got is None:
         handler.send_error(503, "no frame yet")
         return
@@ -220,28 +247,32 @@ def send_snapshot(handler: BaseHTTPRequestHandler, frames: LatestFrame) -> None:
     handler.wfile.write(got[1])
 
 
-def send_stream(handler: BaseHTTPRequestHandler, frames: LatestFrame) -> None:
-    """Answer with the frames as MJPEG until the viewer goes away or the server closes."""
+def send_stream(handler: BaseHTTPRequestHandler, frames: LatestFrame, max_fps: float = 0.0) -> None:
+    """Answer with the frames as MJPEG until the viewer goes away or the server closes;
+    `max_fps` > 0 sends at most that many frames a second."""
     handler.send_response(200)
     handler.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
     handler.send_header("Cache-Control", "no-store")
     handler.end_headers()
     seq = -1
-    try:
-        while not frames.closed:
-            got = frames.jpeg(after=seq)
-            if got is None:
-                continue
-            seq, data = got
-            handler.wfile.write(
-                f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                f"Content-Length: {len(data)}\r\n\r\n".encode()
-                + data
-                + b"\r\n"
-            )
-            handler.wfile.flush()
-    except OSError:
-        pass  # the viewer went away, or stopped reading for the handler's timeout
+    with frames.viewer():
+        try:
+            while not frames.closed:
+                got = frames.jpeg(after=seq)
+                if got is None:
+                    continue
+                seq, data = got
+                handler.wfile.write(
+                    f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                    f"Content-Length: {len(data)}\r\n\r\n".encode()
+                    + data
+                    + b"\r\n"
+                )
+                handler.wfile.flush()
+                if max_fps > 0:
+                    time.sleep(1.0 / max_fps)
+        except OSError:
+            pass  # the viewer went away, or stopped reading for the handler's timeout
 
 
 class MjpegServer(LatestFrame):

@@ -273,3 +273,28 @@ def test_home_assistant_device_links_to_the_page(tmp_path, models_dir):
     assert urls == {"http://door.lan:8080/"}
     assert load_config(None, {**over}).web_url() == f"http://{socket.gethostname()}:8080/"
     assert load_config(None, {}).web_url() == ""
+
+
+def test_status_and_the_live_stream_only_while_watched(app):
+    app.feed.status({"frames_processed": 10, "stages": {"detect": {"median_ms": 5.0}}})
+    status = json.loads(_req(app, "GET", "/api/status")[2])
+    assert status["frames_processed"] == 10 and status["uptime_s"] >= 0 and "fps" in status
+    assert b"<td>detect</td><td>5.0</td>" in _req(app, "GET", "/status")[2]
+    frames = app.feed.frames
+    assert not frames.wanted
+    with socket.create_connection(("127.0.0.1", app.port), timeout=10) as s:
+        s.sendall(f"GET /live.mjpeg HTTP/1.1\r\nHost: 127.0.0.1:{app.port}\r\n\r\n".encode())
+        deadline = time.monotonic() + 10
+        while not frames.wanted and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert frames.wanted  # the loop draws frames only now
+        frames.update(np.zeros((48, 64, 3), np.uint8))
+        got = b""
+        while b"\xff\xd9" not in got:
+            got += s.recv(65536)
+        assert b"multipart/x-mixed-replace" in got and b"Content-Type: image/jpeg" in got
+    deadline = time.monotonic() + 10
+    while frames.wanted and time.monotonic() < deadline:
+        frames.update(np.zeros((48, 64, 3), np.uint8))  # the next write finds the viewer gone
+        time.sleep(0.05)
+    assert not frames.wanted

@@ -64,6 +64,7 @@ class Feed:
         self._ids = itertools.count(1)
         self._status: dict[str, Any] = {}
         self._next_status = 0.0
+        self._last = (0.0, 0)  # (monotonic time, frames processed) at the last status()
 
     def event(
         self, emitted: Any, snapshot: bytes | None, model: Any | None, rcfg: RecognizeConfig
@@ -101,9 +102,13 @@ class Feed:
         return True
 
     def status(self, status: dict[str, Any]) -> None:
-        """The loop's latest stats (replaces the previous ones)."""
+        """The loop's latest stats (replaces the previous ones); adds frames/s since the last."""
+        now, frames = time.monotonic(), status.get("frames_processed", 0)
+        last_t, last_n = self._last
+        fps = (frames - last_n) / (now - last_t) if last_t and now > last_t else 0.0
+        self._last = (now, frames)
         with self._lock:
-            self._status = dict(status)
+            self._status = {**status, "fps": round(fps, 2)}
 
     def current(self) -> dict[str, Any]:
         """The latest stats with the uptime."""

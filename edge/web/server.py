@@ -24,6 +24,7 @@ from edge.web.security import REALM, Guard
 
 log = logging.getLogger(__name__)
 
+LIVE_FPS = 10.0  # the Live page's stream: plenty on a phone, and each frame costs a JPEG encode
 MAX_JSON = 64 * 1024  # body of a JSON request
 FAILED_AUTH_DELAY_S = 0.5  # slows password guessing (each guess holds one capped slot)
 STATIC = {"app.js": "text/javascript", "style.css": "text/css"}
@@ -215,7 +216,7 @@ def _handler_for(app: WebApp, timeout_s: float) -> type[BaseHTTPRequestHandler]:
                     data = resources.files("edge.web").joinpath("static", name).read_bytes()
                     self._send(200, data, STATIC[name])
                 case ("GET", "live.mjpeg"):
-                    send_stream(self, feed.frames)
+                    send_stream(self, feed.frames, LIVE_FPS)
                 case ("GET", "snapshot.jpg"):
                     send_snapshot(self, feed.frames)
                 case (_, "api", *rest):
