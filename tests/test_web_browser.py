@@ -153,6 +153,9 @@ def test_name_a_visitor_in_the_browser_then_they_are_recognized(
                 break
         visit = seen[-1]["visit"]
         base = f"http://127.0.0.1:{port}"
+        unknowns = _api(port, "/api/events?person=unknown")
+        (why,) = [e["why"] for e in unknowns if e["visit"] == visit and e["type"] == "unknown"]
+        assert {"votes", "probability", "min_probability", "distance", "max_distance"} <= set(why)
 
         browser.get(f"{base}/visitors")
         card = browser.find_element(By.ID, f"visitor-{visit}")
@@ -177,8 +180,9 @@ def test_name_a_visitor_in_the_browser_then_they_are_recognized(
         _wait_message(browser, "2 photo(s) of Carol enrolled")
         kept = sorted(p.name for p in (tmp_path / "dataset" / "Carol").iterdir())
         assert kept == sorted(p.name for p in photos)
-        _shot(browser, shots, "people")
         card = browser.find_element(By.CSS_SELECTOR, '.person[data-person="Carol"]')
+        browser.execute_script("arguments[0].scrollIntoView()", card)
+        _shot(browser, shots, "people")
         card.find_element(By.CSS_SELECTOR, f'[data-file="{photos[0].name}"]').click()
         browser.switch_to.alert.accept()
         _wait_message(browser, f"{photos[0].name} deleted")
