@@ -214,6 +214,8 @@ class Loop:
             self.unknowns = self._unknown_store(cfg)
         if self.visitors is not None:
             self.visitors.cfg = cfg
+        if self.web is not None:
+            self.web.library.cfg = cfg  # paths and the model; the server keeps its port
         if cfg.recognize != old.recognize:
             self.model_watch = self._model_watch(cfg)
         self.cfg, self.stages = cfg, stages

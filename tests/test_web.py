@@ -298,3 +298,41 @@ def test_status_and_the_live_stream_only_while_watched(app):
         frames.update(np.zeros((48, 64, 3), np.uint8))  # the next write finds the viewer gone
         time.sleep(0.05)
     assert not frames.wanted
+
+
+@pytest.mark.slow
+def test_people_api_with_a_real_model(trained_model, data_dir, tmp_path, monkeypatch):
+    from edge.facestore import FaceStore
+    from tests.splits import heldout_photos, strangers
+
+    monkeypatch.delenv("EDGE_TEST_WEB_PW", raising=False)
+    models = tmp_path / "models"
+    models.mkdir()
+    meta = json.loads(trained_model.with_suffix(".json").read_text())
+    for name in (trained_model.name, trained_model.with_suffix(".json").name, meta["store"]):
+        (models / name).write_bytes(trained_model.with_name(name).read_bytes())
+    app = WebApp(_cfg(tmp_path, **{"recognize.model": str(models / "faces.tflite")}))
+
+    def store() -> FaceStore:
+        meta = json.loads((models / "faces.json").read_text())
+        return FaceStore.load(models / meta["store"])
+
+    up = {**WRITE, "Content-Type": "image/jpeg"}
+    try:
+        photo = heldout_photos(data_dir / "faces", strangers(data_dir / "faces")[0])[0]
+        status, _, body = _req(app, "POST", "/api/people/Dora/photos", photo.read_bytes(), {**up, "X-Filename": "..%2F..%2Fevil%20one.jpg"})  # fmt: skip
+        assert status == 200, body
+        assert json.loads(body)["file"] == "evil_one.jpg"
+        assert sorted(p.name for p in (tmp_path / "dataset" / "Dora").iterdir()) == ["evil_one.jpg"]
+        assert "Dora" in store().labels
+        status, _, body = _req(app, "DELETE", "/api/people/Dora/photos/evil_one.jpg", headers=WRITE)
+        assert status == 400 and b"last enrolled photo" in body
+        status, _, body = _req(app, "POST", "/api/people/Dora/rename", b'{"name": "Dee"}', WRITE)
+        assert status == 200, body
+        people = {p["name"]: p for p in json.loads(_req(app, "GET", "/api/people")[2])}
+        assert "Dora" not in people and people["Dee"] == {"name": "Dee", "in_model": True, "photos": ["evil_one.jpg"]}  # fmt: skip
+        assert _req(app, "POST", "/api/people/Dee/forget", headers=WRITE)[0] == 200
+        assert "Dee" not in store().labels and not (tmp_path / "dataset" / "Dee").exists()
+        assert _req(app, "POST", "/api/people/Nobody/forget", headers=WRITE)[0] == 400
+    finally:
+        app.close()
