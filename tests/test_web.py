@@ -334,5 +334,17 @@ def test_people_api_with_a_real_model(trained_model, data_dir, tmp_path, monkeyp
         assert _req(app, "POST", "/api/people/Dee/forget", headers=WRITE)[0] == 200
         assert "Dee" not in store().labels and not (tmp_path / "dataset" / "Dee").exists()
         assert _req(app, "POST", "/api/people/Nobody/forget", headers=WRITE)[0] == 400
+        # a visitor ignored: their crops become negatives, never to be named
+        other = heldout_photos(data_dir / "faces", strangers(data_dir / "faces")[1])[0]
+        crop = cv2.resize(cv2.imread(str(other))[62:188, 62:188], (112, 112))
+        UnknownStore(app.cfg.unknown_faces).save_visit(
+            [(crop, None, 1.0)], visit=9, track=1, name="unknown", confidence=0.3
+        )
+        negatives = int((store().y == -1).sum())
+        status, _, body = _req(app, "POST", "/api/visitors/9/ignore", headers=WRITE)
+        assert status == 200 and json.loads(body)["name"] is None, body
+        assert json.loads(_req(app, "GET", "/api/visitors")[2]) == []
+        assert int((store().y == -1).sum()) == negatives + 1
+        assert len(list((tmp_path / "dataset" / "_unknown").iterdir())) == 1
     finally:
         app.close()
