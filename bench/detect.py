@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 from edge.config import DetectConfig, load_config  # noqa: E402
 from edge.detect import Detector, Face, create_detector  # noqa: E402
 from edge.detectors.res10 import MEAN, Res10Detector  # noqa: E402
+from edge.progress import progress  # noqa: E402
 from tests.groundtruth import IOU_MATCH, load_gt, match  # noqa: E402
 
 DATA = Path(os.environ.get("EDGE_TEST_DATA", ROOT.parent / "shared" / "data"))
@@ -96,7 +97,9 @@ def run_doorbell(detectors: dict[str, Detector], frames, truth, repeat: int) -> 
     for name, det in detectors.items():
         hit = false = 0
         times = []
-        for frame, state in zip(frames, truth, strict=True):
+        for frame, state in progress(
+            list(zip(frames, truth, strict=True)), desc=f"doorbell {name}", unit="frame"
+        ):
             faces, ms = timed(det, frame, repeat)
             times.append(ms)
             hit += bool(faces) and state is True
@@ -135,7 +138,7 @@ def evaluate(
 ) -> dict[str, dict]:
     """Run every detector on every image, interleaved; accuracy and timing per detector."""
     stats = {k: {"tp": 0, "fp": 0, "fn": 0, "ms": [], "noface_fp": 0} for k in detectors}
-    for image, truth in photos:
+    for image, truth in progress(photos, desc="photos", unit="photo"):
         for name, det in detectors.items():
             faces, ms = timed(det, image, repeat)
             tp, fp, fn = match(faces, truth)
@@ -144,7 +147,7 @@ def evaluate(
             s["fp"] += fp
             s["fn"] += fn
             s["ms"].append(ms)
-    for image in no_face:
+    for image in progress(no_face, desc="no-face photos", unit="photo"):
         for name, det in detectors.items():
             stats[name]["noface_fp"] += len(det.detect(image))
     out = {}
@@ -169,7 +172,7 @@ def run_videos(detectors: dict[str, Detector], clips: dict[str, list], repeat: i
     for clip, frames in clips.items():
         for name, det in detectors.items():
             counts, times = [], []
-            for frame in frames:
+            for frame in progress(frames, desc=f"{clip} {name}", unit="frame"):
                 faces, ms = timed(det, frame, repeat)
                 counts.append(len(faces))
                 times.append(ms)
@@ -206,6 +209,14 @@ def tuning(base: DetectConfig, photos, no_face, repeat: int) -> list[dict]:
         det = {label: create_detector(cfg, "two-stage")}
         rows.append({"setting": label, **evaluate(det, photos, no_face, repeat)[label]})
     return rows
+
+
+def write_json(path: str | Path, result: dict) -> None:
+    """Write a benchmark's result as indented JSON (folders made) and say where."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"\nwrote {out}")
 
 
 def table(rows: list[dict], cols: list[str]) -> str:
@@ -314,10 +325,7 @@ def main() -> int:
                 ["setting", "precision", "recall", "fp", "fp_per_noface_image", "ms_median"],
             )
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(f"\nwrote {out}")
+    write_json(args.out, result)
     return 0
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.detect import table  # noqa: E402
+from bench.detect import table, write_json  # noqa: E402
 from bench.photos import identification  # noqa: E402
 from tests.splits import heldout_photos, known, make_train_dataset, people, train_photos  # noqa: E402
 
@@ -127,10 +127,7 @@ def main() -> int:
         for e in r["errors"]:
             print(f"  {r['model']}: {e}")
     result = {"pc_train_s": round(pc_s, 1), "enrolments": timing, "accuracy": rows}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(f"\nwrote {out}")
+    write_json(args.out, result)
     return 0
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from edge.progress import progress  # noqa: E402
 from tests.conftest import DATA  # noqa: E402
 from tests.splits import heldout_photos, people, photos  # noqa: E402
 
@@ -46,7 +47,7 @@ def bench_cluster(model: str, distances: list[float]) -> dict:
     faces = DATA / "faces"
     recognizer = StillRecognizer(load_config(None, {}), model)
     emb, truth = [], []
-    for name in people(faces):
+    for name in progress(people(faces), desc="embed", unit="person"):
         for photo in photos(faces, name):
             found = recognizer(read_image(photo))
             if found:
@@ -119,7 +120,9 @@ def bench_scan(model: str, jobs: int, interrupt_after: float) -> dict:
     rows = []
     for name in people(faces):
         r = _convert("find", name, "--index", str(full))
-        found = {Path(line) for line in r.stdout.splitlines()} if r.returncode == 0 else set()
+        found = (
+            {Path(line).resolve() for line in r.stdout.splitlines()} if r.returncode == 0 else set()
+        )  # find prints the paths as scanned; the truth is resolved
         truth = {ph.resolve() for ph in photos(faces, name)}
         held = {ph.resolve() for ph in heldout_photos(faces, name)}
         tp = len(found & truth)

@@ -764,11 +764,15 @@ def _try(what: str, fn: Any, *a: Any) -> dict:
 
 REUSED: list[float] = []  # when each reused measurement was saved
 NO_NEW = False  # --reuse-only: report what earlier runs saved, measure nothing new
+PROGRESS: Any = None  # orchestrate's bar: one step per measurement
 
 
 def measure(name: str, reuse: bool, fn: Any, *a: Any) -> dict:
     """_try, with the result saved under WORK/measured/ (and taken from there with --reuse)."""
     path = WORK / "measured" / f"{name}.json"
+    if PROGRESS is not None:
+        PROGRESS.set_postfix_str(name)
+        PROGRESS.update()
     if reuse and path.is_file():
         REUSED.append(path.stat().st_mtime)
         log(f"{name}: reused from {path.relative_to(ROOT)}")
@@ -785,8 +789,11 @@ def measure(name: str, reuse: bool, fn: Any, *a: Any) -> dict:
 def orchestrate(args: argparse.Namespace) -> int:
     """Every measurement, input by input, systems side by side; then table, JSON, docs."""
     sys.path.insert(0, str(ROOT))
+    from edge.progress import progress
     from tests.doorbell import score_events
 
+    global PROGRESS
+    PROGRESS = progress(desc="peers", unit="measurement")  # no total: rows vary with --only
     only = set(args.only.split(",")) if args.only else None
 
     def want(key: str) -> bool:
@@ -1218,7 +1225,7 @@ def _profile_note(result: dict) -> str:
 
 
 def _why(result: dict, p: dict) -> str:
-    """What 5x would take, against what the Haar pass alone costs."""
+    """What the speed target would take, against what the Haar pass alone costs."""
     fr = _get(result["rows"]["face_recognition"], "video", "doorbell", "cpu_ms_per_frame")
     if not fr:
         return ""

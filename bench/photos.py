@@ -16,7 +16,6 @@ writes bench/results/photos.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -30,10 +29,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.detect import table  # noqa: E402
+from bench.detect import table, write_json  # noqa: E402
 from edge.config import load_config  # noqa: E402
 from edge.detect import Detector, create_detector, create_photo_detector  # noqa: E402
 from edge.images import read_image  # noqa: E402
+from edge.progress import progress  # noqa: E402
 from tests.facefill import face_filling_set  # noqa: E402
 from tests.groundtruth import load_gt, match, mosaic  # noqa: E402
 from tests.splits import heldout_photos, known, make_train_dataset, people  # noqa: E402
@@ -60,7 +60,7 @@ def detection(profiles: dict[str, Detector], sets: dict[str, list], repeat: int)
         for s in sets
     }
     for set_name, items in sets.items():
-        for image, truth in items:
+        for image, truth in progress(items, desc=f"detect {set_name}", unit="photo"):
             for prof, det in profiles.items():
                 faces, ms = detect_timed(det, image, repeat)
                 a = acc[(prof, set_name)]
@@ -131,7 +131,7 @@ def identification(model: Path, probes: dict[str, list[tuple[Path, str | None]]]
             k = {"n": 0, "found": 0, "top1": 0, "named": 0, "wrong": 0}
             s = {"n": 0, "found": 0, "rejected": 0}
             misses = []
-            for path, person in items:
+            for path, person in progress(items, desc=f"identify {set_name} {prof}", unit="photo"):
                 image = read_image(path)
                 faces = sorted(det.detect(image), key=lambda f: -f.box[2] * f.box[3])
                 ident = None
@@ -264,10 +264,7 @@ def main() -> int:
         for r in result["identification"]:
             for e in r["errors"]:
                 print(f"  {r['profile']} / {r['probes']}: {e}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(f"\nwrote {out}")
+    write_json(args.out, result)
     return 0
 
 

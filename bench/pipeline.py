@@ -30,6 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from edge.progress import progress  # noqa: E402
 from tests.doorbell import make_clip, score_events  # noqa: E402
 from tests.splits import make_train_dataset  # noqa: E402
 
@@ -361,12 +362,13 @@ def main() -> int:
             f"recognize:\n  model: {model}\nunknown_faces:\n  enabled: false\n" + SETTINGS[name]
         )
     if not args.skip_videos:
-        for video in sorted((DATA / "video").glob("*.mp4")):
+        videos = sorted((DATA / "video").glob("*.mp4"))
+        for video in progress(videos, desc="videos", unit="video"):
             for name, path in video_cfgs.items():  # side by side on the whole video
                 r = run_edge(path, video, ["--every-frame"], work)
                 rows.append(row(name, video.name, "every", r))
                 print_table(rows[-1:])
-    for name, config in configs.items():
+    for name, config in progress(list(configs.items()), desc="doorbell settings", unit="setting"):
         modes = [] if args.only_realtime else [("every", ["--every-frame"])]
         if not args.no_realtime:
             modes.append(("realtime", ["--realtime"]))

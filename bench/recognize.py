@@ -30,6 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from edge.progress import progress  # noqa: E402
 from tests.splits import heldout_photos, known, make_train_dataset, people, photos, strangers  # noqa: E402
 
 DATA = Path(os.environ.get("EDGE_TEST_DATA", ROOT.parent / "shared" / "data"))
@@ -90,15 +91,19 @@ def main() -> None:
     faces = DATA / "faces"
     work = Path(tempfile.mkdtemp(prefix="bench-recognize-"))
     res: dict = {"data": str(faces)}
+    # the convert runs (their own bars are off: stderr is captured) and the float export
+    steps = progress(total=4 if args.skip_cv else 5, desc="recognize bench", unit="step")
     try:
         ds = make_train_dataset(faces, work / "dataset")
         cache = work / "cache"
         first = run("train", str(ds), "--out", str(work / "m7"), "--cache", str(cache))
+        steps.update()
         newcomer = strangers(faces)[0]
         for photo in photos(faces, newcomer)[:7]:
             (ds / newcomer).mkdir(exist_ok=True)
             (ds / newcomer / photo.name).symlink_to(photo)
         second = run("train", str(ds), "--out", str(work / "m8"), "--cache", str(cache))
+        steps.update()
         res["train_first"] = {"wall_s": first["wall_s"], "stages_s": first["result"]["seconds"]}
         res["train_after_adding_a_person"] = {
             "wall_s": second["wall_s"],
@@ -117,11 +122,13 @@ def main() -> None:
         res["open_set"] = run(
             "eval", str(ev), "--model", str(work / "m7" / "faces.tflite"), "--cache", str(cache)
         )["result"]
+        steps.update()
 
         if not args.skip_cv:
             full = run("train", str(faces), "--out", str(work / "m10"), "--cache", str(cache))[
                 "result"
             ]
+            steps.update()
             res["all_10"] = {
                 k: full[k]
                 for k in (
@@ -153,6 +160,8 @@ def main() -> None:
         )
         float_path = work / "faces-float.tflite"
         float_path.write_bytes(export.convert(backbone, head, None, quantize=False))
+        steps.update()
+        steps.close()
         crops = []
         for name in known(faces):
             for photo in heldout_photos(faces, name):

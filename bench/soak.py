@@ -28,6 +28,7 @@ import cv2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from edge.progress import progress  # noqa: E402
 from tests import doorbell  # noqa: E402
 from tests.broker import Broker, Recorder  # noqa: E402
 from tests.conftest import DATA, MODELS  # noqa: E402
@@ -132,8 +133,10 @@ def main() -> int:
     next_restart = t0 + args.restart_every
     next_sample = t0
     status = "ok"
+    bar = progress(total=round(args.minutes * 60), desc="soak", unit="s")
     try:
         while time.monotonic() < end:
+            bar.update(round(time.monotonic() - t0) - bar.n)
             if edge.poll() is not None:
                 status = f"edge exited {edge.returncode} after {time.monotonic() - t0:.0f} s"
                 log.error("%s", status)
@@ -173,6 +176,7 @@ def main() -> int:
         )
         time.sleep(1.0)
     finally:
+        bar.close()
         camera.stop()
         ha.stop()
         broker.stop()

@@ -49,7 +49,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="python -m convert",
         description="Build the face model from photos, and work with unknown faces and photo libraries.",
         epilog="`python -m convert COMMAND --help` shows a command's options. Exit status: 0 done,\n"
-        "2 bad argument, config, model or input (one `error:` line), 130 Ctrl-C.",
+        "2 bad argument, config, model or input (one `error:` line), 130 Ctrl-C.\n"
+        "train, enroll, forget and cluster need the training tools: ./setup.sh --convert",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")

@@ -83,6 +83,15 @@ def _require_rejection(root: Path, measured: float | None, floor: float) -> None
             f"no model written (is one person's folder holding other people's photos? "
             f"--min-stranger-rejection {measured:.2f} writes it anyway)"
         )
+    if measured is not None and measured < MIN_STRANGER_REJECTION:
+        log.warning(
+            "%s: writing a model that rejects only %.2f of held-out strangers "
+            "(--min-stranger-rejection %.2f; the default floor is %.2f)",
+            root,
+            measured,
+            floor,
+            MIN_STRANGER_REJECTION,
+        )
 
 
 def model_target(out: str | Path) -> Path:
@@ -150,7 +159,7 @@ def train(args, cfg: Config, models_dir: Path) -> dict:
     crops = np.stack([s.crop_rgb for s in samples])
     tmp = model_path.with_name(f".{model_path.name}.tmp")
     try:
-        log.info("exporting the int8 model (converting the graph takes about 30 s)")
+        log.info("exporting the int8 model (converting the graph: 10-60 s)")
         tmp.write_bytes(export.convert(backbone, head, crops))
         t_export = time.monotonic()
         from edge.tflite import load_interpreter

@@ -115,7 +115,15 @@ def enroll(
     missing = [p for p in photos if not Path(p).exists()]
     if missing:
         raise UserError(f"{missing[0]}: no such photo or folder")
-    files = list(iter_images(photos))
+    from edge.images import file_problem
+
+    files = []
+    for f in iter_images(photos):
+        problem = file_problem(f)
+        if problem:  # a FIFO would hang the copy below
+            log.warning("skipped %s: %s", f, problem)
+        else:
+            files.append(f)
     if not files:
         raise UserError(f"{' '.join(photos)}: no photos found")
     meta = _meta(model)

@@ -290,6 +290,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _is_video(path: str) -> bool:
+    """True when OpenCV can open `path` as a video (logging already turned down by main)."""
+    import cv2
+
+    cap = cv2.VideoCapture(path)
+    try:
+        return cap.isOpened()
+    finally:
+        cap.release()
+
+
 def _overrides(args: argparse.Namespace) -> dict:
     """Config overrides from --source and --model; a path that is not there blames the flag."""
     from edge.capture import source_kind
@@ -300,6 +311,8 @@ def _overrides(args: argparse.Namespace) -> dict:
         if source_kind(source) == "file":
             if not os.path.exists(source):
                 raise UserError(f"--source {source}: no such file")
+            if not _is_video(source):  # before the model loads and logs: the flag is wrong
+                raise UserError(f"--source {source}: not a readable video (corrupt or unsupported)")
             source = os.path.abspath(source)  # relative to the cwd, as the user typed it
         overrides["camera.source"] = source
     model = getattr(args, "model", None)

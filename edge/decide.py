@@ -208,7 +208,7 @@ class Presence:
                 p = self._assign(t, decision, frame, out, seen, self._retire(p, t, frame, out))
             if t.seen_now:
                 p.last_seen = max(p.last_seen, t.last_source_time)
-                p.last_box, p.last_track = t.box, t.id
+                p.last_box, p.last_track = t.face.box, t.id
         for key, p in list(self.people.items()):
             if not p.tracks and frame.source_time - p.last_seen > self.cfg.away_s:
                 out.append(Emitted(_event("left", p, p.last_track, p.last_box, frame)))
@@ -223,7 +223,7 @@ class Presence:
         p.tracks.discard(t.id)
         if p.tracks:
             return None
-        out.append(Emitted(_event("left", p, t.id, t.box, frame)))
+        out.append(Emitted(_event("left", p, t.id, t.face.box, frame)))
         del self.people[p.key]
         return p.visit
 
@@ -238,14 +238,15 @@ class Presence:
     ) -> Person:
         """Attach `t` to the person it shows; a new person emits recognized/unknown and gets
         `visit` (a new visit id when None)."""
+        box = t.face.box  # the latest detection (t.box may be a prediction)
         if d.name != UNKNOWN:
             p = self.people.get(d.name)
             if p is None:
                 visit = visit or next(self._visits)
-                p = Person(d.name, d.name, d.confidence, t.last_source_time, t.box, t.id, visit)
+                p = Person(d.name, d.name, d.confidence, t.last_source_time, box, t.id, visit)
                 self.people[d.name] = p
                 out.append(
-                    Emitted(_event("recognized", p, t.id, t.box, frame), t, d.crop, d.embedding)
+                    Emitted(_event("recognized", p, t.id, box, frame), t, d.crop, d.embedding)
                 )
         else:
             p = self._refound_unknown(t, d, seen)
@@ -253,11 +254,11 @@ class Presence:
                 visit = visit or next(self._visits)
                 key = f"{UNKNOWN}-{visit}"
                 p = Person(
-                    key, None, d.confidence, t.last_source_time, t.box, t.id, visit, d.embedding
+                    key, None, d.confidence, t.last_source_time, box, t.id, visit, d.embedding
                 )
                 self.people[key] = p
                 out.append(
-                    Emitted(_event(UNKNOWN, p, t.id, t.box, frame), t, d.crop, d.embedding, d.crops)
+                    Emitted(_event(UNKNOWN, p, t.id, box, frame), t, d.crop, d.embedding, d.crops)
                 )
         p.tracks.add(t.id)
         t.state["person"] = p.key
@@ -273,7 +274,7 @@ class Presence:
             if (
                 not (p.tracks & seen)
                 and t.last_source_time - p.last_seen <= REFIND_S
-                and near(p.last_box, t.box) < REFIND_NEAR
+                and near(p.last_box, t.face.box) < REFIND_NEAR
             ):
                 return p
             if d.embedding is not None and p.embedding is not None:

@@ -57,17 +57,12 @@ class Enroller:
         self.dataset = Path(cfg.enroll.dataset)
         self._detector = self._aligner = None
 
-    def embed(self, paths: list[Path]) -> Embedded:
-        """The main face of each photo through the int8 model, 4 augmented crops each."""
-        from edge.align import Aligner
-        from edge.detect import create_photo_detector
+    def embed(self, paths: list[Path], aligned: bool = False) -> Embedded:
+        """The main face of each photo through the int8 model, 4 augmented crops each;
+        `aligned`: the files are already aligned face crops (an unknown visitor's captures)."""
         from edge.hashing import file_hash
         from edge.images import read_image
-        from edge.stills import main_face
 
-        if self._detector is None:
-            self._detector = create_photo_detector(self.cfg.detect)
-            self._aligner = Aligner(self.cfg.detect)
         out = Embedded()
         seen = set(self.store.keys)
         for path in paths:
@@ -80,35 +75,27 @@ class Enroller:
             if key in seen:
                 out.skipped.append((path, "already enrolled"))
                 continue
-            face, note = main_face(self._detector.detect(image))
-            if face is None:
-                out.skipped.append((path, note))
-                continue
-            crop = self._aligner.crop(image, face, self.model.input_size)
-            self._add_crop(out, path, key, crop)
-            seen.add(key)
-        return out
-
-    def embed_crops(self, paths: list[Path]) -> Embedded:
-        """Aligned face crops (an unknown visitor's captures) through the int8 model, 4 each."""
-        from edge.hashing import file_hash
-        from edge.images import read_image
-
-        out = Embedded()
-        seen = set(self.store.keys)
-        for path in paths:
-            try:
-                key = file_hash(path)
-                crop = read_image(path)
-            except (OSError, UserError) as exc:
-                out.skipped.append((path, str(exc).split(": ", 1)[-1]))
-                continue
-            if key in seen:
-                out.skipped.append((path, "already enrolled"))
+            crop, why = (image, "") if aligned else self._main_crop(image)
+            if crop is None:
+                out.skipped.append((path, why))
                 continue
             self._add_crop(out, path, key, crop)
             seen.add(key)
         return out
+
+    def _main_crop(self, image: np.ndarray) -> tuple[np.ndarray | None, str]:
+        """The aligned crop of the photo's main face, or (None, why not)."""
+        from edge.align import Aligner
+        from edge.detect import create_photo_detector
+        from edge.stills import main_face
+
+        if self._detector is None:
+            self._detector = create_photo_detector(self.cfg.detect)
+            self._aligner = Aligner(self.cfg.detect)
+        face, note = main_face(self._detector.detect(image))
+        if face is None:
+            return None, note
+        return self._aligner.crop(image, face, self.model.input_size), note
 
     def _add_crop(self, out: Embedded, path: Path, key: str, crop: np.ndarray) -> None:
         out.emb.append(np.stack([self.model.infer(c)[0] for c in augment(crop, key)]))
@@ -150,6 +137,7 @@ class Enroller:
             rules = calibrate(held_out_scores(emb, y, n))
             head = fit_head(emb.reshape(-1, emb.shape[-1]), np.repeat(y, N_AUG), n)
             self.store.weights, self.store.bias = head.weights, head.bias
+            meta["head"] = "store"  # FaceModel applies the refit head, not the model's own
             chosen = rules["chosen"]
             meta["thresholds"] = {
                 **meta["thresholds"],
@@ -237,7 +225,7 @@ def enroll_visitor(
     captures = visitor_captures(cfg, visit)
     enroller = Enroller(cfg, model_path)
     images = [Path(c["path"]).with_name(c["image"]) for c in captures]
-    rows = enroller.embed_crops(images)
+    rows = enroller.embed(images, aligned=True)
     if not rows.used:
         raise UserError(f"visitor {visit}: none of the {len(images)} crop(s) is readable and new")
     enroller.add(label, rows)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,14 +93,25 @@ def load_head(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
         raise ModelError(f"{path}: not a readable embedding store ({exc})") from None
 
 
+def model_file_mode(path: Path) -> int:
+    """The mode of the files beside a model: faces.tflite's own (the service user reads them
+    through the read-only checkout, systemd/install.sh), or 0644 less the umask."""
+    try:
+        return path.with_suffix("").with_suffix(".tflite").stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o644 & ~umask
+
+
 def save_model_update(model: Path, meta: dict, store: FaceStore) -> Path:
     """Write `store` under a new name, then faces.json pointing at it, then drop old stores."""
     data = store.to_bytes()
     name = f"{model.stem}.store-{hashlib.sha256(data).hexdigest()[:12]}.npz"
-    replace_private(model.with_name(name), data)
-    replace_private(
-        model.with_suffix(".json"), (json.dumps({**meta, "store": name}, indent=1) + "\n").encode()
-    )
+    mode = model_file_mode(model)
+    replace_private(model.with_name(name), data, mode)
+    meta_json = (json.dumps({**meta, "store": name}, indent=1) + "\n").encode()
+    replace_private(model.with_suffix(".json"), meta_json, mode)
     for old in model.parent.glob(f"{model.stem}.store-*.npz"):
         if old.name != name:
             old.unlink(missing_ok=True)

@@ -453,9 +453,8 @@ class MqttSink(Sink):
         track = event.get("track")
         group: list[Message] = []
         with self._cond:
-            if (
-                not self.enabled
-            ):  # computed before the switch-off reached the loop: nobody is watched
+            # Computed before the switch-off reached the loop: nobody is watched any more.
+            if not self.enabled:
                 return
             if kind == "recognized" and name:
                 self._names.add(name)
@@ -831,11 +830,14 @@ class MqttSink(Sink):
             f"edge_faces_{self.node}_"
         ):
             return  # not published by edge-faces: an ESPHome node of the same name, say
-        owner = cfg.get("availability_topic")
-        if owner == f"{self.base}/status":
+        device = cfg.get("device")
+        owner = device.get("name") if isinstance(device, dict) else None
+        if not isinstance(owner, str) or not owner.startswith("edge-faces "):
+            return
+        if owner == f"edge-faces {self.device_id}":  # ours, whatever the topic prefix was
             self._forget_entity(topic)
             return
-        other = plain(str(owner).removeprefix(f"{self._m.topic_prefix}/").removesuffix("/status"))
+        other = plain(owner.removeprefix("edge-faces "))
         with self._cond:
             if self.failure or self._connected:
                 return

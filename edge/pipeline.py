@@ -22,6 +22,7 @@ from edge.capture import Frame, Source, open_source
 from edge.config import Config, ConfigError, load_config
 from edge.decide import UNKNOWN, Emitted, Judge, Presence
 from edge.errors import UserError
+from edge.motion import SceneWatch
 from edge.notify import Notifier
 from edge.publish import Sink, create_sink
 from edge.recognize import labels_path
@@ -119,6 +120,7 @@ class Loop:
             raise
         self.sink.start(self.stages.labels)
         self.tracker = Tracker(cfg.track)
+        self.scene = SceneWatch()
         self.judge = Judge(cfg.recognize, self.stages.model, self.stages.aligner)
         self.stats = Stats()
         self.unknowns = self._unknown_store(cfg)
@@ -292,13 +294,15 @@ class Loop:
             self._was_enabled = True
         st.frames_processed += 1
         faces = None
-        if (
-            self.judge.needs_crops(self.tracker.tracks, frame.source_time)
-            or self._detect_count % self.cfg.detect.every_n_frames == 0
+        view = frame.small if frame.small is not None else frame.image
+        due = self._detect_count % self.cfg.detect.every_n_frames == 0
+        self._detect_count += 1
+        if self.judge.needs_crops(self.tracker.tracks, frame.source_time) or (
+            due and (self.tracker.tracks or self.scene.changed(view))  # an empty, still scene: skip
         ):
             with st.stage("detect"):
                 faces = self.stages.detector.detect(frame.image, frame.small)
-        self._detect_count += 1
+                self.scene.looked(view)
         with st.stage("track"):
             if faces is not None:
                 ended = self.tracker.update(faces, frame)

@@ -36,12 +36,14 @@ def write_private(path: str | Path, data: bytes) -> None:
         os.close(fd)
 
 
-def replace_private(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` atomically as a 0600 file: a temp file beside it, synced, renamed over it."""
+def replace_private(path: str | Path, data: bytes, mode: int = 0o600) -> None:
+    """Write `data` to `path` atomically as a `mode` file (0600 unless said): a temp file
+    beside it, synced, renamed over it."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write_private(tmp, data)
+        os.chmod(tmp, mode)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -88,10 +88,14 @@ class FaceModel:
         meta = _read_meta(labels_path(path))
         interpreter = load_interpreter(path, rcfg.threads)
         head = None
-        if meta.get("store"):
+        if meta.get("head") == "store":  # refit on the device: the store holds the head
             from edge.facestore import load_head
 
-            head = load_head(path.with_name(str(meta["store"])))
+            head = load_head(path.with_name(str(meta.get("store", ""))))
+            if head is None:
+                raise ModelError(
+                    f"{path.with_suffix('.json')}: its store {meta.get('store')} has no head"
+                )
         _check_shapes(path, interpreter, meta, head)
         return cls(interpreter, meta, rcfg, path, head)
 

@@ -13,6 +13,7 @@ import re
 import unicodedata
 from pathlib import Path
 
+from edge.facestore import model_file_mode
 from edge.private import replace_private
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class SlugBook:
         if self.path is None:
             return
         try:
-            replace_private(self.path, (json.dumps(self.book, indent=1) + "\n").encode())
+            data = (json.dumps(self.book, indent=1) + "\n").encode()
+            replace_private(self.path, data, model_file_mode(self.path))
         except OSError as exc:
             log.warning("%s: cannot save the slug map (%s)", self.path, exc.strerror or exc)

@@ -177,17 +177,19 @@ class Tracker:
             t.seen_now = False
         used_t: set[int] = set()
         used_f: set[int] = set()
+        pairs = [(ti, fi) for ti in range(len(self.tracks)) for fi in range(len(faces))]
         overlaps = sorted(
-            ((iou(t.box, f.box), ti, fi) for ti, t in enumerate(self.tracks)
-             for fi, f in enumerate(faces)),
-            reverse=True,
-        )  # fmt: skip
-        self._pair([(ti, fi) for v, ti, fi in overlaps if v >= self.cfg.iou_threshold],
-                   faces, frame, used_t, used_f)  # fmt: skip
-        distances = sorted(
-            (near(t.box, f.box), ti, fi) for ti, t in enumerate(self.tracks) if ti not in used_t
-            for fi, f in enumerate(faces) if fi not in used_f
-        )  # fmt: skip
+            ((iou(self.tracks[ti].box, faces[fi].box), ti, fi) for ti, fi in pairs), reverse=True
+        )
+        self._pair(
+            [(ti, fi) for v, ti, fi in overlaps if v >= self.cfg.iou_threshold],
+            faces,
+            frame,
+            used_t,
+            used_f,
+        )
+        left = [(ti, fi) for ti, fi in pairs if ti not in used_t and fi not in used_f]
+        distances = sorted((near(self.tracks[ti].box, faces[fi].box), ti, fi) for ti, fi in left)
         self._pair([(ti, fi) for d, ti, fi in distances if d < NEAR], faces, frame, used_t, used_f)
         for fi, f in enumerate(faces):
             if fi not in used_f:

@@ -44,8 +44,9 @@ class VisitorActions:
             visit, name = item
             try:
                 self.done.append(enroll_visitor(self.cfg, visit, name))
-            except UserError as exc:
-                log.error("cannot %s visitor %d: %s", "name" if name else "ignore", visit, exc)
+            except (UserError, OSError) as exc:  # OSError: a read-only models/ under systemd
+                why = exc if isinstance(exc, UserError) else f"{exc.filename}: {exc.strerror}"
+                log.error("cannot %s visitor %d: %s", "name" if name else "ignore", visit, why)
             except Exception:  # the loop must go on whatever one request does
                 log.exception("visitor %d: unexpected error", visit)
 

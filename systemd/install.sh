@@ -64,6 +64,13 @@ elif ! id -nG "$SERVICE_USER" | tr ' ' '\n' | grep -qx video; then
   $SUDO usermod -aG video "$SERVICE_USER"
 fi
 
+# On-device enrolment: the service rewrites models/ and keeps photos in dataset/, so both
+# belong to its group (setgid folders: files copied in later stay the group's).
+mkdir -p "$ROOT/models" "$ROOT/dataset"
+$SUDO chgrp -R "$SERVICE_USER" "$ROOT/models" "$ROOT/dataset"
+$SUDO chmod -R g+rwX "$ROOT/models" "$ROOT/dataset"
+$SUDO find "$ROOT/models" "$ROOT/dataset" -type d -exec chmod g+s {} +
+
 # --- config ---------------------------------------------------------------------------
 IS_PI=0
 grep -qs "Raspberry Pi" /proc/device-tree/model && IS_PI=1
@@ -77,6 +84,7 @@ else
   sed -E \
     -e "s#^(\s+[a-z0-9_]+: )models/#\1$ROOT/models/#" \
     -e "s#^(\s+dir: )unknown_faces\b#\1$STATE_DIR/unknown_faces#" \
+    -e "s#^(\s+dataset: )dataset\b#\1$ROOT/dataset#" \
     "$ROOT/config.yaml" >"$tmp"
   if [ "$IS_PI" -eq 1 ]; then
     sed -i -E "s#^(\s+source: )\S+#\1picamera2#" "$tmp"

@@ -69,8 +69,8 @@ def test_source_errors_blame_the_flag_in_one_line(tmp_path, trained_model):
     )
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(os.urandom(5000))
-    line = _error_after_our_logs(run_edge("--source", str(corrupt), "--model", str(trained_model)))
-    assert line == f"error: cannot open video file {corrupt}"
+    line = _one_error_line(run_edge("--source", str(corrupt), "--model", str(trained_model)))
+    assert line == f"error: --source {corrupt}: not a readable video (corrupt or unsupported)"
     if not Path("/dev/video7").exists():  # an absent camera: no OpenCV WARN lines first
         line = _error_after_our_logs(run_edge("--source", "7", "--model", str(trained_model)))
         assert line == "error: cannot open camera 7"

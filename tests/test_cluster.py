@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 
@@ -75,6 +76,16 @@ def test_cluster_captures(captures, tmp_path: Path) -> None:
     for path in [out, *out.rglob("*")]:  # faces: private whatever the umask
         mode = path.stat().st_mode & 0o777
         assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+
+    # One page shows every cluster, every crop, and when each was captured.
+    page = Path(summary["overview"]).read_text()
+    assert Path(summary["overview"]) == out / "overview.html"
+    assert page.count("<img ") == 12
+    for i in range(1, 4):
+        assert f"cluster_{i:03d}/ (4 faces, " in page
+    for meta in folder.glob("*.json"):
+        when = datetime.fromtimestamp(json.loads(meta.read_text())["time"])
+        assert when.strftime("%Y-%m-%d %H:%M:%S") in page
 
     # The folders, renamed, are a usable dataset: each crop shows one face convert finds.
     from convert.dataset import CropCache, load_dataset

@@ -110,6 +110,7 @@ def test_bad_files_are_reported_and_the_rest_is_used(tmp_path, data_dir):
     assert "  skipped notes.txt: not a jpg/jpeg/png/webp image" in table
     metrics = json.loads(proc.stdout)
     per_person = {r["person"]: r for r in metrics.pop("per_person")}
+    assert metrics.pop("model") == str(out / "faces.tflite")  # --out DIR: the file written there
     assert per_person[c]["left_out"] == "only 1 usable photo(s), need 2"
     assert sorted(x["file"] for x in per_person[a]["skipped"]) == [
         f"{a}/{n}" for n in ("brick.png", "broken.jpg", "loop.jpg", "pipe.jpg")
@@ -223,3 +224,12 @@ def test_model_that_names_strangers_is_not_written(tmp_path, data_dir):
         line,
     ), line
     assert not out.exists() or not any(out.iterdir())
+    measured = re.search(r"rejection (0\.\d\d)", line).group(1)
+    proc = run_convert("train", str(ds), "--out", str(out), "--min-stranger-rejection", measured)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (
+        f"{ds}: writing a model that rejects only {measured} of held-out strangers "
+        f"(--min-stranger-rejection {measured}; the default floor is 0.80)"
+    ) in proc.stderr
+    written = {p.name for p in out.iterdir()}
+    assert {"faces.json", "faces.tflite"} <= written and not any(".tmp" in n for n in written)

@@ -90,6 +90,22 @@ def test_one_event_per_visit_across_lost_tracks():
     assert [e["visit"] for e in s.events] == [1, 1, 2]
 
 
+def test_event_boxes_are_detections_not_predictions():
+    """Between detections a moving face's box is predicted; events report where it was seen."""
+    s = _Scene(away_s=1.0)
+    for i in range(5):  # moving 10 px a frame, then detection stops
+        s.step([(_shift(BOX_A, 10 * i), N, None)])
+    for _ in range(40):
+        frame = _frame(s.index)
+        ended = s.tracker.coast(frame)
+        s.events += [e.event for e in s.presence.update(frame, s.tracker.tracks, ended)]
+        s.index += 1
+    assert [(e["type"], e["box"]) for e in s.events] == [
+        ("recognized", list(BOX_A)),
+        ("left", list(_shift(BOX_A, 40))),
+    ]
+
+
 def test_recheck_that_changes_the_name_keeps_the_visit():
     """unknown, then a re-check names the track: the unknown visitor leaves at once and the
     same visit goes on under the name."""

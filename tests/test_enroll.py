@@ -42,6 +42,9 @@ def test_enroll_forget_refuse_bad_input(
     a_photo = str(train_photos(faces, known(faces)[2])[0])
     empty = tmp_path / "empty"
     empty.mkdir()
+    from tests.odd_files import odd_files
+
+    odd = odd_files(tmp_path / "odd")  # a FIFO hung the copy
     cases = {
         "not a usable name": ("enroll", "../evil", a_photo, "--dataset", str(root)),
         "reserved for strangers": ("enroll", "_unknown", a_photo, "--dataset", str(root)),
@@ -53,6 +56,8 @@ def test_enroll_forget_refuse_bad_input(
         "need at least 2": ("enroll", "Someone", a_photo, "--dataset", str(root)),
         "no such photo or folder": ("enroll", "X", str(tmp_path / "none"), "--dataset", str(root)),
         "no photos found": ("enroll", "Someone", str(empty), "--dataset", str(root)),
+        f"{odd['fifo'].parent}: no photos found": ("enroll", "Someone", str(odd["fifo"].parent),
+                                                   "--dataset", str(root)),
         "nothing new": ("enroll", known(faces)[0], str(root / known(faces)[0]), "--dataset",
                         str(root)),
         "no dataset recorded": ("enroll", "Someone", a_photo, "--model", model),

@@ -131,10 +131,24 @@ configs = st.one_of(
             "unique_id": st.one_of(
                 st.text(max_size=20), st.sampled_from([f"edge_faces_{NODE}_x", "esphome_x"])
             ),
-            "availability_topic": st.one_of(
-                st.text(max_size=20), st.sampled_from([f"{BASE}/status", "edge/Pi/status"])
+            "device": st.one_of(
+                st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2),
+                st.fixed_dictionaries(
+                    {
+                        "name": st.one_of(
+                            st.text(max_size=20),
+                            st.sampled_from(
+                                [
+                                    f"edge-faces {NODE}",
+                                    "edge-faces Pi",
+                                    "edge-faces a\nb",
+                                    "ESPHome",
+                                ]
+                            ),
+                        )
+                    }  # fmt: skip
+                ),
             ),
-            "device": st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2),
         },
     ).map(lambda d: json.dumps(d).encode()),
     st.sampled_from([b"[]", b"null", b"3", b'"text"', b'{"unique_id": 5}']),
@@ -156,9 +170,12 @@ def test_discovery_configs_of_neighbours(payload, component):
     ours_by_id = isinstance(cfg, dict) and str(cfg.get("unique_id", "")).startswith(
         f"edge_faces_{NODE}_"
     )
-    mine = ours_by_id and cfg.get("availability_topic") == f"{BASE}/status"
+    device = cfg.get("device") if ours_by_id else None
+    owner = device.get("name") if isinstance(device, dict) else None
+    edge_faces = isinstance(owner, str) and owner.startswith("edge-faces ")
+    mine = edge_faces and owner == f"edge-faces {NODE}"
     assert removed == mine
-    assert (sink.failure is not None) == (ours_by_id and not mine)
+    assert (sink.failure is not None) == (edge_faces and not mine)
     if sink.failure:
         assert "\n" not in sink.failure
 

@@ -91,6 +91,22 @@ def test_find_newest_first(library, trained_model: Path, tmp_path: Path) -> None
     assert mtimes == sorted(mtimes, reverse=True)
 
 
+def test_default_index_and_paths_as_scanned(library, trained_model: Path, tmp_path: Path) -> None:
+    """No --index: one per user under XDG_DATA_HOME; find prints the path given, not the target."""
+    root, placed = library
+    link = tmp_path / "nas"
+    link.symlink_to(root.resolve())
+    env = {"XDG_DATA_HOME": str(tmp_path / "share")}
+    proc = convert("scan", str(link), "--model", str(trained_model), env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    index = tmp_path / "share" / "edge-faces" / "library.db"
+    assert json.loads(proc.stdout)["index"] == str(index) and index.is_file()
+    assert "\r" not in proc.stderr  # no progress bar when stderr is not a terminal
+    c = list(placed)[2]  # the one person test_scan_find_and_rescan leaves alone
+    found = convert("find", c, env=env).stdout.splitlines()
+    assert sorted(found) == sorted(str(link / p.relative_to(root.resolve())) for p in placed[c])
+
+
 def test_bad_input_one_line(library, trained_model: Path, tmp_path: Path) -> None:
     root, _ = library
     cases = [
@@ -242,9 +258,11 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["term", "kill"])
 def test_sigterm_stops_the_workers_and_prints_the_summary(
-    data_dir: Path, trained_model: Path, tmp_path: Path
+    data_dir: Path, trained_model: Path, tmp_path: Path, sig: int
 ) -> None:
+    """SIGTERM: the summary and no worker left; SIGKILL: at least no worker left."""
     root = tmp_path / "photos"
     root.mkdir()
     faces = data_dir / "faces"
@@ -268,11 +286,12 @@ def test_sigterm_stops_the_workers_and_prints_the_summary(
         except sqlite3.OperationalError:
             pass
     assert len(workers) >= 2, workers
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
-    assert "Traceback" not in err, err[-2000:]
-    stopped = json.loads(out)
-    assert stopped["interrupted"] and stopped["scanned"] >= 1
+    if sig == signal.SIGTERM:
+        assert "Traceback" not in err, err[-2000:]
+        stopped = json.loads(out)
+        assert stopped["interrupted"] and stopped["scanned"] >= 1
     deadline = time.monotonic() + 10
     while any(_alive(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -269,6 +269,26 @@ def test_person_removed_from_model_loses_entity(broker):
     second.close()
 
 
+def test_own_configs_from_another_topic_prefix_are_ours(broker):
+    """mqtt.topic_prefix changed: the device's old configs are its own, not a clash."""
+    first = MqttSink(make_cfg(broker, **{"mqtt.topic_prefix": "home"}))
+    first.start(["Alice", "Bob"])
+    first.close()
+    bob = "homeassistant/binary_sensor/pi/person_bob/config"
+    assert bob in retained(broker, "homeassistant/#", 0.5)
+    second = MqttSink(make_cfg(broker))
+    second.start(["Alice"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and bob in retained(broker, "homeassistant/#", 0.3):
+        pass
+    second.close()
+    assert second.failure is None
+    held = retained(broker, "homeassistant/#", 0.5)
+    assert bob not in held
+    alice = json.loads(held["homeassistant/binary_sensor/pi/person_alice/config"])
+    assert alice["availability_topic"] == f"{BASE}/status"
+
+
 def test_password_broker(tmp_path, monkeypatch, caplog):
     caplog.set_level(logging.INFO)
     secret = "s3cret-Pa55"
@@ -561,4 +581,4 @@ def test_entity_ids_stay_with_their_people_across_retrains(broker, tmp_path):
         "José": "jose",
         "Jose": "jose_2",
     }
-    assert (tmp_path / "faces.slugs.json").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "faces.slugs.json").stat().st_mode == model.stat().st_mode  # as the model

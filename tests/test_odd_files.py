@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -96,21 +97,52 @@ def test_detect_goes_on_past_a_fifo_a_loop_and_a_huge_image(data_dir, tmp_path, 
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [line["image"] for line in lines] == [str(good)]
-    errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
-    assert len(errors) == 3, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 3 and all(str(folder) in e for e in errors), proc.stderr
     assert f"{odd['fifo']}: not a regular file" in proc.stderr
     assert f"{odd['loop']}: unreadable (Too many levels of symbolic links)" in proc.stderr
     assert "huge.png: 20000x20000 pixels" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_photo_is_one_line(tmp_path):
-    photo = tmp_path / "secret.jpg"
+@pytest.fixture
+def open_folder():
+    """A folder in /tmp that any user can enter (pytest's tmp_path is root's own)."""
+    folder = Path(tempfile.mkdtemp())
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_unreadable_photo_is_one_line(open_folder):
+    """A photo without read permission; read as `nobody` when the tests run as root (root
+    reads any file), in a forked child."""
+    photo = open_folder / "secret.jpg"
     photo.write_bytes(b"\xff\xd8\xff")
     photo.chmod(0)
-    with pytest.raises(UserError, match=r"secret.jpg: unreadable \(Permission denied\)"):
-        read_image(photo)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        try:
+            os.close(read)
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            try:
+                read_image(photo)
+                said = "read it"
+            except UserError as exc:
+                said = f"UserError: {exc}"
+            except Exception as exc:
+                said = f"{type(exc).__name__}: {exc}"
+            os.write(write, said.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        said = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert said == f"UserError: {photo}: unreadable (Permission denied)"
 
 
 def test_truncated_cache_entry_is_recomputed(tmp_path, caplog):
@@ -146,8 +178,8 @@ def test_identify_goes_on_past_odd_files(data_dir, tmp_path, trained_model):
     assert "Traceback" not in proc.stderr
     shown = [json.loads(line)["image"] for line in proc.stdout.splitlines()]
     assert shown == [str(latin1_name(folder)), str(folder / "good.jpg")]
-    errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
-    assert len(errors) == 3, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 3 and all(str(folder) in e for e in errors), proc.stderr
     assert f"{odd['fifo']}: not a regular file" in proc.stderr
     assert f"{odd['loop']}: unreadable (Too many levels of symbolic links)" in proc.stderr
     assert "huge.png: 20000x20000 pixels" in proc.stderr

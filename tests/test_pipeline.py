@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -78,9 +79,14 @@ def test_doorbell_clip_gives_one_correct_event_per_visit(clip, config, tmp_path)
     for e in arrivals:  # ... ended by a `left` with that id and the same name
         (left,) = [x for x in events if x["type"] == "left" and x["visit"] == e["visit"]]
         assert left["name"] == e["name"] and left["frame"] > e["frame"]
-    # A stranger's crop was saved for later clustering, a known face's was not.
-    saved = list((config.parent / "unknown").glob("*.jpg"))
+    # A stranger's crops (1-4 per visit, under its visit id) were saved for naming or
+    # clustering later; a known face's were not.
+    saved = Counter(
+        json.loads(m.read_text())["visit"] for m in (config.parent / "unknown").glob("*.json")
+    )
+    assert set(saved) == {e["visit"] for e in events if e["type"] == "unknown"}
     assert len(saved) == sum(not v["known"] for v in timeline["visits"])
+    assert all(1 <= n <= 4 for n in saved.values()), saved
 
     stats = json.loads(stats_path.read_text())
     assert stats["frames_read"] == stats["frames_processed"] == timeline["frames"]
@@ -91,6 +97,9 @@ def test_doorbell_clip_gives_one_correct_event_per_visit(clip, config, tmp_path)
     assert set(stats["stages"]) == {"capture", "detect", "track", "recognize", "publish"}
     for stage in stats["stages"].values():
         assert 0 <= stage["median_ms"] <= stage["p95_ms"]
+    # Detection every 5th frame while everyone in view is decided, none while the scene is
+    # empty and still, every frame only while a face is being decided.
+    assert stats["totals"]["detect"]["runs"] < timeline["frames"] / 5, stats["totals"]
     assert stats["latency_s"]["count"] == len(timeline["visits"])
     assert 0 < stats["latency_s"]["median"] <= stats["latency_s"]["p95"]
 
@@ -157,7 +166,8 @@ def test_quick_start_without_a_model_is_detect_only(models_dir, tmp_path):
     assert [e["type"] for e in events] == ["unknown", "left"]
     assert all(e["name"] is None for e in events)
     assert events[0]["visit"] == events[1]["visit"]
-    assert len(list((tmp_path / "unknown").glob("*.jpg"))) == 1
+    metas = [json.loads(m.read_text()) for m in (tmp_path / "unknown").glob("*.json")]
+    assert 1 <= len(metas) <= 4 and {m["visit"] for m in metas} == {events[0]["visit"]}
     assert json.loads((tmp_path / "s.json").read_text())["frames_read"] == 90
 
 

@@ -272,18 +272,23 @@ def test_mjpeg_connections_are_capped_and_idle_ones_time_out(data_dir, caplog):
 
     from edge.preview import MAX_CLIENTS
 
-    with MjpegServer("127.0.0.1", 0, timeout_s=3.0) as server:
+    with MjpegServer("127.0.0.1", 0, timeout_s=10.0) as server:
         server.update(scene(data_dir))
         idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(30)]
         try:
-            time.sleep(1.0)  # the server has accepted (and closed) what it will by now
-            closed = [s for s in idle if _closed_by_server(s, 0.05)]
-            assert len(closed) == 30 - MAX_CLIENTS
+            # The listen backlog makes some accepts late: poll until the refused are closed.
+            closed: list = []
+            deadline = time.monotonic() + 8  # well before the kept ones' 10 s timeout
+            while len(closed) < 30 - MAX_CLIENTS and time.monotonic() < deadline:
+                closed += [s for s in idle if s not in closed and _closed_by_server(s, 0.01)]
             kept = [s for s in idle if s not in closed]
-            assert all(_closed_by_server(s, 10) for s in kept), "idle clients are dropped"
+            assert len(kept) == MAX_CLIENTS
+            assert not any(_closed_by_server(s, 0.01) for s in kept)
+            assert all(_closed_by_server(s, 20) for s in kept), "idle clients are dropped"
         finally:
             for s in idle:
                 s.close()
         assert decode(get(f"http://127.0.0.1:{server.port}/snapshot.jpg")) is not None
     refused = [r for r in caplog.records if "connections open" in r.getMessage()]
-    assert 1 <= len(refused) <= 3  # once per episode (the listen backlog interleaves accepts)
+    # Once per episode, not per connection: accepts interleave with refusals (listen backlog).
+    assert 1 <= len(refused) <= MAX_CLIENTS + 1

@@ -156,6 +156,17 @@ def running_hass(tmp_path: Path, broker: Broker) -> Iterator[tuple[Api, Path]]:
             hass.wait()
 
 
+def _edge_config(tmp_path: Path, broker: Broker, head: str) -> Path:
+    """edge.yaml: `head` (YAML of the other sections) and the MQTT login of user edge."""
+    (tmp_path / "edge.pw").write_text(USERS["edge"] + "\n")
+    cfg = tmp_path / "edge.yaml"
+    cfg.write_text(
+        head + f"mqtt:\n  host: {broker.host}\n  port: {broker.port}\n  username: edge\n"
+        f"  password_file: {tmp_path / 'edge.pw'}\n  device_id: {DEVICE}\n"
+    )
+    return cfg
+
+
 @pytest.fixture
 def clip(data_dir: Path, tmp_path: Path) -> Path:
     from tests.doorbell import make_clip
@@ -177,22 +188,12 @@ def test_home_assistant_discovers_edge(tmp_path, clip, trained_model, capsys):
     ):
         edge_proc = None
         try:
-            cfg = tmp_path / "edge.yaml"
-            cfg.write_text(
-                f"""stats_interval_s: 2
-recognize:
-  model: "{trained_model}"
-unknown_faces:
-  enabled: false
-mqtt:
-  host: {broker.host}
-  port: {broker.port}
-  username: edge
-  password_file: {tmp_path / "edge.pw"}
-  device_id: {DEVICE}
-"""
+            cfg = _edge_config(
+                tmp_path,
+                broker,
+                f"stats_interval_s: 2\nrecognize:\n  model: {trained_model}\n"
+                "unknown_faces:\n  enabled: false\n",
             )
-            (tmp_path / "edge.pw").write_text(USERS["edge"] + "\n")
             # Entities appear by themselves: discovery alone (no video yet) creates them, so
             # Home Assistant listens before the first (not retained) event of the run.
             sink = MqttSink(load_config(cfg))
@@ -368,24 +369,13 @@ def test_home_assistant_names_a_visitor_who_is_then_recognized(
             hass_log,
         ),
     ):
-        cfg = tmp_path / "edge.yaml"
-        cfg.write_text(
-            f"""recognize:
-  model: {models / "faces.tflite"}
-  watch_s: 0.5
-unknown_faces:
-  dir: {tmp_path / "unknown"}
-enroll:
-  dataset: {tmp_path / "dataset"}
-mqtt:
-  host: {broker.host}
-  port: {broker.port}
-  username: edge
-  password_file: {tmp_path / "edge.pw"}
-  device_id: {DEVICE}
-"""
+        cfg = _edge_config(
+            tmp_path,
+            broker,
+            f"recognize:\n  model: {models / 'faces.tflite'}\n  watch_s: 0.5\n"
+            f"unknown_faces:\n  dir: {tmp_path / 'unknown'}\n"
+            f"enroll:\n  dataset: {tmp_path / 'dataset'}\n",
         )
-        (tmp_path / "edge.pw").write_text(USERS["edge"] + "\n")
         edge_log = tmp_path / "edge.log"
         with open(edge_log, "w") as err:
             edge_proc = subprocess.Popen(
