@@ -8,6 +8,7 @@ import http.client
 import json
 import socket
 import struct
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -348,3 +349,24 @@ def test_people_api_with_a_real_model(trained_model, data_dir, tmp_path, monkeyp
         assert len(list((tmp_path / "dataset" / "_unknown").iterdir())) == 1
     finally:
         app.close()
+
+
+def test_snapshot_waits_for_a_frame_drawn_on_demand(app):
+    frames, stop = app.feed.frames, threading.Event()
+
+    def loop() -> None:  # like the capture loop: draws a frame only while someone watches
+        while not stop.is_set():
+            if frames.wanted:
+                frames.update(np.full((48, 64, 3), 200, np.uint8))
+            time.sleep(0.01)
+
+    assert _req(app, "GET", "/snapshot.jpg")[0] == 503  # nothing drawn, nobody drawing
+    producer = threading.Thread(target=loop, daemon=True)
+    producer.start()
+    try:
+        status, headers, body = _req(app, "GET", "/snapshot.jpg")
+        assert status == 200 and headers["Content-Type"] == "image/jpeg"
+        assert cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR).shape == (48, 64, 3)
+    finally:
+        stop.set()
+        producer.join()
