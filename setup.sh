@@ -9,7 +9,7 @@ usage: ./setup.sh [--convert | --test-deps | --test] [--install-service]
 
   (no option)          venv + runtime packages + model files + sample clip (the Pi)
   --convert            also the training tools: TensorFlow CPU, scikit-learn (on a PC)
-  --test-deps          everything the tests need (--convert, pytest, ruff, mosquitto, xvfb)
+  --test-deps          everything the tests need (--convert, pytest, ruff, mosquitto, xvfb, chromium)
   --test               --test-deps, then run ruff and the whole test suite
   --install-service    install and enable the systemd service (on the Pi)
   -h, --help           this text
@@ -75,7 +75,8 @@ if [ "$IS_PI" -eq 1 ]; then
   apt_install python3-picamera2 python3-tk   # camera; Tk for --preview
 fi
 if [ "$WITH_TEST" -eq 1 ]; then
-  apt_install mosquitto mosquitto-clients openssl xvfb x11-apps imagemagick xdotool
+  apt_install mosquitto mosquitto-clients openssl xvfb x11-apps imagemagick xdotool \
+    chromium chromium-driver   # the web app's browser tests (Selenium drives Debian's Chromium)
 fi
 
 # --- virtual environment ---------------------------------------------------------------

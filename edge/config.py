@@ -245,6 +245,31 @@ class PreviewConfig:
 
 
 @dataclass
+class WebConfig:
+    port: int = _opt(
+        0, "serve the face library web app on this port while edge runs (0 = off)", min=0, max=65535
+    )
+    bind: str = _opt(
+        "127.0.0.1",
+        "address for the web app; beyond loopback (0.0.0.0 for the LAN) a password is required",
+    )
+    password_env: str = _opt("EDGE_WEB_PASSWORD", "environment variable holding the web password")
+    password_file: str = _opt(
+        "", "file holding the web password (instead of the variable)", path=True, exists=True
+    )
+    url: str = _opt(
+        "", "the page's address for Home Assistant's device link; empty = http://HOSTNAME:PORT/"
+    )
+    max_upload_mb: float = _opt(15.0, "largest photo upload, MB", min=0.1, max=200.0)
+    max_clients: int = _opt(
+        16, "open connections at most; more are closed at once", min=2, max=1000
+    )
+    timeout_s: float = _opt(
+        15.0, "a client that sends or reads nothing for this long is dropped", min=1.0, max=600.0
+    )
+
+
+@dataclass
 class Config:
     log_level: str = _opt(
         "INFO", "DEBUG | INFO | WARNING | ERROR", choices=("DEBUG", "INFO", "WARNING", "ERROR")
@@ -261,6 +286,7 @@ class Config:
     unknown_faces: UnknownFacesConfig = field(default_factory=UnknownFacesConfig)
     enroll: EnrollConfig = field(default_factory=EnrollConfig)
     preview: PreviewConfig = field(default_factory=PreviewConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     # Where the values came from; not config keys.
     source_file: str = field(default=EMBEDDED, metadata={"internal": True})
     explicit: frozenset[str] = field(default_factory=frozenset, metadata={"internal": True})
@@ -275,6 +301,28 @@ class Config:
                     f"{self.source_file}: mqtt.password_file: cannot read {self.mqtt.password_file}: {exc.strerror}"
                 ) from None
         return os.environ.get(self.mqtt.password_env, "") if self.mqtt.password_env else ""
+
+    def web_password(self) -> str:
+        """The web app's password from the configured file or environment variable ('' if none)."""
+        if self.web.password_file:
+            try:
+                return Path(self.web.password_file).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"{self.source_file}: web.password_file: cannot read {self.web.password_file}: {exc.strerror}"
+                ) from None
+        return os.environ.get(self.web.password_env, "") if self.web.password_env else ""
+
+    def web_url(self) -> str:
+        """The web app's address for Home Assistant ('' when it is off)."""
+        if not self.web.port:
+            return ""
+        if self.web.url:
+            return self.web.url
+        host = self.web.bind
+        if host in ("0.0.0.0", "::", ""):
+            host = socket.gethostname()
+        return f"http://{'[' + host + ']' if ':' in host else host}:{self.web.port}/"
 
     def device_id(self) -> str:
         """The MQTT device id: configured, or the hostname."""

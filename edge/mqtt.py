@@ -157,6 +157,7 @@ class MqttSink(Sink):
         self.dropped = 0
         self.reconnects = 0
         self._m = m
+        self._web_url = cfg.web_url()
         self._qos = m.qos
         self._where = f"{m.host}:{m.port}"
         self._thermal = cpu_temperature_file()
@@ -287,6 +288,8 @@ class MqttSink(Sink):
             "model": "Face recognizer",
             "sw_version": __version__,
         }
+        if self._web_url:
+            device["configuration_url"] = self._web_url  # the face library page (docs/web.md)
         common = {
             "device": device,
             "availability_topic": f"{base}/status",

@@ -105,6 +105,10 @@ class Loop:
     def __init__(self, cfg: Config, args: argparse.Namespace) -> None:
         self.cfg, self.args = cfg, args
         self.notifier = Notifier()
+        if cfg.web.port > 0:  # no web app beyond loopback without a password: check first
+            from edge.web.security import Guard
+
+            Guard(cfg)
         self.stages = build_stages(cfg)
         self.sink: Sink = create_sink(cfg, getattr(args, "sink", None))
         try:
@@ -123,7 +127,7 @@ class Loop:
         self.presence = Presence(cfg.decide, self.unknowns.next_visit() if self.unknowns else 1)
         self.visitors = VisitorActions(cfg) if self.unknowns is not None else None
         self.sink.visitor_handler = self.visitors.request if self.visitors else None
-        self.window = self.mjpeg = None
+        self.window = self.mjpeg = self.web = None
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._closer: threading.Thread | None = None
@@ -212,6 +216,8 @@ class Loop:
             self.unknowns = self._unknown_store(cfg)
         if self.visitors is not None:
             self.visitors.cfg = cfg
+        if self.web is not None:
+            self.web.library.cfg = cfg  # paths and the model; the server keeps its port
         if cfg.recognize != old.recognize:
             self.model_watch = self._model_watch(cfg)
         self.cfg, self.stages = cfg, stages
@@ -312,6 +318,8 @@ class Loop:
             ev = e.event
             snapshot = _jpeg(e.crop) if ev["type"] != "left" else None
             self.sink.event(ev, snapshot)
+            if self.web is not None:
+                self.web.feed.event(e, snapshot, self.stages.model, self.cfg.recognize)
             self.stats.events += 1
             if e.track is not None:
                 self.stats.event_latency(time.time() - e.track.first_wall_time)
@@ -362,10 +370,17 @@ class Loop:
             self.window = PreviewWindow()
         if self.cfg.preview.mjpeg_port > 0:
             self.mjpeg = MjpegServer(self.cfg.preview.mjpeg_bind, self.cfg.preview.mjpeg_port)
+        if self.cfg.web.port > 0:
+            from edge.web.server import WebApp
+
+            self.web = WebApp(self.cfg)
 
     def _show(self, frame: Frame) -> bool:
         """Annotate and show the frame; False when the user closed the window."""
-        if self.window is None and self.mjpeg is None:
+        if self.web is not None and self.web.feed.status_due():
+            self.web.feed.status(self._web_status())
+        watched = self.web is not None and self.web.feed.frames.wanted
+        if self.window is None and self.mjpeg is None and not watched:
             return True
         from edge.preview import annotate
 
@@ -382,9 +397,25 @@ class Loop:
         image = annotate(frame.image, items, fps)
         if self.mjpeg is not None:
             self.mjpeg.update(image)
+        if watched:
+            self.web.feed.frames.update(image)
         if self.window is not None:
             return self.window.show(image)
         return True
+
+    def _web_status(self) -> dict:
+        """What the web app's Status page shows."""
+        s = self.stats.summary(
+            self.source.frames_read, self.source.frames_dropped, self.judge.crop_seconds
+        )
+        connected = getattr(self.sink, "_connected", None)  # MqttSink only
+        mqtt = "off (stdout)" if connected is None else ("connected" if connected else "not connected")  # fmt: skip
+        return s | {
+            "cpu_temp_c": cpu_temperature(), "mqtt": mqtt,
+            "present": len(self.presence.people), "source": self.source.name,
+            "model": self.cfg.recognize.model if self.stages.model else "",
+            "people": len(self.stages.labels),
+        }  # fmt: skip
 
     # --- shutdown ------------------------------------------------------------------------
 
@@ -397,7 +428,7 @@ class Loop:
         try:
             self.sink.close()
         finally:
-            for ui in (self.window, self.mjpeg):
+            for ui in (self.window, self.mjpeg, self.web):
                 if ui is not None:
                     ui.close()
             path = getattr(self.args, "stats_json", None)

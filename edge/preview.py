@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
@@ -25,13 +26,16 @@ CLIENT_TIMEOUT_S = (
 )
 
 
-class _CappedServer(ThreadingHTTPServer):
+class CappedServer(ThreadingHTTPServer):
     """A threading HTTP server that closes connections beyond `max_clients` at once."""
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], handler: type, max_clients: int) -> None:
+    def __init__(
+        self, address: tuple[str, int], handler: type, max_clients: int, what: str = "MJPEG preview"
+    ) -> None:
         self._slots = threading.BoundedSemaphore(max_clients)
+        self._what = what
         self._max_clients = max_clients
         self._refusing = False
         super().__init__(address, handler)
@@ -41,7 +45,8 @@ class _CappedServer(ThreadingHTTPServer):
             if not self._refusing:  # once per episode, not per connection
                 self._refusing = True
                 log.warning(
-                    "MJPEG preview: %d connections open, closing new ones until one ends",
+                    "%s: %d connections open, closing new ones until one ends",
+                    self._what,
                     self._max_clients,
                 )
             self.shutdown_request(request)
@@ -155,35 +160,33 @@ class PreviewWindow:
         self.close()
 
 
-class MjpegServer:
-    """Serve the latest frame as MJPEG at http://bind:port/ and one JPEG at /snapshot.jpg."""
+class LatestFrame:
+    """The newest annotated frame, JPEG-encoded once per frame and only when someone asks."""
 
-    def __init__(
-        self,
-        bind: str,
-        port: int,
-        max_clients: int = MAX_CLIENTS,
-        timeout_s: float = CLIENT_TIMEOUT_S,
-    ) -> None:
+    def __init__(self) -> None:
         self._cond = threading.Condition()
         self._image: np.ndarray | None = None
         self._seq = 0
         self._jpeg: bytes = b""
         self._jpeg_seq = -1
         self._closed = False
-        handler = _handler_for(self, timeout_s)
+        self._viewers = 0
+
+    @property
+    def wanted(self) -> bool:
+        """Someone is waiting for frames (a producer may skip drawing them otherwise)."""
+        return self._viewers > 0
+
+    @contextlib.contextmanager
+    def viewer(self):
+        """Count the enclosed block as one viewer of the frames."""
+        with self._cond:
+            self._viewers += 1
         try:
-            self._server = _CappedServer((bind, port), handler, max_clients)
-        except OSError as exc:
-            raise UserError(
-                f"preview.mjpeg_port: cannot serve MJPEG on {bind}:{port}: {exc.strerror or exc}"
-            ) from None
-        self.bind, self.port = self._server.server_address[:2]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
-        )
-        self._thread.start()
-        log.info("MJPEG preview at http://%s:%d/", self.bind, self.port)
+            yield
+        finally:
+            with self._cond:
+                self._viewers -= 1
 
     def update(self, image_bgr: np.ndarray) -> None:
         """Publish a new frame (kept by reference: do not modify it afterwards)."""
@@ -201,26 +204,107 @@ class MjpegServer:
                 return None
             if self._closed:
                 return None
-            if self._jpeg_seq != self._seq:  # encode once per frame, only when someone asks
-                ok, buf = cv2.imencode(
-                    ".jpg", self._image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
-                )
-                if not ok:
-                    return None
-                self._jpeg, self._jpeg_seq = buf.tobytes(), self._seq
-            return self._seq, self._jpeg
+            if self._jpeg_seq == self._seq:
+                return self._seq, self._jpeg
+            image, seq = self._image, self._seq
+        # Encoded outside the lock: the capture loop's update() never waits for an encoder.
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            return None
+        with self._cond:
+            if seq > self._jpeg_seq:
+                self._jpeg, self._jpeg_seq = buf.tobytes(), seq
+        return seq, buf.tobytes()
 
     @property
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def seq(self) -> int:
+        """The number of the newest frame (0 before the first)."""
+        return self._seq
+
     def close(self) -> None:
-        """Stop serving; open streams end."""
+        """Wake and end every stream."""
         with self._cond:
-            if self._closed:
-                return
             self._closed = True
             self._cond.notify_all()
+
+
+def send_snapshot(handler: BaseHTTPRequestHandler, frames: LatestFrame) -> None:
+    """Answer with the newest frame as one JPEG (503 before the first frame)."""
+    with frames.viewer():
+        got = frames.jpeg(after=frames.seq, timeout=0.5) or frames.jpeg(timeout=0.1)
+    if got is None:
+        handler.send_error(503, "no frame yet")
+        return
+    handler.send_response(200)
+    handler.send_header("Content-Type", "image/jpeg")
+    handler.send_header("Content-Length", str(len(got[1])))
+    handler.send_header("Cache-Control", "no-store")
+    handler.end_headers()
+    handler.wfile.write(got[1])
+
+
+def send_stream(handler: BaseHTTPRequestHandler, frames: LatestFrame, max_fps: float = 0.0) -> None:
+    """Answer with the frames as MJPEG until the viewer goes away or the server closes;
+    `max_fps` > 0 sends at most that many frames a second."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+    handler.send_header("Cache-Control", "no-store")
+    handler.end_headers()
+    seq = -1
+    with frames.viewer():
+        try:
+            while not frames.closed:
+                got = frames.jpeg(after=seq)
+                if got is None:
+                    continue
+                seq, data = got
+                handler.wfile.write(
+                    f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                    f"Content-Length: {len(data)}\r\n\r\n".encode()
+                    + data
+                    + b"\r\n"
+                )
+                handler.wfile.flush()
+                if max_fps > 0:
+                    time.sleep(1.0 / max_fps)
+        except OSError:
+            pass  # the viewer went away, or stopped reading for the handler's timeout
+
+
+class MjpegServer(LatestFrame):
+    """Serve the latest frame as MJPEG at http://bind:port/ and one JPEG at /snapshot.jpg."""
+
+    def __init__(
+        self,
+        bind: str,
+        port: int,
+        max_clients: int = MAX_CLIENTS,
+        timeout_s: float = CLIENT_TIMEOUT_S,
+    ) -> None:
+        super().__init__()
+        handler = _handler_for(self, timeout_s)
+        try:
+            self._server = CappedServer((bind, port), handler, max_clients)
+        except OSError as exc:
+            raise UserError(
+                f"preview.mjpeg_port: cannot serve MJPEG on {bind}:{port}: {exc.strerror or exc}"
+            ) from None
+        self.bind, self.port = self._server.server_address[:2]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
+        )
+        self._thread.start()
+        log.info("MJPEG preview at http://%s:%d/", self.bind, self.port)
+
+    def close(self) -> None:
+        """Stop serving; open streams end."""
+        if self.closed:
+            return
+        super().close()
         self._server.shutdown()
         self._server.server_close()
 
@@ -241,44 +325,10 @@ def _handler_for(server: MjpegServer, timeout_s: float) -> type[BaseHTTPRequestH
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/snapshot.jpg":
-                self._snapshot()
+                send_snapshot(self, server)
             elif path == "/":
-                self._stream()
+                send_stream(self, server)
             else:
                 self.send_error(404, "try / or /snapshot.jpg")
-
-        def _snapshot(self) -> None:
-            got = server.jpeg(timeout=0.5)
-            if got is None:
-                self.send_error(503, "no frame yet")
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(got[1])))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(got[1])
-
-        def _stream(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            seq = -1
-            try:
-                while not server.closed:
-                    got = server.jpeg(after=seq)
-                    if got is None:
-                        continue
-                    seq, data = got
-                    self.wfile.write(
-                        f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                        f"Content-Length: {len(data)}\r\n\r\n".encode()
-                        + data
-                        + b"\r\n"
-                    )
-                    self.wfile.flush()
-            except OSError:
-                pass  # the viewer went away, or stopped reading for timeout_s
 
     return Handler

@@ -1,0 +1,121 @@
+"""What the capture loop hands the web app: events with their reasons, stats, the latest frame.
+
+Every method is cheap and thread-safe: the loop calls them, the web server's threads read.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from edge.config import RecognizeConfig
+from edge.preview import LatestFrame
+
+MAX_EVENTS = 200  # events kept for the Events page (with their snapshots: about 2 MB)
+STATUS_EVERY_S = 1.0  # how often the loop hands over its stats
+
+
+def explain(emitted: Any, model: Any | None, rcfg: RecognizeConfig) -> dict[str, Any]:
+    """Why an event named someone or not: votes, probability and distance against their
+    thresholds, face size."""
+    ev = emitted.event
+    _, _, w, h = ev["box"]
+    out: dict[str, Any] = {"face_px": [int(w), int(h)], "min_face_px": rcfg.min_face_px}
+    track = emitted.track
+    decision = track.state.get("decision") if track is not None else None
+    if decision is not None:
+        out |= {
+            "votes": len(decision.crops),
+            "votes_needed": rcfg.votes,
+            "max_crops": rcfg.max_crops,
+        }
+    emb = emitted.embedding
+    if model is None or emb is None or np.shape(emb) != model.centroids.shape[1:]:
+        return out
+    emb = np.asarray(emb, np.float32)
+    dist = 1.0 - model.centroids @ emb
+    best = int(np.argmin(dist))
+    if ev["name"] in model.labels:
+        best = model.labels.index(ev["name"])
+    out |= {
+        "closest": model.labels[best],
+        "distance": round(float(dist[best]), 4),
+        "max_distance": round(float(model.max_distance), 4),
+        "probability": round(float(ev["confidence"]), 4),  # mean over the voting crops
+        "min_probability": round(float(model.min_probability), 4),
+    }
+    return out
+
+
+class Feed:
+    """Events, status and frames from the loop, for the web server's threads."""
+
+    def __init__(self, max_events: int = MAX_EVENTS) -> None:
+        self.frames = LatestFrame()
+        self.started = time.time()
+        self._lock = threading.Lock()
+        self._events: deque[dict[str, Any]] = deque(maxlen=max_events)
+        self._snapshots: dict[int, bytes] = {}
+        self._ids = itertools.count(1)
+        self._status: dict[str, Any] = {}
+        self._next_status = 0.0
+        self._last = (0.0, 0)  # (monotonic time, frames processed) at the last status()
+
+    def event(
+        self, emitted: Any, snapshot: bytes | None, model: Any | None, rcfg: RecognizeConfig
+    ) -> None:
+        """One published event (edge.decide.Emitted) and its JPEG snapshot (None for `left`)."""
+        event, why = emitted.event, explain(emitted, model, rcfg)
+        with self._lock:
+            eid = next(self._ids)
+            if len(self._events) == self._events.maxlen:
+                self._snapshots.pop(self._events[0]["id"], None)
+            self._events.append({"id": eid, **event, "why": why, "snapshot": snapshot is not None})
+            if snapshot is not None:
+                self._snapshots[eid] = snapshot
+
+    def events(self, limit: int = 50, person: str | None = None) -> list[dict[str, Any]]:
+        """The newest `limit` events, newest first; `person` a name or "unknown"."""
+        with self._lock:
+            found = list(self._events)
+        found.reverse()
+        if person:
+            found = [e for e in found if (e["name"] or "unknown") == person]
+        return found[:limit]
+
+    def snapshot(self, event_id: int) -> bytes | None:
+        """The JPEG of one kept event, or None."""
+        with self._lock:
+            return self._snapshots.get(event_id)
+
+    def status_due(self) -> bool:
+        """True about once per STATUS_EVERY_S: time for the loop to call status()."""
+        now = time.monotonic()
+        if now < self._next_status:
+            return False
+        self._next_status = now + STATUS_EVERY_S
+        return True
+
+    def status(self, status: dict[str, Any]) -> None:
+        """The loop's latest stats (replaces the previous ones); adds frames/s since the last."""
+        now, frames = time.monotonic(), status.get("frames_processed", 0)
+        last_t, last_n = self._last
+        fps = (frames - last_n) / (now - last_t) if last_t and now > last_t else 0.0
+        self._last = (now, frames)
+        with self._lock:
+            self._status = {**status, "fps": round(fps, 2)}
+
+    def current(self) -> dict[str, Any]:
+        """The latest stats with the uptime."""
+        with self._lock:
+            status = dict(self._status)
+        return status | {"uptime_s": round(time.time() - self.started, 1)}
+
+    def close(self) -> None:
+        """End the live streams."""
+        self.frames.close()
