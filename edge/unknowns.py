@@ -24,7 +24,8 @@ from edge.private import write_private
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".jpg", ".npy", ".json")
-DIVERSE_DISTANCE = 0.02  # cosine distance: closer crops of one visit add nothing
+DIVERSE_DISTANCE = 0.02  # cosine distance: crops of one visit this far apart are kept first
+SAME_PICTURE_DISTANCE = 1e-3  # closer than this: the same picture, never kept twice
 
 
 class UnknownStore:
@@ -113,17 +114,22 @@ class UnknownStore:
         name: str,
         confidence: float,
     ) -> list[Path]:
-        """Store up to `crops_per_visit` different crops of one visit: the best first, then
-        each one at least DIVERSE_DISTANCE from those kept (another pose, size or light)."""
+        """Store up to `crops_per_visit` crops of one visit, the best first: those at least
+        DIVERSE_DISTANCE from the ones kept (another pose, size or light), then, while there
+        is room, the next best that are not the same picture (more crops name a visitor seen
+        once more surely)."""
         chosen: list[tuple[np.ndarray, np.ndarray | None]] = []
-        for crop, emb, _quality in sorted(crops, key=lambda c: -c[2]):
-            if len(chosen) >= self.cfg.crops_per_visit:
-                break
-            if emb is not None and any(
-                e is not None and float(1.0 - emb @ e) < DIVERSE_DISTANCE for _, e in chosen
-            ):
-                continue
-            chosen.append((crop, emb))
+        ranked = sorted(crops, key=lambda c: -c[2])
+        for apart in (DIVERSE_DISTANCE, SAME_PICTURE_DISTANCE):
+            for crop, emb, _quality in ranked:
+                if len(chosen) >= self.cfg.crops_per_visit:
+                    break
+                if any(c is crop for c, _ in chosen) or (
+                    emb is not None
+                    and any(e is not None and float(1.0 - emb @ e) < apart for _, e in chosen)
+                ):
+                    continue
+                chosen.append((crop, emb))
         saved = []
         for i, (crop, emb) in enumerate(chosen):
             path = self.save(
