@@ -17,35 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.detect import table, write_json  # noqa: E402
-from bench.photos import identification  # noqa: E402
+from bench.photos import identification, run_module  # noqa: E402
 from tests.splits import heldout_photos, known, make_train_dataset, people, train_photos  # noqa: E402
 
 DATA = Path(os.environ.get("EDGE_TEST_DATA", ROOT.parent / "shared" / "data"))
-
-
-def run(module: str, *args: str) -> tuple[float, str]:
-    """Run `python -m MODULE ARGS`; (wall seconds, stdout). Exits on failure."""
-    t0 = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    if proc.returncode:
-        sys.exit(f"{module} {' '.join(args[:2])} failed:\n{proc.stderr[-3000:]}")
-    return time.monotonic() - t0, proc.stdout
 
 
 def main() -> int:
@@ -60,7 +43,7 @@ def main() -> int:
     config.write_text(f"enroll:\n  dataset: {work / 'device-dataset'}\n")
 
     print("PC model: convert train on 7 people ...", file=sys.stderr, flush=True)
-    pc_s, _ = run(
+    pc_s, _ = run_module(
         "convert", "train", str(make_train_dataset(faces, work / "all")), "--out", str(work / "pc")
     )
     first = known(faces)[: args.start]
@@ -74,15 +57,17 @@ def main() -> int:
         file=sys.stderr,
         flush=True,
     )
-    run("convert", "train", str(start), "--out", str(work / "device"))
+    run_module("convert", "train", str(start), "--out", str(work / "device"))
     model = str(work / "device" / "faces.tflite")
     timing = []
     for name in known(faces)[args.start :]:
         photos = [str(p) for p in train_photos(faces, name)]
-        enroll_s, out = run(
+        enroll_s, out = run_module(
             "edge", "enroll", name, *photos, "--model", model, "--config", str(config)
         )
-        identify_s, _ = run("edge", "identify", *photos, "--model", model, "--config", str(config))
+        identify_s, _ = run_module(
+            "edge", "identify", *photos, "--model", model, "--config", str(config)
+        )
         timing.append(
             {
                 "person": name,

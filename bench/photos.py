@@ -29,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.detect import table, write_json  # noqa: E402
+from bench.detect import table, timed, write_json  # noqa: E402
 from edge.config import load_config  # noqa: E402
 from edge.detect import Detector, create_detector, create_photo_detector  # noqa: E402
 from edge.images import read_image  # noqa: E402
@@ -39,16 +39,6 @@ from tests.groundtruth import load_gt, match, mosaic  # noqa: E402
 from tests.splits import heldout_photos, known, make_train_dataset, people  # noqa: E402
 
 DATA = Path(os.environ.get("EDGE_TEST_DATA", ROOT.parent / "shared" / "data"))
-
-
-def detect_timed(det: Detector, image: np.ndarray, repeat: int) -> tuple[list, float]:
-    """Faces and the fastest of `repeat` runs, ms."""
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        faces = det.detect(image)
-        best = min(best, (time.perf_counter() - t0) * 1000)
-    return faces, best
 
 
 def detection(profiles: dict[str, Detector], sets: dict[str, list], repeat: int) -> list[dict]:
@@ -62,7 +52,7 @@ def detection(profiles: dict[str, Detector], sets: dict[str, list], repeat: int)
     for set_name, items in sets.items():
         for image, truth in progress(items, desc=f"detect {set_name}", unit="photo"):
             for prof, det in profiles.items():
-                faces, ms = detect_timed(det, image, repeat)
+                faces, ms = timed(det, image, repeat)
                 a = acc[(prof, set_name)]
                 a["ms"].append(ms)
                 a["boxes"] += len(faces)
@@ -100,20 +90,26 @@ def detection(profiles: dict[str, Detector], sets: dict[str, list], repeat: int)
     return rows
 
 
-def train_model(work: Path) -> Path:
-    """`convert train` on the split's training photos; the .tflite written."""
-    dataset = make_train_dataset(DATA / "faces", work / "dataset")
-    out = work / "model"
+def run_module(module: str, *args: str) -> tuple[float, str]:
+    """Run `python -m MODULE ARGS` (TensorFlow quiet); (wall seconds, stdout). Exits on failure."""
+    t0 = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "convert", "train", str(dataset), "--out", str(out)],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     if proc.returncode:
-        sys.exit(f"convert train failed:\n{proc.stderr[-3000:]}")
-    return out / "faces.tflite"
+        sys.exit(f"{module} {' '.join(args[:2])} failed:\n{proc.stderr[-3000:]}")
+    return time.monotonic() - t0, proc.stdout
+
+
+def train_model(work: Path) -> Path:
+    """`convert train` on the split's training photos; the .tflite written."""
+    dataset = make_train_dataset(DATA / "faces", work / "dataset")
+    run_module("convert", "train", str(dataset), "--out", str(work / "model"))
+    return work / "model" / "faces.tflite"
 
 
 def identification(model: Path, probes: dict[str, list[tuple[Path, str | None]]]) -> list[dict]:
