@@ -48,16 +48,22 @@ SETTINGS = {
 }
 
 
-def find_model(arg: str | None) -> Path:
-    """--model, else models/faces.tflite, else the newest test-cached model, else train one."""
+def existing_model(arg: str | None) -> Path | None:
+    """--model, else models/faces.tflite, else the newest model the tests cached, else None."""
     if arg:
         return Path(arg).resolve()
     if (ROOT / "models" / "faces.tflite").is_file():
         return ROOT / "models" / "faces.tflite"
     cache = Path(os.environ.get("EDGE_TEST_CACHE", Path.home() / ".cache" / "edge-faces-tests"))
     cached = sorted(cache.glob("model-*/faces.tflite"), key=lambda p: p.stat().st_mtime)
-    if cached:
-        return cached[-1]
+    return cached[-1] if cached else None
+
+
+def find_model(arg: str | None) -> Path:
+    """existing_model(arg), else one trained now on the known people."""
+    found = existing_model(arg)
+    if found is not None:
+        return found
     out = RESULTS / "model"
     if not (out / "faces.tflite").is_file():
         print("training a face model on the known people (tests/splits.py) ...", file=sys.stderr)
@@ -93,17 +99,22 @@ def run_edge(config: Path, source: Path, extra: list[str], workdir: Path) -> dic
     return {"stats": stats, "events": events}
 
 
+def _arrivals(events: list[dict], visit: dict) -> list[dict]:
+    """The events (not `left`) that fall within one visit's frames."""
+    return [
+        e
+        for e in events
+        if e["type"] != "left" and visit["first_frame"] <= e["frame"] <= visit["last_frame"]
+    ]
+
+
 def appear_delays(events: list[dict], timeline: dict, t0: float) -> list[float]:
     """Seconds from the frame where a visitor's face is wholly in view (source clock) to the
     arrival event."""
     fps = timeline["fps"]
     out = []
     for v in timeline["visits"]:
-        arrivals = [
-            e
-            for e in events
-            if e["type"] != "left" and v["first_frame"] <= e["frame"] <= v["last_frame"]
-        ]
+        arrivals = _arrivals(events, v)
         if arrivals:
             start = v.get("face_frame", v["first_frame"])  # the whole face is in view
             out.append(arrivals[0]["time"] - (t0 + start / fps))
@@ -115,11 +126,7 @@ def left_delays(events: list[dict], timeline: dict, t0: float) -> list[float]:
     fps = timeline["fps"]
     out = []
     for v in timeline["visits"]:
-        arrivals = [
-            e
-            for e in events
-            if e["type"] != "left" and v["first_frame"] <= e["frame"] <= v["last_frame"]
-        ]
+        arrivals = _arrivals(events, v)
         if not arrivals:
             continue
         left = [e for e in events if e["type"] == "left" and e["visit"] == arrivals[0]["visit"]]

@@ -15,7 +15,6 @@ import json
 import os
 import platform
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.pipeline import existing_model  # noqa: E402
+from tests.broker import free_port  # noqa: E402
 from tests.doorbell import make_clip  # noqa: E402
 
 DATA = Path(os.environ.get("EDGE_TEST_DATA", ROOT.parent / "shared" / "data"))
@@ -37,22 +38,11 @@ LIMIT = 0.05  # the issue's budget: at most 5 % fewer frames/s
 
 
 def find_model(arg: str | None) -> Path:
-    """--model, else models/faces.tflite, else the newest model the tests cached."""
-    if arg:
-        return Path(arg).resolve()
-    if (ROOT / "models" / "faces.tflite").is_file():
-        return ROOT / "models" / "faces.tflite"
-    cache = Path(os.environ.get("EDGE_TEST_CACHE", Path.home() / ".cache" / "edge-faces-tests"))
-    cached = sorted(cache.glob("model-*/faces.tflite"), key=lambda p: p.stat().st_mtime)
-    if not cached:
+    """bench/pipeline.py's existing_model(): --model, models/, or the tests' cached model."""
+    found = existing_model(arg)
+    if found is None:
         raise SystemExit("error: no face model: pass --model (or run the tests once)")
-    return cached[-1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return found
 
 
 def _viewer(port: int, stop: threading.Event, counts: dict[str, int]) -> None:
@@ -92,7 +82,7 @@ def _rss_mb(pid: int) -> float | None:
 
 def run(condition: str, clip: Path, model: Path, work: Path) -> dict[str, Any]:
     """One whole-clip run of edge; frames/s from its --stats-json, RSS sampled from /proc."""
-    port = _free_port()
+    port = free_port()
     config = work / f"{condition}.yaml"
     web = f"web:\n  port: {port}\n" if condition != "off" else ""
     config.write_text(

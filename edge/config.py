@@ -293,25 +293,22 @@ class Config:
 
     def mqtt_password(self) -> str:
         """The broker password from the configured file or environment variable ('' if none)."""
-        if self.mqtt.password_file:
-            try:
-                return Path(self.mqtt.password_file).read_text().strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"{self.source_file}: mqtt.password_file: cannot read {self.mqtt.password_file}: {exc.strerror}"
-                ) from None
-        return os.environ.get(self.mqtt.password_env, "") if self.mqtt.password_env else ""
+        return self._secret("mqtt", self.mqtt.password_file, self.mqtt.password_env)
 
     def web_password(self) -> str:
         """The web app's password from the configured file or environment variable ('' if none)."""
-        if self.web.password_file:
+        return self._secret("web", self.web.password_file, self.web.password_env)
+
+    def _secret(self, section: str, password_file: str, password_env: str) -> str:
+        """A password from `password_file` if set, else the variable `password_env`."""
+        if password_file:
             try:
-                return Path(self.web.password_file).read_text().strip()
+                return Path(password_file).read_text().strip()
             except OSError as exc:
                 raise ConfigError(
-                    f"{self.source_file}: web.password_file: cannot read {self.web.password_file}: {exc.strerror}"
+                    f"{self.source_file}: {section}.password_file: cannot read {password_file}: {exc.strerror}"
                 ) from None
-        return os.environ.get(self.web.password_env, "") if self.web.password_env else ""
+        return os.environ.get(password_env, "") if password_env else ""
 
     def web_url(self) -> str:
         """The web app's address for Home Assistant ('' when it is off)."""
