@@ -217,7 +217,7 @@ class Loop:
         if self.visitors is not None:
             self.visitors.cfg = cfg
         if self.web is not None:
-            self.web.library.cfg = cfg  # paths and the model; the server keeps its port
+            self.web.reload(cfg)  # paths, the model, the password; the server keeps its port
         if cfg.recognize != old.recognize:
             self.model_watch = self._model_watch(cfg)
         self.cfg, self.stages = cfg, stages

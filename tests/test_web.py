@@ -48,8 +48,8 @@ def app(tmp_path, monkeypatch, models_dir):
     web.close()
 
 
-def _req(app, method, path, body=None, headers=None):
-    conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=10)
+def _req(app, method, path, body=None, headers=None, source="127.0.0.1"):
+    conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=10, source_address=(source, 0))
     try:
         conn.request(method, path, body=body, headers={"Host": f"127.0.0.1:{app.port}", **(headers or {})})  # fmt: skip
         r = conn.getresponse()
@@ -215,11 +215,11 @@ def test_password_on_every_page_and_call(tmp_path, monkeypatch, models_dir):
     good = {"Authorization": "Basic " + base64.b64encode(b"me:door bell").decode()}
     bad = {"Authorization": "Basic " + base64.b64encode(b"me:door").decode()}
     try:
-        for path in ("/", "/people", "/api/people", "/api/events", "/live.mjpeg", "/static/app.js"):
+        for i, path in enumerate(("/", "/people", "/api/people", "/api/events", "/live.mjpeg", "/static/app.js")):  # fmt: skip
             status, headers, _ = _req(app, "GET", path)
             assert status == 401 and headers["WWW-Authenticate"].startswith("Basic"), path
-            assert _req(app, "GET", path, headers=bad)[0] == 401
-            assert _req(app, "GET", path, headers={"Authorization": "Bearer x"})[0] == 401
+            assert _req(app, "GET", path, headers=bad, source=f"127.0.1.{i}")[0] == 401
+            assert _req(app, "GET", path, headers={"Authorization": "Bearer x"}, source=f"127.0.2.{i}")[0] == 401  # fmt: skip
         assert _req(app, "DELETE", "/api/visitors/1", headers=WRITE)[0] == 401
         assert _req(app, "GET", "/api/people", headers={**good, "Host": "pi.lan"})[0] == 200
     finally:
@@ -246,7 +246,7 @@ def test_refuses_beyond_loopback_without_password(tmp_path, monkeypatch, models_
 
 def test_idle_clients_are_capped_and_dropped(tmp_path, monkeypatch, models_dir):
     monkeypatch.delenv("EDGE_TEST_WEB_PW", raising=False)
-    app = WebApp(_cfg(tmp_path, **{"web.max_clients": 2, "web.timeout_s": 1.0}))
+    app = WebApp(_cfg(tmp_path, **{"web.max_per_client": 2, "web.timeout_s": 1.0}))
     try:
         idle = [socket.create_connection(("127.0.0.1", app.port), timeout=10) for _ in range(2)]
         time.sleep(0.3)  # both accepted and waiting for a request line

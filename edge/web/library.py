@@ -9,26 +9,22 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import stat
 import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from edge.config import Config
 from edge.errors import UserError
-from edge.images import IMAGE_SUFFIXES, MAX_PIXELS, image_size
+from edge.images import IMAGE_SUFFIXES
 from edge.names import UNKNOWN_DIR, check_name
 from edge.recognize import labels_path
+from edge.web.uploads import prepare_upload, safe_upload_name
 
 log = logging.getLogger(__name__)
-
-UPLOAD_MAX_PIXELS = 40_000_000  # a 12 MP phone photo passes; a decompression bomb does not
-SAFE_FILE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def _listed(folder: Path, name: str, suffixes: set[str] | None = None) -> Path:
@@ -43,35 +39,6 @@ def _listed(folder: Path, name: str, suffixes: set[str] | None = None) -> Path:
     if not stat.S_ISREG(os.lstat(path).st_mode):
         raise FileNotFoundError(name)
     return path
-
-
-def safe_upload_name(name: str | None, suffix: str) -> str:
-    """A plain file name for an upload: its base name's safe characters and the image's suffix."""
-    stem = Path((name or "").replace("\\", "/")).name
-    stem = SAFE_FILE.sub("_", Path(stem).stem).strip("._")[:60] or "upload"
-    return f"{stem}{suffix}"
-
-
-def check_upload(data: bytes) -> str:
-    """The suffix for an uploaded image's bytes; UserError when it is not a sane image."""
-    size = image_size(data[: 1 << 16])
-    if size is None:
-        raise UserError("not a JPEG, PNG, WebP or BMP image")
-    if size[0] * size[1] > min(UPLOAD_MAX_PIXELS, MAX_PIXELS):
-        raise UserError(
-            f"{size[0]}x{size[1]} pixels is more than {UPLOAD_MAX_PIXELS // 1_000_000} million"
-        )
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise UserError("not a readable image (corrupt or unsupported format)")
-    head = data[:4]
-    if head.startswith(b"\x89PN"):
-        return ".png"
-    if head.startswith(b"RIFF"):
-        return ".webp"
-    if head.startswith(b"BM"):
-        return ".bmp"
-    return ".jpg"
 
 
 class Library:
@@ -215,7 +182,8 @@ class Library:
         from edge.enroll import enroll
 
         name = check_name(name)
-        upload = safe_upload_name(filename, check_upload(data))
+        data, suffix = prepare_upload(data)
+        upload = safe_upload_name(filename, suffix)
         with self._lock, tempfile.TemporaryDirectory(prefix="edge-upload-") as tmp:
             path = Path(tmp) / upload
             path.write_bytes(data)
