@@ -104,7 +104,34 @@ def test_events_api(app):
     assert _req(app, "GET", "/api/events?limit=x")[0] == 400
     assert json.loads(_req(app, "GET", "/api/events?person=Bob")[2]) == []
     assert _req(app, "GET", "/api/events/99/snapshot.jpg")[0] == 404
-    assert b"unknown visitor 3" in _req(app, "GET", "/events")[2]
+    page = _req(app, "GET", "/events")[2].decode()
+    assert "Not recognized" in page and "visitor 3" in page
+    assert "unknown visitor" not in page and "track" not in page
+
+
+def test_events_in_plain_words_with_the_numbers_folded(app):
+    from edge.web.pages import events, verdict
+
+    why = {"face_px": [80, 90], "min_face_px": 40, "votes": 3, "votes_needed": 3, "max_crops": 6,
+           "max_distance": 0.46, "min_probability": 0.35}  # fmt: skip
+    stranger = {"id": 2, "type": "unknown", "name": None, "visit": 19, "track": 17, "time": time.time(), "snapshot": False,
+                "why": why | {"closest": "Penny", "distance": 0.70, "probability": 0.29}}  # fmt: skip
+    penny = {**stranger, "id": 3, "type": "recognized", "name": "Penny", "visit": 20,
+             "why": why | {"closest": "Penny", "distance": 0.12, "probability": 0.97}}  # fmt: skip
+    left = {**penny, "id": 4, "type": "left"}
+    assert verdict(stranger) == "Not recognized: no one in the library looks close enough"
+    assert verdict(penny) == "Recognized: Penny, very sure"
+    assert verdict(left) == "Left: Penny"
+    small = {**stranger, "why": why | {"face_px": [20, 24]}}
+    assert "too small" in verdict(small)
+    page = events([stranger], "", ["Penny"], {19})
+    assert "Penny" not in page.split("</select>")[1]  # a stranger is never compared by name
+    assert '<a href="/visitors#visitor-19">visitor 19</a>' in page
+    assert "<details><summary>the numbers</summary>" in page and "0.70" in page
+    assert "track 17" not in page and "unknown unknown" not in page
+    left_row = events([left], "", ["Penny"]).split('id="event-4"')[1]
+    assert "80x90" not in left_row and "<details>" not in left_row
+    assert '<a href="/people#person-Penny">Penny</a>' in events([penny], "", ["Penny"])
 
 
 def test_visitors_list_crops_and_delete(app, tmp_path):
@@ -136,7 +163,9 @@ def test_paths_never_leave_the_store(app, tmp_path):
     (ann / "link.jpg").symlink_to(tmp_path / "secret.jpg")
     assert _req(app, "GET", "/api/people/Ann/photos/ok.jpg")[0] == 200
     people = json.loads(_req(app, "GET", "/api/people")[2])
-    assert people == [{"name": "Ann", "in_model": False, "photos": ["ok.jpg"]}]
+    assert people == [
+        {"name": "Ann", "in_model": False, "photos": ["ok.jpg"], "unused": ["ok.jpg"]}
+    ]
     for path in (
         "/api/people/Ann/photos/link.jpg",
         "/api/people/Ann/photos/..%2F..%2Fsecret.jpg",
@@ -331,7 +360,7 @@ def test_people_api_with_a_real_model(trained_model, data_dir, tmp_path, monkeyp
         status, _, body = _req(app, "POST", "/api/people/Dora/rename", b'{"name": "Dee"}', WRITE)
         assert status == 200, body
         people = {p["name"]: p for p in json.loads(_req(app, "GET", "/api/people")[2])}
-        assert "Dora" not in people and people["Dee"] == {"name": "Dee", "in_model": True, "photos": ["evil_one.jpg"]}  # fmt: skip
+        assert "Dora" not in people and people["Dee"] == {"name": "Dee", "in_model": True, "photos": ["evil_one.jpg"], "unused": []}  # fmt: skip
         assert _req(app, "POST", "/api/people/Dee/forget", headers=WRITE)[0] == 200
         assert "Dee" not in store().labels and not (tmp_path / "dataset" / "Dee").exists()
         assert _req(app, "POST", "/api/people/Nobody/forget", headers=WRITE)[0] == 400
@@ -370,3 +399,20 @@ def test_snapshot_waits_for_a_frame_drawn_on_demand(app):
     finally:
         stop.set()
         producer.join()
+
+
+def test_status_names_who_is_here_and_changes_say_what_is_new(app, tmp_path):
+    base = {"confidence": 0.9, "track": 1, "box": [1, 2, 50, 60], "frame": 9, "source_time": 0.6, "time": time.time()}  # fmt: skip
+    before = json.loads(_req(app, "GET", "/api/changes")[2])
+    app.feed.event(Emitted({**base, "type": "recognized", "name": "Penny", "visit": 1}), None, None, app.cfg.recognize)  # fmt: skip
+    app.feed.event(Emitted({**base, "type": "unknown", "name": None, "visit": 2}), None, None, app.cfg.recognize)  # fmt: skip
+    app.feed.status({"frames_processed": 10, "stages": {"capture": {"median_ms": 66.0}, "detect": {"median_ms": 5.0}}})  # fmt: skip
+    page = _req(app, "GET", "/status")[2].decode()
+    assert "<th>at the camera now</th><td>Penny, visitor 2</td>" in page
+    assert "<td>capture</td>" not in page and "not work" in page
+    after = json.loads(_req(app, "GET", "/api/changes")[2])
+    assert after["events"] == before["events"] + 2 and after["visitors"] == before["visitors"]
+    _visitors(tmp_path, app)
+    assert json.loads(_req(app, "GET", "/api/changes")[2])["visitors"] != after["visitors"]
+    app.feed.event(Emitted({**base, "type": "left", "name": "Penny", "visit": 1}), None, None, app.cfg.recognize)  # fmt: skip
+    assert json.loads(_req(app, "GET", "/api/status")[2])["present_names"] == ["visitor 2"]

@@ -65,6 +65,8 @@ class Feed:
         self._status: dict[str, Any] = {}
         self._next_status = 0.0
         self._last = (0.0, 0)  # (monotonic time, frames processed) at the last status()
+        self._present: dict[Any, str | None] = {}  # visit -> name (None: not recognized)
+        self.last_id = 0  # the newest event's id (0: none yet)
 
     def event(
         self, emitted: Any, snapshot: bytes | None, model: Any | None, rcfg: RecognizeConfig
@@ -78,6 +80,18 @@ class Feed:
             self._events.append({"id": eid, **event, "why": why, "snapshot": snapshot is not None})
             if snapshot is not None:
                 self._snapshots[eid] = snapshot
+            if event["type"] == "left":
+                self._present.pop(event.get("visit"), None)
+            else:
+                self._present[event.get("visit")] = event["name"]
+            self.last_id = eid
+
+    def present(self) -> list[str]:
+        """Who is at the camera now: names, then "visitor N" for each one not recognized."""
+        with self._lock:
+            found = dict(self._present)
+        names = sorted({n for n in found.values() if n}, key=str.casefold)
+        return names + [f"visitor {v}" for v, n in sorted(found.items(), key=lambda x: str(x[0])) if not n]  # fmt: skip
 
     def events(self, limit: int = 50, person: str | None = None) -> list[dict[str, Any]]:
         """The newest `limit` events, newest first; `person` a name or "unknown"."""
@@ -114,7 +128,10 @@ class Feed:
         """The latest stats with the uptime."""
         with self._lock:
             status = dict(self._status)
-        return status | {"uptime_s": round(time.time() - self.started, 1)}
+        return status | {
+            "uptime_s": round(time.time() - self.started, 1),
+            "present_names": self.present(),
+        }
 
     def close(self) -> None:
         """End the live streams."""

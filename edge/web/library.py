@@ -47,6 +47,9 @@ class Library:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self._lock = threading.Lock()
+        self._keys: set[str] = set()
+        self._keys_stamp: tuple | None = None
+        self._hashes: dict[tuple, str] = {}
 
     @property
     def dataset(self) -> Path:
@@ -79,8 +82,49 @@ class Library:
             if e.is_file(follow_symlinks=False) and Path(e.name).suffix.lower() in IMAGE_SUFFIXES
         ]
 
+    def model_keys(self) -> set[str]:
+        """Content hashes of the photos and crops the model learned from (cached per store file)."""
+        from edge.facestore import FaceStore
+
+        model = self.cfg.recognize.model
+        try:
+            meta = json.loads(labels_path(model).read_text()) if model else {}
+            path = Path(model).with_name(str(meta["store"]))
+            stamp = (str(path), path.stat().st_mtime_ns)
+        except (OSError, ValueError, KeyError, TypeError):
+            return set()
+        if self._keys_stamp != stamp:
+            try:
+                self._keys = set(FaceStore.load(path).keys)
+            except (OSError, ValueError, KeyError):
+                self._keys = set()
+            self._keys_stamp = stamp
+        return self._keys
+
+    def _hash(self, path: Path) -> str | None:
+        """A photo's content hash, cached by size and modification time."""
+        from edge.hashing import file_hash
+
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        if key not in self._hashes:
+            if len(self._hashes) > 10_000:
+                self._hashes.clear()
+            self._hashes[key] = file_hash(path)
+        return self._hashes[key]
+
+    def unused_photos(self, name: str, photos: list[str]) -> list[str]:
+        """The photos of a person in the model that the model did not learn from (no one clear
+        face in them, or added while the model could not be changed)."""
+        keys = self.model_keys()
+        return [f for f in photos if self._hash(self.dataset / name / f) not in keys]
+
     def people(self) -> list[dict[str, Any]]:
-        """Everyone in the model or with a dataset folder: name, in_model, photos."""
+        """Everyone in the model or with a dataset folder: name, in_model, photos, and the
+        photos the model could not use."""
         labels = self.model_labels()
         names = set(labels)
         if self.dataset.is_dir():
@@ -91,10 +135,27 @@ class Library:
                 and not e.name.startswith(".")
                 and e.name != UNKNOWN_DIR
             }
-        return [
-            {"name": n, "in_model": n in labels, "photos": self.photos(n)}
-            for n in sorted(names, key=str.casefold)
-        ]
+        out = []
+        for n in sorted(names, key=str.casefold):
+            photos = self.photos(n)
+            unused = self.unused_photos(n, photos) if n in labels else photos
+            out.append({"name": n, "in_model": n in labels, "photos": photos, "unused": unused})
+        return out
+
+    def stamp(self) -> dict[str, int]:
+        """Changes at a glance, for the pages' live updates: folder and model times."""
+
+        def mtime(path: Path) -> int:
+            try:
+                return path.stat().st_mtime_ns
+            except OSError:
+                return 0
+
+        model = self.cfg.recognize.model
+        people = mtime(self.dataset) + (mtime(labels_path(model)) if model else 0)
+        if self.dataset.is_dir():
+            people += sum(e.stat().st_mtime_ns for e in os.scandir(self.dataset) if e.is_dir(follow_symlinks=False))  # fmt: skip
+        return {"visitors": mtime(self.unknown_dir), "people": people}
 
     def photo_path(self, name: str, file: str) -> Path:
         """A listed photo of a listed person; FileNotFoundError otherwise."""

@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 
 LIVE_FPS = 10.0  # the Live page's stream: plenty on a phone, and each frame costs a JPEG encode
 MAX_JSON = 64 * 1024  # body of a JSON request
-MAX_NAME = 64  # characters in a person's name: longer ones would widen every page
 STATIC = {"app.js": "text/javascript", "style.css": "text/css"}
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".bmp": "image/bmp"}  # fmt: skip
 SECURITY_HEADERS = {
@@ -110,10 +109,10 @@ def _int(text: str, what: str) -> int:
 
 
 def _person(name: str) -> str:
-    """A person's name from a URL or a body: at most MAX_NAME characters."""
-    if len(name.strip()) > MAX_NAME:
+    """A person's name from a URL or a body: at most pages.MAX_NAME characters."""
+    if len(name.strip()) > pages.MAX_NAME:
         raise HttpError(
-            400, f"a name has at most {MAX_NAME} characters ({len(name.strip())} given)"
+            400, f"a name has at most {pages.MAX_NAME} characters ({len(name.strip())} given)"
         )
     return name
 
@@ -285,7 +284,8 @@ def _handler_for(app: WebApp, timeout_s: float) -> type[BaseHTTPRequestHandler]:
                 case ("GET", "events"):
                     person = query.get("person", "")
                     names = library.model_labels()
-                    self._html(pages.events(feed.events(100, person or None), person, names))
+                    ids = {v["id"] for v in library.visitors()}
+                    self._html(pages.events(feed.events(100, person or None), person, names, ids))
                 case ("GET", "visitors"):
                     self._html(pages.visitors(library.visitors(), library.model_labels()))
                 case ("GET", "people"):
@@ -318,6 +318,10 @@ def _handler_for(app: WebApp, timeout_s: float) -> type[BaseHTTPRequestHandler]:
                     self._send(200, data, "image/jpeg")
                 case ("GET", "status"):
                     self._json(feed.current())
+                case ("GET", "changes"):
+                    self._json(
+                        {"events": feed.last_id, "status": int(time.time())} | library.stamp()
+                    )
                 case ("GET", "visitors"):
                     self._json(library.visitors())
                 case ("GET", "visitors", vid, "crops", image):
