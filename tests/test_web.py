@@ -164,7 +164,13 @@ def test_paths_never_leave_the_store(app, tmp_path):
     assert _req(app, "GET", "/api/people/Ann/photos/ok.jpg")[0] == 200
     people = json.loads(_req(app, "GET", "/api/people")[2])
     assert people == [
-        {"name": "Ann", "in_model": False, "photos": ["ok.jpg"], "unused": ["ok.jpg"]}
+        {
+            "name": "Ann",
+            "in_model": False,
+            "photos": ["ok.jpg"],
+            "unused": ["ok.jpg"],
+            "faces_learned": 0,
+        }
     ]
     for path in (
         "/api/people/Ann/photos/link.jpg",
@@ -360,7 +366,7 @@ def test_people_api_with_a_real_model(trained_model, data_dir, tmp_path, monkeyp
         status, _, body = _req(app, "POST", "/api/people/Dora/rename", b'{"name": "Dee"}', WRITE)
         assert status == 200, body
         people = {p["name"]: p for p in json.loads(_req(app, "GET", "/api/people")[2])}
-        assert "Dora" not in people and people["Dee"] == {"name": "Dee", "in_model": True, "photos": ["evil_one.jpg"], "unused": []}  # fmt: skip
+        assert "Dora" not in people and people["Dee"] == {"name": "Dee", "in_model": True, "photos": ["evil_one.jpg"], "unused": [], "faces_learned": 1}  # fmt: skip
         assert _req(app, "POST", "/api/people/Dee/forget", headers=WRITE)[0] == 200
         assert "Dee" not in store().labels and not (tmp_path / "dataset" / "Dee").exists()
         assert _req(app, "POST", "/api/people/Nobody/forget", headers=WRITE)[0] == 400

@@ -48,6 +48,7 @@ class Library:
         self.cfg = cfg
         self._lock = threading.Lock()
         self._keys: set[str] = set()
+        self._rows: dict[str, int] = {}
         self._keys_stamp: tuple | None = None
         self._hashes: dict[tuple, str] = {}
 
@@ -95,11 +96,18 @@ class Library:
             return set()
         if self._keys_stamp != stamp:
             try:
-                self._keys = set(FaceStore.load(path).keys)
+                store = FaceStore.load(path)
+                self._keys = set(store.keys)
+                self._rows = {n: int((store.y == i).sum()) for i, n in enumerate(store.labels)}
             except (OSError, ValueError, KeyError):
-                self._keys = set()
+                self._keys, self._rows = set(), {}
             self._keys_stamp = stamp
         return self._keys
+
+    def model_rows(self) -> dict[str, int]:
+        """How many faces (photos and named crops) the model learned each person from."""
+        self.model_keys()
+        return self._rows
 
     def _hash(self, path: Path) -> str | None:
         """A photo's content hash, cached by size and modification time."""
@@ -123,8 +131,8 @@ class Library:
         return [f for f in photos if self._hash(self.dataset / name / f) not in keys]
 
     def people(self) -> list[dict[str, Any]]:
-        """Everyone in the model or with a dataset folder: name, in_model, photos, and the
-        photos the model could not use."""
+        """Everyone in the model or with a dataset folder: name, in_model, photos, the photos
+        the model could not use, and how many faces it learned them from."""
         labels = self.model_labels()
         names = set(labels)
         if self.dataset.is_dir():
@@ -136,10 +144,11 @@ class Library:
                 and e.name != UNKNOWN_DIR
             }
         out = []
+        rows = self.model_rows()
         for n in sorted(names, key=str.casefold):
             photos = self.photos(n)
             unused = self.unused_photos(n, photos) if n in labels else photos
-            out.append({"name": n, "in_model": n in labels, "photos": photos, "unused": unused})
+            out.append({"name": n, "in_model": n in labels, "photos": photos, "unused": unused, "faces_learned": rows.get(n, 0)})  # fmt: skip
         return out
 
     def stamp(self) -> dict[str, int]:

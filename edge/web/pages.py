@@ -234,14 +234,15 @@ def _person_card(p: dict[str, Any]) -> str:
         f'data-file="{escape(f)}" title="delete {escape(f)}">&times;</button></figure>'
         for f in p["photos"]
     )
-    used = len(p["photos"]) - len(unused)
+    used = p.get("faces_learned", len(p["photos"]) - len(unused))
     notes = []
     if not p["in_model"]:
         notes.append('<p class="warn">Not recognized yet: add a photo with one clear face.</p>')
     elif used < MIN_PHOTOS:
         notes.append(
-            f'<p class="warn">Only {used} photo{"s" if used != 1 else ""} to learn from: add '
-            f"{MIN_PHOTOS} or more, from different days and angles, for reliable recognition.</p>"
+            f'<p class="warn">Learned from only {used} face{"s" if used != 1 else ""}: add '
+            f"{MIN_PHOTOS} or more photos, from different days and angles, for reliable "
+            "recognition.</p>"
         )
     if unused and p["in_model"]:
         notes.append(
@@ -250,7 +251,8 @@ def _person_card(p: dict[str, Any]) -> str:
         )
     return (
         f'<div class="card person" id="{person_id(p["name"])}" data-person="{n}" data-scope>'
-        f"<h2>{n}</h2><p><small>{len(p['photos'])} photo(s)</small></p>{''.join(notes)}"
+        f"<h2>{n}</h2><p><small>{len(p['photos'])} photo(s) here; the model learned from "
+        f"{used} face(s)</small></p>{''.join(notes)}"
         f'<div class="thumbs">{thumbs}</div>'
         f'<label class="row">Add photos: <input type="file" accept="image/*" multiple '
         f'data-upload="{n}"></label>'
