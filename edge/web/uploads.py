@@ -1,5 +1,6 @@
 """Uploaded photos made safe to keep: format and size read from the whole file, decoded one at
-a time and at a reduced scale, stored at most KEEP_SIDE pixels on the longest side."""
+a time and at a reduced scale, stored at most KEEP_SIDE pixels on the longest side. HEIC from
+phones is decoded with pillow-heif and kept as JPEG."""
 
 from __future__ import annotations
 
@@ -47,11 +48,9 @@ def prepare_upload(data: bytes) -> tuple[bytes, str]:
     kind = _kind(data)
     if kind is None:
         if data[4:8] == b"ftyp" and data[8:12] in HEIC_BRANDS:
-            raise UserError(
-                "a HEIC/HEIF photo, which this server cannot read: share it as JPEG (on an "
-                "iPhone: Settings > Camera > Formats > Most Compatible)"
-            )
-        raise UserError("not a JPEG, PNG, WebP or BMP image")
+            with _decoding:
+                return _keep(_heic(data)), ".jpg"
+        raise UserError("not a JPEG, PNG, WebP, BMP or HEIC image")
     size = image_size(data)
     if size is None or 0 in size:
         raise UserError(f"not a readable {kind[1:].upper()} image (no image header found)")
@@ -71,10 +70,36 @@ def prepare_upload(data: bytes) -> tuple[bytes, str]:
             raise UserError("not a readable image (corrupt or unsupported format)")
         if scale == 1 and max(image.shape[:2]) <= KEEP_SIDE:
             return data, kind
-        f = KEEP_SIDE / max(image.shape[:2])
-        if f < 1:
-            image = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
-        ok, out = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        return _keep(image), ".jpg"
+
+
+def _keep(image: np.ndarray) -> bytes:
+    """A decoded photo as the JPEG to keep: at most KEEP_SIDE on its longest side."""
+    f = KEEP_SIDE / max(image.shape[:2])
+    if f < 1:
+        image = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+    ok, out = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
     if not ok:
         raise UserError("could not re-encode the photo")
-    return out.tobytes(), ".jpg"
+    return out.tobytes()
+
+
+def _heic(data: bytes) -> np.ndarray:
+    """A phone's HEIC/HEIF photo as BGR (pillow-heif; its rotation applied)."""
+    way_out = "share it as JPEG (on an iPhone: Settings > Camera > Formats > Most Compatible)"
+    try:
+        import pillow_heif
+    except ImportError:
+        raise UserError(f"a HEIC photo, and pillow-heif is not installed: {way_out}") from None
+    try:
+        heif = pillow_heif.open_heif(data, convert_hdr_to_8bit=True)
+        w, h = heif.size
+        if w * h > OTHER_MAX_PIXELS:
+            raise UserError(
+                f"{w}x{h} pixels is more than {OTHER_MAX_PIXELS // 1_000_000} million for a HEIC: scale it down"
+            )
+        rgb = np.asarray(heif)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise UserError(f"not a readable HEIC photo ({exc}): {way_out}") from None
+    code = cv2.COLOR_RGBA2BGR if rgb.ndim == 3 and rgb.shape[2] == 4 else cv2.COLOR_RGB2BGR
+    return cv2.cvtColor(rgb, code)
