@@ -10,10 +10,12 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from edge.config import Config
@@ -27,6 +29,7 @@ from edge.web.logins import Logins
 from edge.web.security import REALM, Guard
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LIVE_FPS = 10.0  # the Live page's stream: plenty on a phone, and each frame costs a JPEG encode
 MAX_JSON = 64 * 1024  # body of a JSON request
@@ -58,6 +61,7 @@ class WebApp:
         self.logins = Logins()
         self.feed = feed or Feed()
         self.library = Library(cfg)
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="web-library")
         handler = _handler_for(self, cfg.web.timeout_s)
         bind, port = cfg.web.bind, cfg.web.port
         try:
@@ -84,6 +88,12 @@ class WebApp:
         self._thread.start()
         log.info("web app at http://%s:%d/", self.bind, self.port)
 
+    def work(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a library change on the one worker thread and wait for it: changes happen one
+        at a time, and their big buffers (decoded photos) stay in one thread's memory arena
+        instead of one per request thread (eight parallel uploads measured +420 MB before)."""
+        return self._worker.submit(fn, *args).result()
+
     def reload(self, cfg: Config) -> None:
         """A new config (SIGHUP): paths and the model, the password and the trusted proxies;
         the server keeps its port."""
@@ -96,6 +106,7 @@ class WebApp:
         self.feed.close()
         self._server.shutdown()
         self._server.server_close()
+        self._worker.shutdown(wait=False, cancel_futures=True)
 
 
 def _digits(text: str) -> bool:
@@ -328,11 +339,11 @@ def _handler_for(app: WebApp, timeout_s: float) -> type[BaseHTTPRequestHandler]:
                     self._file(library.crop_path(_int(vid, "visitor"), image))
                 case ("POST", "visitors", vid, "name"):
                     name = self._name_field()
-                    self._json(library.name_visitor(_int(vid, "visitor"), name))
+                    self._json(app.work(library.name_visitor, _int(vid, "visitor"), name))
                 case ("POST", "visitors", vid, "ignore"):
-                    self._json(library.name_visitor(_int(vid, "visitor"), None))
+                    self._json(app.work(library.name_visitor, _int(vid, "visitor"), None))
                 case ("DELETE", "visitors", vid):
-                    self._json(library.delete_visitor(_int(vid, "visitor")))
+                    self._json(app.work(library.delete_visitor, _int(vid, "visitor")))
                 case ("GET", "people"):
                     self._json(library.people())
                 case ("GET", "people", name, "photos", file):
@@ -341,13 +352,13 @@ def _handler_for(app: WebApp, timeout_s: float) -> type[BaseHTTPRequestHandler]:
                     _person(name)
                     data = self._body(max_upload)
                     filename = unquote(self.headers.get("X-Filename", ""))
-                    self._json(library.add_photo(name, filename, data))
+                    self._json(app.work(library.add_photo, name, filename, data))
                 case ("DELETE", "people", name, "photos", file):
-                    self._json(library.remove_photo(name, file))
+                    self._json(app.work(library.remove_photo, name, file))
                 case ("POST", "people", name, "rename"):
-                    self._json(library.rename(name, self._name_field()))
+                    self._json(app.work(library.rename, name, self._name_field()))
                 case ("POST", "people", name, "forget"):
-                    self._json(library.forget(name))
+                    self._json(app.work(library.forget, name))
                 case _:
                     raise HttpError(
                         404 if method == "GET" else 405, f"no {method} /api/{'/'.join(parts)}"
