@@ -282,7 +282,7 @@ def test_people_visitors_events_and_status_at_phone_and_desktop_width(
         add.find_element(By.NAME, "name").clear()
         add.find_element(By.NAME, "name").send_keys("Carol")
         add.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys("\n".join(map(str, [good[0], bad, good[1]])))  # fmt: skip
-        _wait_message(browser, "2 photo(s) of Carol enrolled; not used: brick.png")
+        _wait_message(browser, "2 photo(s) of Carol enrolled; not used: brick.png: no face found")
         assert sorted(p.name for p in (tmp_path / "dataset" / "Carol").iterdir()) == sorted(p.name for p in good)  # fmt: skip
         card = browser.find_element(By.CSS_SELECTOR, '.person[data-person="Carol"]')
         assert "Learned from only 2 faces" in card.text  # under 3: a warning

@@ -153,10 +153,18 @@ def test_password_guessing_is_slowed_then_banned(locked, caplog):
     assert any("127.0.0.7 banned" in w for w in warnings)
 
 
-def _bomb_png() -> bytes:
-    image = np.zeros((6000, 6000, 3), np.uint8)
-    cv2.circle(image, (3000, 3000), 1500, (180, 170, 200), -1)
+def _bomb_png(side: int) -> bytes:
+    """side x side pixels in a few dozen KB."""
+    image = np.zeros((side, side, 3), np.uint8)
+    cv2.circle(image, (side // 2, side // 2), side // 4, (180, 170, 200), -1)
     return cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 9])[1].tobytes()
+
+
+def test_a_6000x6000_png_is_refused_by_its_header(app):
+    up = {**WRITE, "Content-Type": "image/png"}
+    status, _, body = _req(app, "POST", "/api/people/Ann/photos", _bomb_png(6000), up)
+    assert status == 400 and b"6000x6000 pixels is more than 16 million" in body
+    assert b"JPEG" in body
 
 
 PEAK_RSS = """
@@ -186,8 +194,8 @@ app.close()
 """
 
 
-def test_a_png_bomb_is_decoded_once_at_a_time_within_bounded_memory(tmp_path, trained_model):
-    (tmp_path / "bomb.png").write_bytes(_bomb_png())
+def test_the_largest_png_is_decoded_once_at_a_time_within_bounded_memory(tmp_path, trained_model):
+    (tmp_path / "bomb.png").write_bytes(_bomb_png(4000))  # 16 MP: the most a PNG may have
     # a fresh process: its peak RSS is the uploads' doing (decoding, then enrolment's search
     # for a face in what was kept)
     out = subprocess.run(
