@@ -177,11 +177,21 @@ def test_name_a_visitor_in_the_browser_then_they_are_recognized(
                 break
         visit = seen[-1]["visit"]
         base = f"http://127.0.0.1:{port}"
-        unknowns = _api(port, "/api/events?person=unknown")
-        (why,) = [e["why"] for e in unknowns if e["visit"] == visit and e["type"] == "unknown"]
+        deadline = time.monotonic() + 60  # the web app gets the event just after stdout does
+        while not (
+            found := [
+                e["why"]
+                for e in _api(port, "/api/events?person=unknown")
+                if e["visit"] == visit and e["type"] == "unknown"
+            ]
+        ):
+            assert time.monotonic() < deadline, f"visitor {visit}'s event never reached the web app"
+            time.sleep(0.1)
+        (why,) = found
         assert {"votes", "probability", "min_probability", "distance", "max_distance"} <= set(why)
 
         browser.get(f"{base}/visitors")
+        _wait(browser, f"return document.getElementById('visitor-{visit}')", timeout=60)
         card = browser.find_element(By.ID, f"visitor-{visit}")
         assert card.find_elements(By.CSS_SELECTOR, ".thumbs img")
         _shot(browser, shots, "visitors")
