@@ -422,3 +422,14 @@ def test_status_names_who_is_here_and_changes_say_what_is_new(app, tmp_path):
     assert json.loads(_req(app, "GET", "/api/changes")[2])["visitors"] != after["visitors"]
     app.feed.event(Emitted({**base, "type": "left", "name": "Penny", "visit": 1}), None, None, app.cfg.recognize)  # fmt: skip
     assert json.loads(_req(app, "GET", "/api/status")[2])["present_names"] == ["visitor 2"]
+
+
+def test_library_changes_run_on_one_thread_behind_the_loop(app):
+    import os
+
+    def where() -> tuple[int, int]:
+        return threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0)
+
+    first, second = app.work(where), app.work(where)
+    assert first[0] == second[0] != threading.get_native_id()  # one worker thread
+    assert first[1] == 10 and os.getpriority(os.PRIO_PROCESS, 0) == 0  # niced, not the process

@@ -8,6 +8,7 @@ import contextlib
 import errno
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ T = TypeVar("T")
 
 LIVE_FPS = 10.0  # the Live page's stream: plenty on a phone, and each frame costs a JPEG encode
 MAX_JSON = 64 * 1024  # body of a JSON request
+WORKER_NICE = 10  # library changes (decoding, enrolment) run behind the capture loop
 STATIC = {"app.js": "text/javascript", "style.css": "text/css"}
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".bmp": "image/bmp"}  # fmt: skip
 SECURITY_HEADERS = {
@@ -61,7 +63,7 @@ class WebApp:
         self.logins = Logins()
         self.feed = feed or Feed()
         self.library = Library(cfg)
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix="web-library")
+        self._worker = ThreadPoolExecutor(1, "web-library", initializer=_behind_the_loop)
         handler = _handler_for(self, cfg.web.timeout_s)
         bind, port = cfg.web.bind, cfg.web.port
         try:
@@ -107,6 +109,14 @@ class WebApp:
         self._server.shutdown()
         self._server.server_close()
         self._worker.shutdown(wait=False, cancel_futures=True)
+
+
+def _behind_the_loop() -> None:
+    """The calling thread yields the CPU to the capture loop (Linux: a thread's own nice)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICE)
+    except (OSError, AttributeError) as exc:
+        log.debug("web: library changes at normal priority (%s)", exc)
 
 
 def _digits(text: str) -> bool:
