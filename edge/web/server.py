@@ -75,6 +75,9 @@ class WebApp:
                 header_s=cfg.web.header_timeout_s,
                 idle_s=cfg.web.timeout_s,
                 exempt=self.guard.is_proxy,
+                banned=lambda host: (
+                    not self.guard.is_proxy(host) and self.logins.banned_for(host) > 0
+                ),
             )
         except OSError as exc:
             raise UserError(
