@@ -15,7 +15,7 @@ from edge.errors import UserError
 from edge.images import image_size
 
 JPEG_MAX_PIXELS = 50_000_000  # a 50 MP phone photo: JPEG decodes at 1/2..1/8 scale, cheaply
-OTHER_MAX_PIXELS = 16_000_000  # PNG, WebP, BMP, HEIC decode whole (3 bytes a pixel): 48 MB at most
+OTHER_MAX_PIXELS = 12_000_000  # PNG, WebP, BMP, HEIC decode whole: OpenCV takes about 2x 36 MB
 KEEP_SIDE = 2048  # longest side of a kept photo: faces for the model, small on the card
 SAFE_FILE = re.compile(r"[^A-Za-z0-9._-]+")
 HEIC_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"heim", b"heis", b"avif")
