@@ -203,8 +203,10 @@ def _phase_peaks(phases: list[tuple[str, float]], timeline: list[tuple[float, fl
     if not phases:
         return {}
     out = {"before": max((r for t, r in timeline if t < phases[0][1]), default=None)}
-    for (name, start), (_, end) in zip(phases, phases[1:], strict=False):
-        out[name] = max((r for t, r in timeline if start <= t < end + 1.0), default=None)
+    ends = [t for _, t in phases[1:]] + [float("inf")]
+    for (name, start), end in zip(phases, ends, strict=True):
+        if name != "end":
+            out[name] = max((r for t, r in timeline if start <= t < end + 1.0), default=None)
     return out
 
 
