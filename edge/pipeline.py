@@ -408,7 +408,7 @@ class Loop:
         s = self.stats.summary(
             self.source.frames_read, self.source.frames_dropped, self.judge.crop_seconds
         )
-        connected = getattr(self.sink, "_connected", None)  # MqttSink only
+        connected = getattr(self.sink, "connected", None)  # MqttSink only
         mqtt = "off (stdout)" if connected is None else ("connected" if connected else "not connected")  # fmt: skip
         return s | {
             "cpu_temp_c": cpu_temperature(), "mqtt": mqtt,

@@ -162,7 +162,7 @@ def test_discovery_configs_of_neighbours(payload, component):
     sink = _sink()
     topic = f"homeassistant/{component}/{NODE}/someone/config"
     sink._on_message(None, None, _message(topic, payload, retain=True))
-    removed = any(m.topic == topic and m.payload == b"" for g in sink._queue for m in g)
+    removed = any(m.topic == topic and m.payload == b"" for g in sink.transport._queue for m in g)
     try:
         cfg = json.loads(payload)
     except ValueError:
@@ -185,4 +185,4 @@ def test_discovery_configs_of_neighbours(payload, component):
 def test_home_assistant_status_payloads(payload):
     sink = _sink()
     sink._on_message(None, None, _message("homeassistant/status", payload))
-    assert sink._rediscover is (payload.decode("utf-8", "replace").strip() == "online")
+    assert sink.transport._rediscover is (payload.decode("utf-8", "replace").strip() == "online")

@@ -374,13 +374,13 @@ def test_reloaded_model_updates_entities(broker):
 
 
 def test_cpu_temperature_from_the_thermal_zone(broker, tmp_path, monkeypatch):
-    import edge.mqtt
+    import edge.mqtt.presence
 
     zone = tmp_path / "thermal" / "thermal_zone0"  # the layout of a Pi's /sys/class/thermal
     zone.mkdir(parents=True)
     (zone / "type").write_text("cpu-thermal\n")
     (zone / "temp").write_text("48312\n")
-    monkeypatch.setattr(edge.mqtt, "THERMAL", tmp_path / "thermal")
+    monkeypatch.setattr(edge.mqtt.presence, "THERMAL", tmp_path / "thermal")
     with Recorder(broker, [f"{BASE}/stats", "homeassistant/sensor/#"]) as rec:
         sink = MqttSink(make_cfg(broker))
         sink.start([])

@@ -24,7 +24,7 @@ import pytest
 
 from edge.config import load_config
 from edge.mqtt import MqttSink
-from edge.slugs import slugify
+from edge.slugs import person_slugs, slugify
 from tests.broker import Broker, free_port, retained
 from tests.conftest import ROOT
 
@@ -301,7 +301,7 @@ def test_home_assistant_discovers_edge(tmp_path, clip, trained_model, capsys):
 
 def test_discovery_passes_home_assistant_schemas(tmp_path, monkeypatch):
     """Every discovery payload (CPU temperature included) validated by HA's own schemas."""
-    import edge.mqtt
+    import edge.mqtt.presence
 
     if not HASS.exists():
         pytest.skip("no .venv-ha: run tests/ha/setup.sh (or tests/ha/run.sh)")
@@ -309,9 +309,9 @@ def test_discovery_passes_home_assistant_schemas(tmp_path, monkeypatch):
     zone.mkdir(parents=True)
     (zone / "type").write_text("cpu-thermal\n")
     (zone / "temp").write_text("48312\n")
-    monkeypatch.setattr(edge.mqtt, "THERMAL", tmp_path / "thermal")
+    monkeypatch.setattr(edge.mqtt.presence, "THERMAL", tmp_path / "thermal")
     sink = MqttSink(load_config(None, {"mqtt.host": "127.0.0.1", "mqtt.device_id": DEVICE}))
-    sink._labels = ["Alice", "Zoë B"]
+    sink.entities.people(person_slugs(["Alice", "Zoë B"]))
     payloads = tmp_path / "discovery.json"
     payloads.write_text(json.dumps(sink.discovery()))
     check = """
