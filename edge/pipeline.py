@@ -26,6 +26,7 @@ from edge.motion import SceneWatch
 from edge.notify import Notifier
 from edge.publish import Sink, create_sink
 from edge.recognize import labels_path
+from edge.slugs import read_slugs, slug_book_path
 from edge.stats import Rate, Stats, cpu_temperature
 from edge.track import Tracker
 from edge.visitor_actions import VisitorActions
@@ -118,7 +119,8 @@ class Loop:
         except BaseException:
             self.sink.close()  # says offline and stops the MQTT thread before exit 2
             raise
-        self.sink.start(self.stages.labels)
+        self._handed = self._people(cfg, self.stages)
+        self.sink.start(*self._handed)
         self.tracker = Tracker(cfg.track)
         self.scene = SceneWatch()
         self.judge = Judge(cfg.recognize, self.stages.model, self.stages.aligner)
@@ -134,13 +136,29 @@ class Loop:
         self._fps = Rate()  # for the preview
         self._detect_count = 0
         self._was_enabled = True
-        self.model_watch = self._model_watch(cfg)
+        self.model_watch, self.slug_watch = self._model_watch(cfg)
 
     @staticmethod
-    def _model_watch(cfg: Config) -> FileWatch:
-        """Watches faces.json, which every model update replaces last (nothing when detect-only)."""
+    def _model_watch(cfg: Config) -> tuple[FileWatch, FileWatch]:
+        """Watches faces.json, which every model update replaces last, and the slug map
+        beside it (nothing when detect-only)."""
         path = cfg.recognize.model
-        return FileWatch(labels_path(path) if path else None, cfg.recognize.watch_s)
+        return (
+            FileWatch(labels_path(path) if path else None, cfg.recognize.watch_s),
+            FileWatch(slug_book_path(path) if path else None, cfg.recognize.watch_s),
+        )
+
+    @staticmethod
+    def _people(cfg: Config, stages: Stages) -> tuple[list[str], dict[str, str]]:
+        """The model's labels and their entity slugs, read from disk (never written here)."""
+        return stages.labels, read_slugs(cfg.recognize.model, stages.labels)
+
+    def _hand_people(self, force: bool = False) -> None:
+        """Give the outputs the model's labels and slugs when they changed (or `force`)."""
+        people = self._people(self.cfg, self.stages)
+        if force or people != self._handed:
+            self._handed = people
+            self.sink.start(*people)
 
     @staticmethod
     def _unknown_store(cfg: Config) -> Any | None:
@@ -199,6 +217,7 @@ class Loop:
                 return False
             self.source.close()
             self.source = source
+        sink_changed = False
         if cfg.mqtt != old.mqtt:
             try:
                 sink = create_sink(cfg, getattr(self.args, "sink", None))
@@ -207,10 +226,8 @@ class Loop:
             else:
                 self.sink.close()
                 self.sink = sink
-                self.sink.start(stages.labels)
                 self.sink.visitor_handler = self.visitors.request if self.visitors else None
-        elif stages.labels != self.stages.labels:
-            self.sink.start(stages.labels)
+                sink_changed = True
         logging.getLogger().setLevel(cfg.log_level)
         if cfg.unknown_faces != self.cfg.unknown_faces:
             self.unknowns = self._unknown_store(cfg)
@@ -219,8 +236,9 @@ class Loop:
         if self.web is not None:
             self.web.library.cfg = cfg  # paths and the model; the server keeps its port
         if cfg.recognize != old.recognize:
-            self.model_watch = self._model_watch(cfg)
+            self.model_watch, self.slug_watch = self._model_watch(cfg)
         self.cfg, self.stages = cfg, stages
+        self._hand_people(force=sink_changed)
         self.tracker.cfg = cfg.track
         self.judge.cfg, self.judge.model, self.judge.aligner = (
             cfg.recognize,
@@ -252,6 +270,8 @@ class Loop:
                 if self.model_watch.changed():
                     log.info("the face model changed: reloading")
                     self._reload.set()
+                if self.slug_watch.changed():
+                    self._hand_people()
                 if self._reload.is_set():
                     self._reload.clear()
                     self.reload()

@@ -19,8 +19,9 @@ class Sink:
     # set by the loop: called as handler(visit, name) to name a visitor, name None to ignore
     visitor_handler: Callable[[int, str | None], bool] | None = None
 
-    def start(self, labels: list[str]) -> None:
-        """Called once the model's labels are known (for discovery)."""
+    def start(self, labels: list[str], slugs: dict[str, str] | None = None) -> None:
+        """The model's people and their entity slugs (edge.slugs.read_slugs): at start and
+        after every model reload."""
 
     def event(self, event: dict[str, Any], snapshot_jpeg: bytes | None = None) -> None:
         """One event: the design's event JSON (recognized, unknown, left)."""

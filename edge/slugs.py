@@ -47,27 +47,43 @@ def slug_book_path(model: str | Path) -> Path | None:
     return Path(model).with_suffix(".slugs.json") if str(model) else None
 
 
+def _load(path: Path | None) -> dict[str, str]:
+    """The name -> slug map in `path`; empty (with a warning) when absent or unreadable."""
+    if path is None or not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("%s: unreadable slug map (%s); starting a new one", path, exc)
+        return {}
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        log.warning("%s: not a name -> slug map; starting a new one", path)
+        return {}
+    return data
+
+
+def read_slugs(model: str | Path, labels: list[str]) -> dict[str, str]:
+    """Each label's slug from the map beside `model`, writing nothing: a label not in the map
+    yet gets the slug SlugBook.slugs would give it (unused by anyone in the map)."""
+    book = _load(slug_book_path(model))
+    taken = set(book.values())
+    out: dict[str, str] = {}
+    for label in labels:
+        if label not in book:
+            book[label] = unique_slug(label, taken)
+            taken.add(book[label])
+        out[label] = book[label]
+    return out
+
+
 class SlugBook:
     """Label -> slug, kept in `path` (JSON, 0600) when given; new labels get unused slugs."""
 
     def __init__(self, path: str | Path | None) -> None:
         self.path = Path(path) if path else None
-        self.book: dict[str, str] = self._load()
-
-    def _load(self) -> dict[str, str]:
-        if self.path is None or not self.path.exists():
-            return {}
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError) as exc:
-            log.warning("%s: unreadable slug map (%s); starting a new one", self.path, exc)
-            return {}
-        if not isinstance(data, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in data.items()
-        ):
-            log.warning("%s: not a name -> slug map; starting a new one", self.path)
-            return {}
-        return data
+        self.book: dict[str, str] = _load(self.path)
 
     def slugs(self, labels: list[str]) -> dict[str, str]:
         """Each label's slug: the one it had before, else a new one no label ever had."""

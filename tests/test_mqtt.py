@@ -13,7 +13,7 @@ import pytest
 from edge.config import load_config
 from edge.errors import UserError
 from edge.mqtt import MqttSink
-from edge.slugs import person_slugs, slugify
+from edge.slugs import SlugBook, person_slugs, read_slugs, slug_book_path, slugify
 from tests.broker import Broker, Recorder, Tls, make_cert, retained
 
 BASE = "edge/pi"
@@ -563,9 +563,10 @@ def test_entity_ids_stay_with_their_people_across_retrains(broker, tmp_path):
     cfg = make_cfg(broker, **{"recognize.model": str(model)})
 
     def slugs(labels: list[str]) -> dict[str, str]:
+        SlugBook(slug_book_path(model)).slugs(labels)  # the library gives new people slugs
         with Recorder(broker, ["homeassistant/binary_sensor/pi/#"]) as rec:
             sink = MqttSink(cfg)
-            sink.start(labels)
+            sink.start(labels, read_slugs(model, labels))
             assert rec.wait_for(
                 lambda: sum("person_" in m.topic for m in rec.messages) >= len(labels)
             )
@@ -586,3 +587,18 @@ def test_entity_ids_stay_with_their_people_across_retrains(broker, tmp_path):
         "Jose": "jose_2",
     }
     assert (tmp_path / "faces.slugs.json").stat().st_mode == model.stat().st_mode  # as the model
+
+
+def test_read_slugs_writes_nothing_and_gives_new_people_unused_slugs(tmp_path):
+    model = tmp_path / "faces.tflite"
+    assert read_slugs(model, ["José", "Jose"]) == {"José": "jose", "Jose": "jose_2"}
+    assert not (tmp_path / "faces.slugs.json").exists()
+    (tmp_path / "faces.slugs.json").write_text(json.dumps({"Jose": "jose", "Ann": "ann"}))
+    before = (tmp_path / "faces.slugs.json").read_bytes()
+    # José is new: not Jose's slug, nor forgotten Ann's
+    assert read_slugs(model, ["José", "Jose", "ann"]) == {
+        "José": "jose_2",
+        "Jose": "jose",
+        "ann": "ann_2",
+    }
+    assert (tmp_path / "faces.slugs.json").read_bytes() == before

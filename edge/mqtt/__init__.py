@@ -19,7 +19,7 @@ from edge.mqtt.messages import SHOWN_CHARS, check_topic_part
 from edge.mqtt.presence import Presence, cpu_temperature_file
 from edge.mqtt.transport import Transport
 from edge.publish import Sink
-from edge.slugs import SlugBook, slug_book_path, slugify
+from edge.slugs import person_slugs, slugify
 
 __all__ = ["SHOWN_CHARS", "MqttSink"]
 
@@ -40,7 +40,6 @@ class MqttSink(Sink):
         self.base = f"{m.topic_prefix}/{device_id}"
         self.device_id = device_id
         self.node = slugify(device_id)
-        self._book = SlugBook(slug_book_path(cfg.recognize.model))
         self._closed = False
         thermal = cpu_temperature_file()
         self.transport = Transport(
@@ -84,12 +83,13 @@ class MqttSink(Sink):
     def connected(self) -> bool:
         return self.transport.connected
 
-    def start(self, labels: list[str]) -> None:
-        """Know the model's people, set every presence OFF, connect in the background.
+    def start(self, labels: list[str], slugs: dict[str, str] | None = None) -> None:
+        """Know the model's people and their slugs (person_slugs(labels) when not given), set
+        every presence OFF, connect in the background.
 
-        Called again with other labels (a reloaded model): discovery is re-sent and the
-        entities of people no longer in the model are removed."""
-        slugs = self._book.slugs(labels)
+        Called again (a reloaded model): discovery is re-sent; a person whose slug stays keeps
+        their entity under the new name, slugs no longer given are removed."""
+        slugs = person_slugs(labels) if slugs is None else {label: slugs[label] for label in labels}
         first = not self.transport.started
         group = self.presence.people(slugs, first)
         group += self.entities.people(slugs)

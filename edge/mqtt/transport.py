@@ -172,6 +172,8 @@ class Transport:
     def enqueue(self, group: list[Message], bounded: bool = True) -> None:
         """Append one group. Beyond the bound the oldest group's event is dropped; its
         retained states are folded into the next group so presence stays right."""
+        if not group:  # the worker takes a group as the next one to send: never an empty one
+            return
         with self._cond:
             if bounded and len(self._queue) >= self.m.queue_size:
                 oldest = self._queue.popleft()
