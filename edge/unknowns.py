@@ -20,6 +20,7 @@ import numpy as np
 
 from edge.config import UnknownFacesConfig
 from edge.private import write_private
+from edge.vectors import cosine_distance
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ class UnknownStore:
                     break
                 if any(c is crop for c, _ in chosen) or (
                     emb is not None
-                    and any(e is not None and float(1.0 - emb @ e) < apart for _, e in chosen)
+                    and any(e is not None and cosine_distance(emb, e) < apart for _, e in chosen)
                 ):
                     continue
                 chosen.append((crop, emb))
