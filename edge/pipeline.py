@@ -127,7 +127,11 @@ class Loop:
         self.stats = Stats()
         self.unknowns = self._unknown_store(cfg)
         self.presence = Presence(cfg.decide, self.unknowns.next_visit() if self.unknowns else 1)
-        self.visitors = VisitorActions(cfg) if self.unknowns is not None else None
+        self.visitors = (
+            VisitorActions(cfg, lambda *done: self.sink.visitor_done(*done))
+            if self.unknowns is not None
+            else None
+        )
         self.sink.visitor_handler = self.visitors.request if self.visitors else None
         self.window = self.mjpeg = self.web = None
         self._stop = threading.Event()

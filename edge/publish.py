@@ -27,6 +27,10 @@ class Sink:
         """One event: the design's event JSON (recognized, unknown, left)."""
         raise NotImplementedError
 
+    def visitor_done(self, visit: int, name: str | None, error: str | None) -> None:
+        """A naming (name None: ignoring) request from visitor_handler is done; error None
+        on success, else why not."""
+
     def stats(self, stats: dict[str, Any]) -> None:
         """Periodic statistics."""
 

@@ -107,6 +107,10 @@ class MqttSink(Sink):
         """Queue the state changes, snapshot and event JSON of one event; never blocks."""
         self.presence.event(event, snapshot_jpeg)
 
+    def visitor_done(self, visit: int, name: str | None, error: str | None) -> None:
+        """The text entity's state says what a naming or ignoring request did."""
+        self.commands.done(visit, name, error)
+
     def stats(self, stats: dict[str, Any]) -> None:
         """Publish the loop's stats (plus CPU temperature and queue counters) when connected."""
         self.presence.stats(stats)
@@ -122,8 +126,8 @@ class MqttSink(Sink):
 
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
         """Route one message from the broker (paho's network thread)."""
-        topic, payload = msg.topic, msg.payload.decode("utf-8", "replace").strip()
+        topic = msg.topic
         if self.commands.handles(topic):
-            self.commands.handle(topic, payload, bool(msg.retain))
+            self.commands.handle(topic, msg.payload, bool(msg.retain))
         elif self.entities.handles(topic):
-            self.entities.handle(topic, payload)
+            self.entities.handle(topic, msg.payload.decode("utf-8", "replace").strip())

@@ -18,6 +18,7 @@ from edge.mqtt.messages import Message, log, person_topic, plain, to_json
 from edge.mqtt.transport import Transport
 
 NAME_MAX = 64  # characters of a visitor's name set from Home Assistant
+STATE_MAX = 255  # characters of the text entity's state (Home Assistant's limit)
 EVENT_TYPES = ("recognized", "unknown", "left")
 
 
@@ -165,9 +166,15 @@ class Discovery:
             "name_visitor",
             name="Name the last visitor",
             command_topic=f"{base}/visitor/name/set",
+            # The visit the dashboard shows goes with the name: a newer visitor is not named.
+            command_template=(
+                f'{{{{ {{"visit": state_attr("image.{node}_last_visitor", "visit"), '
+                f'"name": value}} | to_json }}}}'
+            ),
             state_topic=f"{base}/visitor/name",
+            json_attributes_topic=f"{base}/visitor",
             min=0,
-            max=NAME_MAX,
+            max=STATE_MAX,  # the state says what was done ("named visitor 12 as Tony")
             icon="mdi:account-edit",
             qos=qos,
         )

@@ -4,6 +4,7 @@ the last unknown visitor, event JSON, stats and the recognition switch's state."
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ class Presence:
         self._unknown_on = False
         self._attributes: dict[str, dict[str, Any]] = {}
         self._last_visitor: int | None = None  # the visit id of the latest unknown event
+        self._visitor_since = 0.0  # monotonic time it became the latest
         self._lock = threading.Lock()
 
     def people(self, slugs: dict[str, str], first: bool) -> list[Message]:
@@ -70,11 +72,11 @@ class Presence:
                 group.append(msg(f"{self.base}/enabled", b"ON" if self.enabled else b"OFF"))
             return group
 
-    @property
-    def last_visitor(self) -> int | None:
-        """The visit id of the latest unknown visitor, None before the first one."""
+    def last_visitor(self) -> tuple[int | None, float]:
+        """The visit id of the latest unknown visitor (None before the first one) and for how
+        many seconds it has been the latest."""
         with self._lock:
-            return self._last_visitor
+            return self._last_visitor, time.monotonic() - self._visitor_since
 
     def _slug(self, name: str) -> str:
         if name not in self._slugs:  # an event of a name the model did not list
@@ -127,8 +129,10 @@ class Presence:
             if snapshot_jpeg and self._snapshot and kind in ("recognized", "unknown"):
                 group.append(msg(f"{self.base}/snapshot", bytes(snapshot_jpeg)))
             if kind == "unknown" and isinstance(event.get("visit"), int):
-                self._last_visitor = event["visit"]
-                visitor = {"visitor": self._last_visitor, "time": iso(event.get("time"))}
+                if event["visit"] != self._last_visitor:
+                    self._last_visitor, self._visitor_since = event["visit"], time.monotonic()
+                when = iso(event.get("time"))
+                visitor = {"visit": self._last_visitor, "visitor": self._last_visitor, "time": when}
                 group.append(msg(f"{self.base}/visitor", to_json(visitor)))
                 group.append(msg(f"{self.base}/visitor/name", b""))
                 if snapshot_jpeg:
