@@ -344,9 +344,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger().setLevel(cfg.log_level)
         if args.command in COMMANDS:
             return COMMANDS[args.command].run(args, cfg)
+        from edge.outputs import build_outputs
         from edge.pipeline import run_pipeline
 
-        return run_pipeline(cfg, args)
+        return run_pipeline(cfg, args, build_outputs(cfg, args))
     except (ConfigError, UserError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2

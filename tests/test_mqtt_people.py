@@ -13,6 +13,7 @@ import pytest
 
 from edge import enroll
 from edge.config import load_config
+from edge.outputs import build_outputs
 from edge.pipeline import Loop
 from edge.slugs import SlugBook, slug_book_path
 from tests.broker import Broker, Recorder
@@ -50,7 +51,7 @@ def test_rename_keeps_the_entity_and_forget_retires_it(trained_model, broker, tm
     cfg = load_config(cfg_file)
     args = argparse.Namespace(config=str(cfg_file), sink="mqtt", overrides={})
     with Recorder(broker, [CONFIGS]) as rec:
-        loop = Loop(cfg, args)
+        loop = Loop(cfg, args, build_outputs(cfg, args))
         try:
             assert rec.wait_for(lambda: (_config_of(rec, "colin_powell") or {}).get("name") == "Colin_Powell")  # fmt: skip
             enroll.rename(cfg, "Colin_Powell", "Colin_P")
