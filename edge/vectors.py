@@ -8,6 +8,7 @@ import numpy as np
 def cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """1 - cosine similarity along the last axis: (D,) with (D,) gives a scalar, (N, D) with
     (D,) or (N, D) one distance per row. Zero vectors are at distance 1 from anything."""
-    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    dtype = np.result_type(a, b, np.float32)  # float16 store rows in float32, float64 kept
+    a, b = np.asarray(a, dtype), np.asarray(b, dtype)
     norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
     return 1.0 - np.sum(a * b, axis=-1) / np.maximum(norms, 1e-12)
