@@ -1,5 +1,5 @@
-"""The outputs `python -m edge` hands the capture loop: the sink (MQTT or stdout), the web
-app, the preview window and MJPEG stream. Built here so the loop knows none of them."""
+"""The outputs `python -m edge` hands the capture loop: the sink (MQTT or stdout), the
+unknown-face store, the web app, the preview window and MJPEG stream. Built here so the loop knows none of them."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ import argparse
 
 from edge.config import Config
 from edge.publish import Output, create_sink
+from edge.unknowns import UnknownOutput
 
 
 def build_outputs(cfg: Config, args: argparse.Namespace) -> list[Output]:
-    """The sink first, then the web app and the preview when configured; on an error the
-    ones already built are closed."""
+    """The sink first, the unknown-face store, then the web app and the preview when
+    configured; on an error the ones already built are closed."""
     outputs: list[Output] = [create_sink(cfg, getattr(args, "sink", None))]
     try:
+        outputs.append(UnknownOutput(cfg))
         if cfg.web.port > 0:
             from edge.web.output import WebOutput
 

@@ -29,6 +29,7 @@ from edge.recognize import labels_path
 from edge.slugs import read_slugs, slug_book_path
 from edge.stats import Rate, Stats, cpu_temperature
 from edge.track import Tracker
+from edge.unknowns import UnknownOutput
 from edge.visitor_actions import VisitorActions
 from edge.watch import FileWatch
 
@@ -125,11 +126,12 @@ class Loop:
         self.scene = SceneWatch()
         self.judge = Judge(cfg.recognize, self.stages.model, self.stages.aligner)
         self.stats = Stats()
-        self.unknowns = self._unknown_store(cfg)
-        self.presence = Presence(cfg.decide, self.unknowns.next_visit() if self.unknowns else 1)
+        self.unknowns = next((o for o in self.outputs if isinstance(o, UnknownOutput)), None)
+        store = self.unknowns.store if self.unknowns is not None else None
+        self.presence = Presence(cfg.decide, store.next_visit() if store is not None else 1)
         self.visitors = (
             VisitorActions(cfg, lambda *done: self.sink.visitor_done(*done))
-            if self.unknowns is not None
+            if store is not None
             else None
         )
         self.sink.visitor_handler = self.visitors.request if self.visitors else None
@@ -163,14 +165,6 @@ class Loop:
             self._handed = people
             for out in self.outputs:
                 out.start(*people)
-
-    @staticmethod
-    def _unknown_store(cfg: Config) -> Any | None:
-        if not cfg.unknown_faces.enabled:
-            return None
-        from edge.unknowns import UnknownStore
-
-        return UnknownStore(cfg.unknown_faces)
 
     # --- signals -------------------------------------------------------------------------
 
@@ -232,8 +226,6 @@ class Loop:
                 self.outputs[self.outputs.index(self.sink)] = self.sink = sink
                 self.sink.visitor_handler = self.visitors.request if self.visitors else None
         logging.getLogger().setLevel(cfg.log_level)
-        if cfg.unknown_faces != self.cfg.unknown_faces:
-            self.unknowns = self._unknown_store(cfg)
         if self.visitors is not None:
             self.visitors.cfg = cfg
         for out in self.outputs:
@@ -353,13 +345,6 @@ class Loop:
                 ev["track"],
                 ev["confidence"],
             )
-            if self.unknowns is not None and e.crop is not None:
-                name = UNKNOWN if ev["type"] == UNKNOWN else ev["name"]
-                keep = dict(track=ev["track"], visit=ev["visit"], name=name, confidence=ev["confidence"])  # fmt: skip
-                if name == UNKNOWN and e.crops:
-                    self.unknowns.save_visit(e.crops, **keep)
-                else:
-                    self.unknowns.save(e.crop, e.embedding, **keep)
 
     def _periodic(self) -> None:
         """Stats to the log, the sink and systemd."""
