@@ -158,10 +158,10 @@ class Loop:
         """The model's labels and their entity slugs, read from disk (never written here)."""
         return stages.labels, read_slugs(cfg.recognize.model, stages.labels)
 
-    def _hand_people(self, force: bool = False) -> None:
-        """Give the outputs the model's labels and slugs when they changed (or `force`)."""
+    def _hand_people(self) -> None:
+        """Give the outputs the model's labels and slugs when they changed."""
         people = self._people(self.cfg, self.stages)
-        if force or people != self._handed:
+        if people != self._handed:
             self._handed = people
             for out in self.outputs:
                 out.start(*people)
