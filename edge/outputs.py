@@ -11,11 +11,11 @@ from edge.unknowns import UnknownOutput
 
 
 def build_outputs(cfg: Config, args: argparse.Namespace) -> list[Output]:
-    """The sink first, the unknown-face store, then the web app and the preview when
-    configured; on an error the ones already built are closed."""
+    """The sink first, then the web app and the preview when configured, the unknown-face
+    store last (its disk writes come after what is shown); on an error the ones already
+    built are closed."""
     outputs: list[Output] = [create_sink(cfg, getattr(args, "sink", None))]
     try:
-        outputs.append(UnknownOutput(cfg))
         if cfg.web.port > 0:
             from edge.web.output import WebOutput
 
@@ -30,6 +30,7 @@ def build_outputs(cfg: Config, args: argparse.Namespace) -> list[Output]:
                 shown.mjpeg = MjpegServer(cfg.preview.mjpeg_bind, cfg.preview.mjpeg_port)
             if preview:
                 shown.window = PreviewWindow()
+        outputs.append(UnknownOutput(cfg))
     except BaseException:
         for out in outputs:
             out.close()
