@@ -15,6 +15,7 @@ import numpy as np
 
 from edge.config import RecognizeConfig
 from edge.preview import LatestFrame
+from edge.vectors import cosine_distance
 
 MAX_EVENTS = 200  # events kept for the Events page (with their snapshots: about 2 MB)
 STATUS_EVERY_S = 1.0  # how often the loop hands over its stats
@@ -38,7 +39,7 @@ def explain(emitted: Any, model: Any | None, rcfg: RecognizeConfig) -> dict[str,
     if model is None or emb is None or np.shape(emb) != model.centroids.shape[1:]:
         return out
     emb = np.asarray(emb, np.float32)
-    dist = 1.0 - model.centroids @ emb
+    dist = cosine_distance(model.centroids, emb)
     best = int(np.argmin(dist))
     if ev["name"] in model.labels:
         best = model.labels.index(ev["name"])
