@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from edge import enroll
 from edge.config import load_config
+from edge.library import FaceLibrary
 from edge.outputs import build_outputs
 from edge.pipeline import Loop
 from edge.slugs import person_slugs, slug_book_path
@@ -41,7 +41,7 @@ def test_rename_keeps_the_entity_and_forget_retires_it(trained_model, broker, tm
             shutil.copy2(f, models / f.name)
     model = models / "faces.tflite"
     labels = json.loads((models / "faces.json").read_text())["labels"]
-    slug_book_path(model).write_text(json.dumps(person_slugs(labels)))  # as the library does
+    slug_book_path(model).write_text(json.dumps(person_slugs(labels)))  # the library's first map
     cfg_file = tmp_path / "edge.yaml"
     cfg_file.write_text(
         f"mqtt:\n  host: {broker.host}\n  port: {broker.port}\n  device_id: pi\n"
@@ -54,14 +54,14 @@ def test_rename_keeps_the_entity_and_forget_retires_it(trained_model, broker, tm
         loop = Loop(cfg, args, build_outputs(cfg, args))
         try:
             assert rec.wait_for(lambda: (_config_of(rec, "colin_powell") or {}).get("name") == "Colin_Powell")  # fmt: skip
-            enroll.rename(cfg, "Colin_Powell", "Colin_P")
+            FaceLibrary(cfg).rename("Colin_Powell", "Colin_P")
             assert loop.reload()
             assert rec.wait_for(
                 lambda: (_config_of(rec, "colin_powell") or {}).get("name") == "Colin_P"
             ), (  # fmt: skip
                 "the renamed person's entity did not keep its topic with the new name"
             )
-            enroll.forget(cfg, "Hugo_Chavez")
+            FaceLibrary(cfg).forget("Hugo_Chavez")
             assert loop.reload()
             assert rec.wait_for(lambda: any(
                 m.topic.endswith("/person_hugo_chavez/config") and not m.payload
