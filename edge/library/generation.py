@@ -120,7 +120,7 @@ def commit(state: State, meta: dict, store: FaceStore, slugs: dict[str, str], pl
         "after": plan.after,
         "tflite_backup": str(backup) if backup else None,
     }
-    files.write_atomic(journal_path(model), json.dumps(journal).encode(), 0o600)
+    files.write_atomic(journal_path(model), json.dumps(journal).encode(), mode)
     files.write_atomic(store_file, data, mode)
     for src, dst in plan.copies:
         dst.parent.mkdir(parents=True, exist_ok=True)
