@@ -237,6 +237,23 @@ class UnknownFacesConfig:
 
 
 @dataclass
+class HistoryConfig:
+    enabled: bool = _opt(
+        True, "keep every event with its reasons and face crop on disk (Events page, export)"
+    )
+    path: str = _opt("history/events.db", "the SQLite file (0600; its folder 0700)", path=True)
+    keep_days: float = _opt(
+        30.0, "events older than this many days are removed", min=0.01, max=36500.0
+    )
+    max_mb: float = _opt(
+        256.0, "the oldest events are removed beyond this many megabytes", min=1.0, max=1_000_000.0
+    )
+    full_frame: bool = _opt(
+        False, "also keep the whole frame of each event (about 20x the disk of a face crop)"
+    )
+
+
+@dataclass
 class PreviewConfig:
     mjpeg_port: int = _opt(
         0, "serve the annotated stream as MJPEG on this port (0 = off)", min=0, max=65535
@@ -285,6 +302,7 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     unknown_faces: UnknownFacesConfig = field(default_factory=UnknownFacesConfig)
     enroll: EnrollConfig = field(default_factory=EnrollConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
     preview: PreviewConfig = field(default_factory=PreviewConfig)
     web: WebConfig = field(default_factory=WebConfig)
     # Where the values came from; not config keys.

@@ -22,6 +22,7 @@ from edge.capture import Frame, Source, open_source
 from edge.config import Config, ConfigError, load_config
 from edge.decide import UNKNOWN, Emitted, Judge, Presence
 from edge.errors import UserError
+from edge.explain import explain
 from edge.motion import SceneWatch
 from edge.notify import Notifier
 from edge.publish import Sink, create_sink
@@ -99,6 +100,20 @@ def _unknown_label(model: Any, embedding: Any) -> str:
     return f"unknown (closest {closest[0]}, d {closest[1]:.2f})" if closest else "unknown"
 
 
+def _history(cfg: Config) -> Any | None:
+    """The event history writer, or None when history.enabled is false."""
+    if not cfg.history.enabled:
+        return None
+    from edge.history import History
+
+    try:
+        return History(cfg.history, cfg.device_id())
+    except OSError as exc:
+        raise UserError(
+            f"{cfg.source_file}: history.path: cannot write {cfg.history.path}: {exc.strerror or exc}"
+        ) from None
+
+
 class Loop:
     """One run of the capture loop; state survives a SIGHUP reload."""
 
@@ -110,13 +125,21 @@ class Loop:
 
             Guard(cfg)
         self.stages = build_stages(cfg)
-        self.sink: Sink = create_sink(cfg, getattr(args, "sink", None))
+        self.history = _history(cfg)
+        try:
+            self.sink: Sink = create_sink(cfg, getattr(args, "sink", None))
+        except BaseException:
+            if self.history is not None:
+                self.history.close()
+            raise
         try:
             self.source: Source = open_source(
                 cfg.camera, _realtime(args), lores_width=cfg.detect.downscale_width
             )
         except BaseException:
             self.sink.close()  # says offline and stops the MQTT thread before exit 2
+            if self.history is not None:
+                self.history.close()
             raise
         self.sink.start(self.stages.labels)
         self.tracker = Tracker(cfg.track)
@@ -214,6 +237,15 @@ class Loop:
         logging.getLogger().setLevel(cfg.log_level)
         if cfg.unknown_faces != self.cfg.unknown_faces:
             self.unknowns = self._unknown_store(cfg)
+        if cfg.history != old.history or cfg.device_id() != old.device_id():
+            try:
+                history = _history(cfg)
+            except UserError as exc:
+                log.error("reload: keeping the running event history: %s", exc)
+            else:
+                if self.history is not None:
+                    self.history.close()
+                self.history = history
         if self.visitors is not None:
             self.visitors.cfg = cfg
         if self.web is not None:
@@ -271,7 +303,7 @@ class Loop:
                     next_stats = time.monotonic() + self.cfg.stats_interval_s
                     self._periodic()
             if last is not None:
-                self._publish(self.presence.leave_all(last))
+                self._publish(self.presence.leave_all(last), last)
             return 0
         finally:
             self.notifier.stopping()
@@ -311,14 +343,18 @@ class Loop:
         with st.stage("recognize"):
             self.judge.step(self.tracker.tracks, frame.source_time)
         with st.stage("publish"):
-            self._publish(self.presence.update(frame, self.tracker.tracks, ended))
+            self._publish(self.presence.update(frame, self.tracker.tracks, ended), frame)
 
-    def _publish(self, emitted: list[Emitted]) -> None:
+    def _publish(self, emitted: list[Emitted], frame: Frame) -> None:
         for e in emitted:
             ev = e.event
             snapshot = _jpeg(e.crop) if ev["type"] != "left" else None
             self.sink.event(ev, snapshot)
-            if self.web is not None:
+            if self.history is not None:
+                whole = self.cfg.history.full_frame and ev["type"] != "left"
+                why = explain(e, self.stages.model, self.cfg.recognize)
+                self.history.add(ev, why, snapshot, _jpeg(frame.image) if whole else None)
+            elif self.web is not None:
                 self.web.feed.event(e, snapshot, self.stages.model, self.cfg.recognize)
             self.stats.events += 1
             if e.track is not None:
@@ -425,6 +461,8 @@ class Loop:
         self.source.close()
         if self.visitors is not None:
             self.visitors.close()
+        if self.history is not None:
+            self.history.close()
         try:
             self.sink.close()
         finally:
