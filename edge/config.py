@@ -249,7 +249,7 @@ class HistoryConfig:
         256.0, "the oldest events are removed beyond this many megabytes", min=1.0, max=1_000_000.0
     )
     full_frame: bool = _opt(
-        False, "also keep the whole frame of each event (about 20x the disk of a face crop)"
+        False, "also keep the whole frame of each event (about 5 times the disk)"
     )
 
 
