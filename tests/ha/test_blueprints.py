@@ -36,7 +36,7 @@ automation:
       input:
         face_event: event.{DEVICE}_face
         visitor_image: image.{DEVICE}_last_visitor
-        name_entity: text.{DEVICE}_name_visitor
+        base_topic: edge/{DEVICE}
         notify_service: notify.persistent_notification
   - id: edge_welcome_home
     alias: Welcome home
