@@ -26,8 +26,10 @@ from convert.tfquiet import import_tensorflow_quietly
 from convert.train import embed_samples
 from edge.config import Config
 from edge.errors import UserError
-from edge.facestore import FaceStore, save_model_update
+from edge.facestore import FaceStore
 from edge.head import calibrate, fit_head, held_out_scores, rates
+from edge.library import FaceLibrary
+from edge.library.files import temp_beside
 from edge.recognize import labels_path
 
 log = logging.getLogger("convert")
@@ -157,7 +159,7 @@ def train(args, cfg: Config, models_dir: Path) -> dict:
     t_head = time.monotonic()
 
     crops = np.stack([s.crop_rgb for s in samples])
-    tmp = model_path.with_name(f".{model_path.name}.tmp")
+    tmp = temp_beside(model_path).with_suffix(".training")  # not a change's leftover
     try:
         log.info("exporting the int8 model (converting the graph: 10-60 s)")
         tmp.write_bytes(export.convert(backbone, head, crops))
@@ -214,13 +216,14 @@ def train(args, cfg: Config, models_dir: Path) -> dict:
         }
         store = FaceStore(labels, emb, y, [s.key for s in samples])
         replaced = model_path.exists()
-        os.replace(tmp, model_path)  # atomic: a running edge never reads half a model
-        stored = save_model_update(model_path, meta, store)  # faces.json last: makes it visible
+        # through the library owner: under its lock, faces.json last (a running edge never
+        # reads half a model), slugs kept, the trained thresholds the new baseline
+        gen = FaceLibrary(cfg, model_path).adopt_training(tmp, meta, store)
         log.info(
-            "wrote model %s, labels %s and embedding store %s%s",
+            "wrote model %s, labels %s and embedding store (generation %d)%s",
             model_path,
             labels_path(model_path),
-            stored.name,
+            gen,
             " (replacing the previous ones)" if replaced else "",
         )
     finally:

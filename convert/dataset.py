@@ -94,7 +94,7 @@ def _walk(root: Path, skipped: list[tuple[Path, str]]):
         for d in sorted(dirs):
             path = Path(dirpath) / d
             if d.startswith("."):
-                if dirpath == str(root) and d != ".cache":
+                if dirpath == str(root) and d not in (".cache", ".trash"):
                     skipped.append((path, "hidden folder (its name starts with '.'): left out"))
                 continue
             real = os.path.realpath(path)

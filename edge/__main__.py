@@ -100,7 +100,16 @@ def _enroll_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--visitor", type=int, metavar="ID", help="a saved unknown visitor's crops (edge visitors)"
     )
+    _add_force(p)
     _add_model(p)
+
+
+def _add_force(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="add faces that look like someone else's (refused by default)",
+    )
 
 
 def _visitor_arguments(p: argparse.ArgumentParser) -> None:
@@ -110,12 +119,16 @@ def _visitor_arguments(p: argparse.ArgumentParser) -> None:
 
 def _forget_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", metavar="NAME")
+    p.add_argument("--yes", action="store_true", help="do not ask (the photos go to the trash)")
     _add_model(p)
 
 
 def _rename_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("old", metavar="OLD")
     p.add_argument("new", metavar="NEW")
+    p.add_argument(
+        "--merge", action="store_true", help="NEW already exists: make OLD and NEW one person"
+    )
     _add_model(p)
 
 
@@ -161,14 +174,19 @@ def _identify(args: argparse.Namespace, cfg: Config) -> int:
     return _per_image(args.paths, StillRecognizer(cfg))
 
 
+def _library(args: argparse.Namespace, cfg: Config):
+    from edge.library import FaceLibrary
+
+    return FaceLibrary(cfg, args.model)
+
+
 def _enroll(args: argparse.Namespace, cfg: Config) -> int:
-    from edge import enroll
     from edge.images import iter_images
 
     if args.visitor is not None:
         if args.photos:
             raise UserError("give photos or --visitor ID, not both")
-        _emit(enroll.enroll_visitor(cfg, args.visitor, args.name))
+        _emit(_library(args, cfg).name_visitor(args.visitor, args.name, force=args.force))
         return 0
     if not args.photos:
         raise UserError("give the photos to enroll, or --visitor ID")
@@ -178,14 +196,12 @@ def _enroll(args: argparse.Namespace, cfg: Config) -> int:
     photos = list(iter_images(args.photos))
     if not photos:
         raise UserError(f"{' '.join(args.photos)}: no photos found")
-    _emit(enroll.enroll(cfg, args.name, photos))
+    _emit(_library(args, cfg).enroll(args.name, photos, force=args.force))
     return 0
 
 
 def _ignore(args: argparse.Namespace, cfg: Config) -> int:
-    from edge import enroll
-
-    _emit(enroll.enroll_visitor(cfg, args.visitor, None))
+    _emit(_library(args, cfg).name_visitor(args.visitor, None))
     return 0
 
 
@@ -203,16 +219,24 @@ def _visitors(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _forget(args: argparse.Namespace, cfg: Config) -> int:
-    from edge import enroll
-
-    _emit(enroll.forget(cfg, args.name))
+    library = _library(args, cfg)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UserError(f"forget {args.name}: add --yes to confirm (no terminal to ask on)")
+        sys.stderr.write(
+            f"Forget {args.name}? Their photos go to {library.trash} for "
+            f"{cfg.library.trash_days:g} days. [y/N] "
+        )
+        sys.stderr.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            log.info("%s kept", args.name)
+            return 0
+    _emit(library.forget(args.name))
     return 0
 
 
 def _rename(args: argparse.Namespace, cfg: Config) -> int:
-    from edge import enroll
-
-    _emit(enroll.rename(cfg, args.old, args.new))
+    _emit(_library(args, cfg).rename(args.old, args.new, merge=args.merge))
     return 0
 
 
@@ -364,8 +388,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger().setLevel(cfg.log_level)
         if args.command in COMMANDS:
             return COMMANDS[args.command].run(args, cfg)
+        from edge.library import FaceLibrary
         from edge.pipeline import run_pipeline
 
+        FaceLibrary(cfg).recover()  # a change a crash cut short
         return run_pipeline(cfg, args)
     except (ConfigError, UserError) as exc:
         sys.stderr.write(f"error: {exc}\n")

@@ -220,6 +220,22 @@ class EnrollConfig:
 
 
 @dataclass
+class LibraryConfig:
+    trash_days: float = _opt(
+        30.0,
+        "forgotten people's and deleted photos stay in dataset/.trash/ this many days (0 = delete at once)",
+        min=0.0,
+        max=3650.0,
+    )
+    guard_distance: float = _opt(
+        0.55,
+        "a photo this far (cosine) from the person's own photos is refused as someone else's (--force adds it)",
+        min=0.1,
+        max=2.0,
+    )
+
+
+@dataclass
 class UnknownFacesConfig:
     enabled: bool = _opt(True, "save the best crop of each unknown visitor")
     dir: str = _opt("unknown_faces", "where unknown crops go", path=True)
@@ -302,6 +318,7 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     unknown_faces: UnknownFacesConfig = field(default_factory=UnknownFacesConfig)
     enroll: EnrollConfig = field(default_factory=EnrollConfig)
+    library: LibraryConfig = field(default_factory=LibraryConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
     preview: PreviewConfig = field(default_factory=PreviewConfig)
     web: WebConfig = field(default_factory=WebConfig)

@@ -1,13 +1,11 @@
 """The embeddings a face model's head was fitted on, kept beside the model (`faces.store-*.npz`).
 
-`convert train` writes them with the model; `edge enroll/forget/rename` change them on the Pi
-and refit the head from them (numpy, no TensorFlow). A model update is atomic: the new store
-gets a new file name, then faces.json is replaced to point at it, then old stores go.
+`convert train` writes them with the model; the face library (edge/library/) changes them on
+the Pi and refits the head from them (numpy, no TensorFlow), one generation at a time.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -18,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import ModelError
-from edge.private import replace_private
 
 
 @dataclass
@@ -29,6 +26,7 @@ class FaceStore:
     emb: np.ndarray  # (M, N_AUG, D) float32, L2-normalized
     y: np.ndarray  # (M,) int, index into labels; -1 = stranger (_unknown)
     keys: list[str]  # sha256 of each photo (or crop): the same photo is not added twice
+    groups: list[str] | None = None  # one piece of evidence each (a photo, or a whole visit)
     weights: np.ndarray | None = None  # (D, N) head refit on the device; None: the model's own
     bias: np.ndarray | None = None
 
@@ -51,13 +49,21 @@ class FaceStore:
                 emb=data["emb"].astype(np.float32),
                 y=data["y"].astype(int),
                 keys=[str(k) for k in data["keys"]],
+                groups=[str(g) for g in data["groups"]] if "groups" in data else None,
                 weights=data["weights"].astype(np.float32) if "weights" in data else None,
                 bias=data["bias"].astype(np.float32) if "bias" in data else None,
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise ModelError(f"{path}: malformed embedding store ({exc})") from None
         m = len(store.y)
-        if store.emb.ndim != 3 or len(store.emb) != m or len(store.keys) != m:
+        if store.groups is None:
+            store.groups = list(store.keys)
+        if (
+            store.emb.ndim != 3
+            or len(store.emb) != m
+            or len(store.keys) != m
+            or len(store.groups) != m
+        ):
             raise ModelError(f"{path}: malformed embedding store (sizes disagree)")
         return store
 
@@ -68,6 +74,7 @@ class FaceStore:
             "emb": self.emb.astype(np.float16),
             "y": self.y.astype(np.int32),
             "keys": np.array(self.keys, dtype=str),
+            "groups": np.array(self.groups if self.groups is not None else self.keys, dtype=str),
         }
         if self.weights is not None and self.bias is not None:
             arrays |= {"weights": self.weights, "bias": self.bias}
@@ -102,17 +109,3 @@ def model_file_mode(path: Path) -> int:
         umask = os.umask(0)
         os.umask(umask)
         return 0o644 & ~umask
-
-
-def save_model_update(model: Path, meta: dict, store: FaceStore) -> Path:
-    """Write `store` under a new name, then faces.json pointing at it, then drop old stores."""
-    data = store.to_bytes()
-    name = f"{model.stem}.store-{hashlib.sha256(data).hexdigest()[:12]}.npz"
-    mode = model_file_mode(model)
-    replace_private(model.with_name(name), data, mode)
-    meta_json = (json.dumps({**meta, "store": name}, indent=1) + "\n").encode()
-    replace_private(model.with_suffix(".json"), meta_json, mode)
-    for old in model.parent.glob(f"{model.stem}.store-*.npz"):
-        if old.name != name:
-            old.unlink(missing_ok=True)
-    return model.with_name(name)

@@ -100,25 +100,38 @@ def _rows(emb: np.ndarray, y: np.ndarray, idx: np.ndarray, augmented: bool) -> t
     return e.reshape(-1, emb.shape[-1]), np.repeat(y[idx], e.shape[1])
 
 
-def _folds(y: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
-    """Stratified fold index per photo (strangers, y = -1, spread too)."""
+def _folds(y: np.ndarray, k: int, seed: int, groups: np.ndarray | None = None) -> list[np.ndarray]:
+    """Stratified fold index per photo (strangers, y = -1, spread too); rows of one group (the
+    crops of one visit) stay in one fold: they are one piece of evidence, not several."""
     rng = np.random.default_rng(seed)
+    groups = np.arange(len(y)) if groups is None else groups
     fold = np.zeros(len(y), int)
     for c in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        fold[idx] = np.arange(len(idx)) % k
+        members = np.flatnonzero(y == c)
+        ids = rng.permutation(np.unique(groups[members]))
+        where = {g: i % k for i, g in enumerate(ids.tolist())}
+        fold[members] = [where[g] for g in groups[members].tolist()]
     return [np.flatnonzero(fold == i) for i in range(k)]
 
 
-def held_out_scores(emb: np.ndarray, y: np.ndarray, n_classes: int, seed: int = 0) -> dict:
-    """Scores of photos unseen by their head: k-fold for people, leave-one-person-out for strangers."""
-    counts = np.bincount(y[y >= 0], minlength=n_classes)
+def evidence(y: np.ndarray, n_classes: int, groups: np.ndarray | None = None) -> np.ndarray:
+    """Distinct pieces of evidence (photos; a visit counts once) per person."""
+    groups = np.arange(len(y)) if groups is None else groups
+    return np.array([len(np.unique(groups[y == c])) for c in range(n_classes)], int)
+
+
+def held_out_scores(
+    emb: np.ndarray, y: np.ndarray, n_classes: int, seed: int = 0, groups: np.ndarray | None = None
+) -> dict:
+    """Scores of photos unseen by their head: k-fold for people, leave-one-person-out for
+    strangers; `groups` keeps the crops of one visit together."""
+    counts = evidence(y, n_classes, groups)
     k = int(max(2, min(5, counts.min())))  # a one-photo person still leaves training data
     known = {"pred": [], "true": [], "prob": [], "dist": []}
     stranger = {"prob": [], "dist": []}
     leave_out = n_classes if n_classes >= 3 else 0  # with 2 people, one left out leaves one class
     bar = progress(total=k + leave_out, desc="calibrate", unit="fit")
-    for test in _folds(y, k, seed):
+    for test in _folds(y, k, seed, groups):
         train = np.setdiff1d(np.arange(len(y)), test)
         head = fit_head(*_rows(emb, y, train, True), n_classes, seed)
         ex, ey = _rows(emb, y, test, False)

@@ -1,7 +1,7 @@
 """Name or ignore an unknown visitor on request (Home Assistant, a script), off the capture loop.
 
 Requests are handled one at a time in a worker thread: an enrolment refits the model in about
-a second, writes it, and the loop's model watch reloads it (edge/enroll.py, edge/watch.py).
+a second, writes it, and the loop's model watch reloads it (edge/library, edge/watch.py).
 """
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ class VisitorActions:
         return True
 
     def _run(self) -> None:
-        from edge.enroll import enroll_visitor
+        from edge.library import FaceLibrary
 
         while (item := self._queue.get()) is not None:
             visit, name = item
             try:
-                self.done.append(enroll_visitor(self.cfg, visit, name))
+                self.done.append(FaceLibrary(self.cfg).name_visitor(visit, name))
             except (UserError, OSError) as exc:  # OSError: a read-only models/ under systemd
                 why = exc if isinstance(exc, UserError) else f"{exc.filename}: {exc.strerror}"
                 log.error("cannot %s visitor %d: %s", "name" if name else "ignore", visit, why)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +76,7 @@ def _trained_model_key(faces_dir: Path) -> str:
     code = [ROOT / "convert" / f"{n}.py" for n in train_files]
     code += sorted((ROOT / "edge" / "detectors").glob("*.py"))
     code += [ROOT / "edge" / n for n in ("align.py", "detect.py", "head.py", "images.py")]
+    code += sorted((ROOT / "edge" / "library").glob("*.py"))  # installs it: thresholds, slugs
     for path in code:
         if path.is_file():
             h.update(path.name.encode() + path.read_bytes())
@@ -129,3 +132,19 @@ def trained_model(data_dir: Path, models_dir: Path, tmp_path_factory) -> Path:
     except OSError:  # another run got there first
         shutil.rmtree(staging, ignore_errors=True)
     return final / "faces.tflite"
+
+
+@pytest.fixture
+def device(trained_model: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the 7-person test model (with its store) and a config keeping photos in tmp."""
+    models = tmp_path / "models"
+    models.mkdir()
+    meta = json.loads(trained_model.with_suffix(".json").read_text())
+    for name in (trained_model.name, trained_model.with_suffix(".json").name, meta["store"]):
+        shutil.copy2(trained_model.with_name(name), models / name)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"recognize:\n  model: {models / 'faces.tflite'}\n  watch_s: 0.2\n"
+        f"enroll:\n  dataset: {tmp_path / 'dataset'}\n"
+    )
+    return models / "faces.tflite", config

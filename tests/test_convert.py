@@ -232,4 +232,4 @@ def test_model_that_names_strangers_is_not_written(tmp_path, data_dir):
         f"(--min-stranger-rejection {measured}; the default floor is 0.80)"
     ) in proc.stderr
     written = {p.name for p in out.iterdir()}
-    assert {"faces.json", "faces.tflite"} <= written and not any(".tmp" in n for n in written)
+    assert {"faces.json", "faces.tflite"} <= written and not any("tmp" in n for n in written)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -15,22 +14,6 @@ from tests.conftest import ROOT, run_edge
 from tests.splits import heldout_photos, strangers, train_photos
 
 NEWCOMER_COUNT = 7
-
-
-@pytest.fixture
-def device(trained_model: Path, tmp_path: Path) -> tuple[Path, Path]:
-    """A copy of the 7-person test model (with its store) and a config keeping photos in tmp."""
-    models = tmp_path / "models"
-    models.mkdir()
-    meta = json.loads(trained_model.with_suffix(".json").read_text())
-    for name in (trained_model.name, trained_model.with_suffix(".json").name, meta["store"]):
-        shutil.copy2(trained_model.with_name(name), models / name)
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        f"recognize:\n  model: {models / 'faces.tflite'}\n  watch_s: 0.2\n"
-        f"enroll:\n  dataset: {tmp_path / 'dataset'}\n"
-    )
-    return models / "faces.tflite", config
 
 
 @pytest.fixture
@@ -77,21 +60,24 @@ def test_enroll_rename_forget_without_tensorflow(device, data_dir, no_tensorflow
     assert _names(model, config, heldout_photos(faces, other)[:3]) == [{"unknown"}] * 3
 
     again = run_edge("enroll", newcomer, photos[0], "--config", str(config), env=no_tensorflow)
-    assert (
-        _one_error(again)
-        == f"error: {newcomer}: none of the 1 photo(s) has one clear face to enroll"
+    assert _one_error(again) == (
+        f"error: {newcomer}: none of the 1 photo(s) could be enrolled "
+        f"({Path(photos[0]).name}: already enrolled)"
     )
-    assert "already enrolled" in again.stderr
 
     proc = run_edge("rename", newcomer, "Jacques", "--config", str(config), env=no_tensorflow)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "dataset" / "Jacques").is_dir()
     assert "Jacques" in _names(model, config, held_out[:1])[0]
 
-    proc = run_edge("forget", "Jacques", "--config", str(config), env=no_tensorflow)
+    refused = run_edge("forget", "Jacques", "--config", str(config), stdin=subprocess.DEVNULL)
+    assert "add --yes to confirm" in _one_error(refused)
+    proc = run_edge("forget", "Jacques", "--yes", "--config", str(config), env=no_tensorflow)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["people"] == 7
     assert not (tmp_path / "dataset" / "Jacques").exists()
+    (trashed,) = (tmp_path / "dataset" / ".trash").iterdir()  # the originals are recoverable
+    assert trashed.name.endswith("-Jacques") and len(list(trashed.iterdir())) == NEWCOMER_COUNT
     assert _names(model, config, held_out[:2]) == [{"unknown"}, {"unknown"}]
 
 
@@ -102,11 +88,15 @@ def test_bad_enrolments_are_one_line(device, data_dir, tmp_path):
     cases = {
         ("enroll", "../evil", no_face): "not a usable name",
         ("enroll", "_unknown", no_face): "reserved for strangers",
-        ("enroll", "Someone", no_face): "Someone: none of the 1 photo(s) has one clear face",
+        ("enroll", "Someone", no_face): "Someone: none of the 1 photo(s) could be enrolled",
         ("enroll", "Someone", str(tmp_path / "none.jpg")): "none.jpg: no such photo or folder",
-        ("forget", "Nobody"): "Nobody: not in the model (people: ",
-        ("rename", "Nobody", "X"): "Nobody: not in the model",
-        ("rename", "Hugo_Chavez", "Colin_Powell"): "Colin_Powell: already in the model",
+        ("forget", "Nobody", "--yes"): "'Nobody': not in the library (people: ",
+        ("rename", "Nobody", "X"): "'Nobody': not in the model",
+        ("rename", "Hugo_Chavez", "Colin_Powell"): "'Colin_Powell' is already in the library",
+        ("rename", "Hugo_Chavez", "colin powell"): "merge 'Hugo_Chavez' into 'Colin_Powell'",
+        ("enroll", "hugo_chavez", no_face): "the library already has 'Hugo_Chavez'",
+        ("enroll", "\u041dug\u043e_Chavez", no_face): "already has",  # Cyrillic H and o
+        ("enroll", "x" * 65, no_face): "longer than 64 characters",
     }
     for args, expected in cases.items():
         assert expected in _one_error(run_edge(*args, "--config", str(config))), args

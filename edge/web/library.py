@@ -1,5 +1,6 @@
-"""The face library on disk: people's photos (enroll.dataset), unknown visitors' crops, and
-the enrolment changes the pages ask for. One change at a time; never in the capture thread.
+"""The face library as the pages see it: people's photos (enroll.dataset), unknown visitors'
+crops, and the changes the pages ask for, made by the library owner (edge/library), never in
+the capture thread.
 
 A URL never becomes a path: a requested file must be one of the names listed in its folder.
 """
@@ -12,7 +13,6 @@ import os
 import re
 import stat
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import numpy as np
 from edge.config import Config
 from edge.errors import UserError
 from edge.images import IMAGE_SUFFIXES, MAX_PIXELS, image_size
+from edge.library import FaceLibrary
 from edge.names import UNKNOWN_DIR, check_name
 from edge.recognize import labels_path
 
@@ -79,7 +80,7 @@ class Library:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self._lock = threading.Lock()
+        self._owner: tuple[tuple, FaceLibrary] | None = None
 
     @property
     def dataset(self) -> Path:
@@ -189,76 +190,45 @@ class Library:
             raise FileNotFoundError(image)
         return _listed(self.unknown_dir, image, {".jpg"})
 
-    # --- changing (enrolment: about a second each; the loop reloads the model itself) -------
+    # --- changing: every write goes through the library owner (edge/library) ---------------
 
-    def name_visitor(self, visit: int, name: str | None) -> dict[str, Any]:
+    @property
+    def owner(self) -> FaceLibrary:
+        """The face library's owner for the current config (rebuilt after a reload)."""
+        key = (self.cfg.recognize.model, self.cfg.enroll.dataset, self.cfg.unknown_faces.dir)
+        if self._owner is None or self._owner[0] != key:
+            self._owner = (key, FaceLibrary(self.cfg))
+        return self._owner[1]
+
+    def name_visitor(self, visit: int, name: str | None, force: bool = False) -> dict[str, Any]:
         """Name a visitor (an existing or a new person), or ignore them (name None)."""
-        from edge.enroll import enroll_visitor
-
-        with self._lock:
-            return enroll_visitor(self.cfg, visit, name)
+        return self.owner.name_visitor(visit, name, force=force)
 
     def delete_visitor(self, visit: int) -> dict[str, Any]:
         """Remove a visitor's saved crops without teaching the model anything."""
-        from edge.enroll import visitor_captures
+        return self.owner.delete_visitor(visit)
 
-        with self._lock:
-            caps = visitor_captures(self.cfg, visit)
-            for c in caps:
-                for suffix in (".json", ".jpg", ".npy"):
-                    Path(c["path"]).with_suffix(suffix).unlink(missing_ok=True)
-        log.info("visitor %d deleted (%d crop(s))", visit, len(caps))
-        return {"visitor": visit, "deleted": len(caps)}
-
-    def add_photo(self, name: str, filename: str | None, data: bytes) -> dict[str, Any]:
+    def add_photo(
+        self, name: str, filename: str | None, data: bytes, force: bool = False
+    ) -> dict[str, Any]:
         """Enroll an uploaded photo of `name` (a known or a new person); kept in dataset/<name>/."""
-        from edge.enroll import enroll
-
         name = check_name(name)
         upload = safe_upload_name(filename, check_upload(data))
-        with self._lock, tempfile.TemporaryDirectory(prefix="edge-upload-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="edge-upload-") as tmp:
             path = Path(tmp) / upload
             path.write_bytes(data)
-            result = enroll(self.cfg, name, [path])
-        return result | {"file": Path(result["dataset"], upload).name}
+            result = self.owner.enroll(name, [path], force=force)
+        return result | {"file": result["files"][0]}
 
     def remove_photo(self, name: str, file: str) -> dict[str, Any]:
-        """Delete a photo from dataset/<name>/ and its rows from the model's store (refit)."""
-        from edge.enroll import Enroller
-        from edge.hashing import file_hash
+        """Move a photo of dataset/<name>/ to the trash and its rows out of the model (refit)."""
+        self.photo_path(name, file)  # a listed photo of a listed person, or FileNotFoundError
+        return self.owner.remove_photo(name, file)
 
-        with self._lock:
-            path = self.photo_path(name, file)
-            key = file_hash(path)
-            removed = 0
-            if name in self.model_labels():
-                enroller = Enroller(self.cfg)
-                store = enroller.store
-                drop = np.array([k == key for k in store.keys], dtype=bool)
-                removed = int(drop.sum())
-                if removed:
-                    cls = store.labels.index(name)
-                    if not np.any((store.y == cls) & ~drop):
-                        raise UserError(
-                            f"{file}: {name}'s last enrolled photo; forget {name} instead"
-                        )
-                    store.emb, store.y = store.emb[~drop], store.y[~drop]
-                    store.keys = [k for k, d in zip(store.keys, drop, strict=True) if not d]
-                    enroller.save()
-            path.unlink()
-        log.info("%s: photo %s deleted (%d model row(s))", name, file, removed)
-        return {"name": name, "file": file, "model_rows_removed": removed}
-
-    def rename(self, old: str, new: str) -> dict[str, Any]:
+    def rename(self, old: str, new: str, merge: bool = False) -> dict[str, Any]:
         """Rename a person in the model and the dataset folder."""
-        from edge.enroll import rename
-
-        with self._lock:
-            return rename(self.cfg, old, new)
+        return self.owner.rename(old, new, merge=merge)
 
     def forget(self, name: str) -> dict[str, Any]:
-        """Remove a person from the model and their photos."""
-        from edge.enroll import forget
-
-        with self._lock:
-            return forget(self.cfg, name)
+        """Remove a person from the model; their photos go to the trash."""
+        return self.owner.forget(name)
