@@ -5,7 +5,8 @@ at once, at the latest COMMIT_S after they arrive, with the WAL synced (a kill -
 cut loses at most that last second). Retention by age and size runs on the writer thread.
 Readers (`HistoryReader`: the web app, `python -m edge history`) open their own connections.
 The database and its -wal/-shm files are 0600 in a 0700 folder: they hold faces.
-`forget_person(db_path, name)` removes a person's events (the library's `forget` calls it).
+`forget_person(db_path, name)` removes a person's events and `rename_person(db_path, old,
+new)` gives them the new name (the library's `forget` and `rename` call them).
 """
 
 from __future__ import annotations
@@ -334,4 +335,21 @@ def forget_person(db_path: str | Path, name: str) -> int:
         conn.close()
     if n:
         log.info("event history: %d events of %s removed", n, name)
+    return n
+
+
+def rename_person(db_path: str | Path, old: str, new: str) -> int:
+    """Give `old`'s events in the history at `db_path` the name `new`; returns how many.
+    No history there: 0."""
+    if not Path(db_path).is_file():
+        return 0
+    conn = _connect(db_path)
+    try:
+        with conn:
+            n = conn.execute(
+                "UPDATE events SET name = ?, event = json_set(event, '$.name', ?) WHERE name = ?",
+                (new, new, old),
+            ).rowcount
+    finally:
+        conn.close()
     return n

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from edge.config import load_config
-from edge.history import History, HistoryReader, forget_person
+from edge.history import History, HistoryReader, forget_person, rename_person
 from tests.conftest import ROOT, run_edge
 
 PHOTOS = ("Ariel_Sharon/Ariel_Sharon_0001.jpg", "Colin_Powell/Colin_Powell_0001.jpg")
@@ -111,7 +111,9 @@ def test_history_survives_a_restart_on_the_events_page(tmp_path, data_dir, model
         status, body = get(f"/api/events/{event['id']}/snapshot.jpg")
         assert status == 200 and body == _crop(data_dir)
         assert get(f"/api/events/{event['id']}/frame.jpg")[0] == 404  # full_frame is off
-        assert b"Ann" in get("/events")[1]
+        page = get("/events")[1]
+        assert b"Ann" in page and b'name="camera"' not in page  # one camera: no camera filter
+        assert b'id="older"' not in page  # one page
         assert json.loads(get("/api/events?person=Bob")[1]) == []
         assert json.loads(get(f"/api/events?before={event['id']}")[1]) == []
         assert get("/api/events?day=yesterday")[0] == 400
@@ -156,6 +158,9 @@ def test_forget_person_removes_their_faces(tmp_path, data_dir):
     on_disk = b"".join(p.read_bytes() for p in db.parent.iterdir())
     assert ann[1000:1400] not in on_disk  # overwritten, not just unlinked from the table
     assert bob[1000:1400] in on_disk
+    assert rename_person(cfg.history.path, "Bob", "Robert") == 4
+    assert {e["name"] for e in HistoryReader(cfg.history.path).events(limit=100)} == {"Robert"}
+    assert HistoryReader(cfg.history.path).events(limit=1, person="Robert")[0]["name"] == "Robert"
 
 
 def test_export_cli(tmp_path, data_dir, models_dir):
@@ -271,3 +276,41 @@ def test_the_loop_writes_its_events_to_the_history(tmp_path, data_dir, trained_m
     assert all(e["snapshot"] and e["frame_image"] for e in arrived)
     assert all("face_px" in e["why"] for e in kept)
     assert any("distance" in e["why"] for e in arrived)
+
+
+def test_events_page_pages_and_filters_by_camera(tmp_path, data_dir, models_dir):
+    import http.client
+    import re
+
+    from edge.web.server import EVENTS_PAGE, WebApp
+
+    cfg = _cfg(tmp_path, **{"web.port": 0, "recognize.model": "",
+                            "unknown_faces.dir": str(tmp_path / "u"),
+                            "enroll.dataset": str(tmp_path / "d")})  # fmt: skip
+    for camera in ("door", "garage"):
+        h = History(cfg.history, camera)
+        for i in range(EVENTS_PAGE):
+            h.add(_event(None, time.time(), visit=i), {"face_px": [80, 90], "min_face_px": 40}, None)  # fmt: skip
+        h.close()
+    app = WebApp(cfg)
+    conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=10)
+
+    def page(path):
+        conn.request("GET", path, headers={"Host": f"127.0.0.1:{app.port}"})
+        r = conn.getresponse()
+        body = r.read().decode()
+        assert r.status == 200, body
+        return body
+
+    try:
+        first = page("/events")
+        assert 'name="camera"' in first and first.count('class="event"') == EVENTS_PAGE
+        assert first.count(", garage, visit") == EVENTS_PAGE  # the newest: the garage's
+        older = re.search(r'id="older" href="([^"]+)"', first).group(1).replace("&amp;", "&")
+        second = page(older)
+        assert second.count(", door, visit") == EVENTS_PAGE
+        door = page("/events?camera=door")
+        assert door.count(", door, visit") == EVENTS_PAGE and ", garage," not in door
+    finally:
+        conn.close()
+        app.close()
