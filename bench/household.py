@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.detect import table, write_json  # noqa: E402
 from bench.photos import run_module  # noqa: E402
-from tests.splits import heldout_photos, known, strangers, train_photos  # noqa: E402
+from tests.splits import heldout_photos, known, photos, strangers, train_photos  # noqa: E402
 
 DATA = Path(os.environ.get("EDGE_TEST_DATA", ROOT.parent / "shared" / "data"))
 
@@ -121,7 +121,7 @@ def main() -> int:
     print("cropping the probe photos ...", file=sys.stderr, flush=True)
     probes = {p: _crops(cfg, heldout_photos(faces, p), model) for p in people}
     non_family = [(f"{n}/{x}", c) for n in [outsider, *strangers(faces)] for x, c in
-                  _crops(cfg, heldout_photos(faces, n) + train_photos(faces, n), model)]  # fmt: skip
+                  _crops(cfg, photos(faces, n), model)]  # fmt: skip
     non_family += [(f"{x} (mirrored)", c[:, ::-1].copy()) for x, c in non_family]
     groups = sorted(p for p in (DATA / "detection").iterdir() if p.suffix == ".jpg")
     non_family += [(f"group {x}", c) for x, c in _crops(cfg, groups, model, every_face=True)]

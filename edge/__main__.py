@@ -389,10 +389,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in COMMANDS:
             return COMMANDS[args.command].run(args, cfg)
         from edge.library import FaceLibrary
+        from edge.outputs import build_outputs
         from edge.pipeline import run_pipeline
 
         FaceLibrary(cfg).recover()  # a change a crash cut short
-        return run_pipeline(cfg, args)
+        return run_pipeline(cfg, args, build_outputs(cfg, args))
     except (ConfigError, UserError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from edge.config import RecognizeConfig
+from edge.vectors import cosine_distance
 
 
 def explain(emitted: Any, model: Any | None, rcfg: RecognizeConfig) -> dict[str, Any]:
@@ -27,7 +28,7 @@ def explain(emitted: Any, model: Any | None, rcfg: RecognizeConfig) -> dict[str,
     if model is None or emb is None or np.shape(emb) != model.centroids.shape[1:]:
         return out
     emb = np.asarray(emb, np.float32)
-    dist = 1.0 - model.centroids @ emb
+    dist = cosine_distance(model.centroids, emb)
     best = int(np.argmin(dist))
     if ev["name"] in model.labels:
         best = model.labels.index(ev["name"])

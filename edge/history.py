@@ -1,6 +1,7 @@
 """The event history on disk: every event with its reasons and face crop, in one SQLite file.
 
-The loop hands events to `History.add` (never blocks: a queue); a writer thread commits them
+The loop's output (edge/history_output.py) hands events to `History.add` (never blocks: a
+queue); a writer thread commits them
 at once, at the latest COMMIT_S after they arrive, with the WAL synced (a kill -9 or a power
 cut loses at most that last second). Retention by age and size runs on the writer thread.
 Readers (`HistoryReader`: the web app, `python -m edge history`) open their own connections.
@@ -25,6 +26,9 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
+
 from edge.config import HistoryConfig
 from edge.errors import UserError
 from edge.private import private_dir, private_file
@@ -35,6 +39,7 @@ COMMIT_S = 1.0  # an event is on disk at most this long after the loop handed it
 PRUNE_EVERY_S = 60.0  # retention checks (age, size)
 PRUNE_TO = 0.9  # over max_mb, the oldest events go until the file is this fraction of it
 QUEUE_MAX = 10_000  # events waiting for the disk; beyond, new ones are dropped (and logged)
+FRAME_QUALITY = 80  # JPEG quality of whole frames (history.full_frame)
 BUSY_MS = 5000  # wait this long for another connection's write lock
 
 SCHEMA = """
@@ -76,6 +81,13 @@ def _connect(path: str | Path, create: bool = False) -> sqlite3.Connection:
         conn.close()
         raise UserError(f"{path}: not an event history ({exc})") from None
     return conn
+
+
+def _jpeg(frame: bytes | np.ndarray | None) -> bytes | None:
+    if frame is None or isinstance(frame, bytes):
+        return frame
+    ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, FRAME_QUALITY])
+    return buf.tobytes() if ok else None
 
 
 def _row(r: tuple) -> dict[str, Any]:
@@ -135,11 +147,12 @@ class History:
         event: dict[str, Any],
         why: dict[str, Any],
         crop_jpeg: bytes | None,
-        frame_jpeg: bytes | None = None,
+        frame: bytes | np.ndarray | None = None,
     ) -> None:
-        """Queue one event for the disk; returns at once."""
+        """Queue one event for the disk; returns at once. `frame`: the whole frame as JPEG
+        or as an image (encoded on the writer thread), kept when history.full_frame."""
         try:
-            self._queue.put_nowait((event, why, crop_jpeg, frame_jpeg if self.cfg.full_frame else None))  # fmt: skip
+            self._queue.put_nowait((event, why, crop_jpeg, frame if self.cfg.full_frame else None))  # fmt: skip
         except queue.Full:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
@@ -182,7 +195,7 @@ class History:
     def _write(self, items: list[tuple]) -> None:
         rows = [
             (e["time"], self.camera, e["type"], e["name"], e.get("visit"), json.dumps(e),
-             json.dumps(why), crop, frame)
+             json.dumps(why), crop, _jpeg(frame))
             for e, why, crop, frame in items
         ]  # fmt: skip
         try:

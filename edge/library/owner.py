@@ -27,7 +27,7 @@ from edge.library.generation import Plan, State, commit, read_meta, read_state, 
 from edge.library.guard import far_from_person, looks_like_other
 from edge.library.lock import library_lock
 from edge.names import UNKNOWN_DIR, check_name, same_name, shown_name
-from edge.slugs import unique_slug
+from edge.slugs import with_new_people
 from edge.vectors import unit
 
 log = logging.getLogger("edge.library")
@@ -167,11 +167,7 @@ class FaceLibrary:
         return meta, note
 
     def _slugs(self, state: State, labels: list[str]) -> dict[str, str]:
-        book = dict(state.slugs)
-        for label in labels:
-            if label not in book:
-                book[label] = unique_slug(label, set(book.values()))
-        return book
+        return with_new_people(state.slugs, labels)
 
     def _photo_target(self, folder: Path, name: str, taken: set[Path]) -> Path:
         """A free file name in `folder` (never overwriting a photo already there)."""

@@ -55,8 +55,8 @@ class WebApp:
         self.cfg = cfg
         self.guard = Guard(cfg)
         self.feed = feed or Feed()
-        # the Events page reads the history the loop writes; without one, the feed's memory
-        self.events = HistoryReader(cfg.history.path) if cfg.history.enabled else self.feed
+        self.events: HistoryReader | Feed = self.feed
+        self.read_history(cfg)
         self.library = Library(cfg)
         handler = _handler_for(self, cfg.web.timeout_s)
         bind, port = cfg.web.bind, cfg.web.port
@@ -75,6 +75,10 @@ class WebApp:
         )
         self._thread.start()
         log.info("web app at http://%s:%d/", self.bind, self.port)
+
+    def read_history(self, cfg: Config) -> None:
+        """The Events page reads the history the loop writes; without one, the feed's memory."""
+        self.events = HistoryReader(cfg.history.path) if cfg.history.enabled else self.feed
 
     def close(self) -> None:
         """Stop serving; live streams end."""
@@ -106,7 +110,7 @@ def _event_filters(query: dict[str, str]) -> dict[str, Any]:
 
 
 def _handler_for(app: WebApp, timeout_s: float) -> type[BaseHTTPRequestHandler]:
-    feed, library, guard, history = app.feed, app.library, app.guard, app.events
+    feed, library, guard = app.feed, app.library, app.guard
     max_upload = int(app.cfg.web.max_upload_mb * 1024 * 1024)
 
     class Handler(BaseHTTPRequestHandler):
@@ -224,9 +228,11 @@ def _handler_for(app: WebApp, timeout_s: float) -> type[BaseHTTPRequestHandler]:
                     self._html(pages.live())
                 case ("GET", "events"):
                     filters = _event_filters(query)
-                    found = history.events(EVENTS_PAGE, **filters)
+                    found = app.events.events(EVENTS_PAGE, **filters)
                     names = library.model_labels()
-                    self._html(pages.events(found, filters, names, history.cameras(), EVENTS_PAGE))
+                    self._html(
+                        pages.events(found, filters, names, app.events.cameras(), EVENTS_PAGE)
+                    )
                 case ("GET", "visitors"):
                     self._html(pages.visitors(library.visitors(), library.model_labels()))
                 case ("GET", "people"):
@@ -251,14 +257,14 @@ def _handler_for(app: WebApp, timeout_s: float) -> type[BaseHTTPRequestHandler]:
                     limit = query.get("limit", "50")
                     if not limit.isdigit() or not 1 <= int(limit) <= 1000:
                         raise HttpError(400, "limit must be 1..1000")
-                    self._json(history.events(int(limit), **_event_filters(query)))
+                    self._json(app.events.events(int(limit), **_event_filters(query)))
                 case ("GET", "events", eid, "snapshot.jpg"):
-                    data = history.snapshot(_int(eid, "event"))
+                    data = app.events.snapshot(_int(eid, "event"))
                     if data is None:
                         raise HttpError(404, f"no snapshot for event {eid}")
                     self._send(200, data, "image/jpeg")
-                case ("GET", "events", eid, "frame.jpg") if history is not feed:
-                    data = history.frame(_int(eid, "event"))
+                case ("GET", "events", eid, "frame.jpg") if app.events is not feed:
+                    data = app.events.frame(_int(eid, "event"))
                     if data is None:
                         raise HttpError(404, f"no frame kept for event {eid} (history.full_frame)")
                     self._send(200, data, "image/jpeg")
