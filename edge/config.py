@@ -207,6 +207,12 @@ class MqttConfig:
         30, "longest wait between attempts to reach the broker, s", min=1, max=3600
     )
     snapshot: bool = _opt(True, "publish a JPEG of the last face")
+    tracker_away_s: float = _opt(
+        600.0,
+        "per-person device_tracker for Home Assistant's person: not_home this long after they left the camera (0 = no trackers)",
+        min=0.0,
+        max=604800.0,
+    )
     tls: TlsConfig = field(default_factory=TlsConfig)
 
 
