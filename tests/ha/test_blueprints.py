@@ -1,9 +1,12 @@
-"""The blueprints of blueprints/automation/edge_faces in a real Home Assistant 2024.3.3.
+"""The blueprints of blueprints/automation/edge_faces and a person's device_tracker in a real
+Home Assistant 2024.3.3.
 
 Both load, an automation made from each is on, and an edge event over a real Mosquitto makes
 it notify (a persistent notification stands in for the phone). The unknown visitor's "Name"
 action (the companion app's mobile_app_notification_action event, fired here over the REST
-API) sends {"visit": N, "name": ...} on the naming entity's command topic: this visit's id.
+API) sends {"visit": N, "name": ...} on the naming command topic: this visit's id. A
+`person` made of a device_tracker of edge is home, then away mqtt.tracker_away_s after the
+person left.
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ pytestmark = pytest.mark.ha
 BLUEPRINTS = ROOT / "blueprints" / "automation" / "edge_faces"
 AUTOMATIONS = f"""
 notify:
+person:
+  - name: Ariel
+    id: ariel
+    device_trackers:
+      - device_tracker.{DEVICE}_tracker_ariel_sharon
 automation:
   - id: edge_unknown_visitor
     alias: Unknown visitor at the door
@@ -114,7 +122,7 @@ def test_blueprints_load_notify_and_name_the_right_visitor(tmp_path, data_dir, c
     ):
         cfg = load_config(None, {"mqtt.host": broker.host, "mqtt.port": broker.port,
                                  "mqtt.username": "edge", "mqtt.password_env": "EDGE_TEST_HA_PW",
-                                 "mqtt.device_id": DEVICE})  # fmt: skip
+                                 "mqtt.device_id": DEVICE, "mqtt.tracker_away_s": 2})  # fmt: skip
         os.environ["EDGE_TEST_HA_PW"] = USERS["edge"]
         named: list[tuple[int, str | None]] = []
         sink = MqttSink(cfg)
@@ -164,6 +172,7 @@ def test_blueprints_load_notify_and_name_the_right_visitor(tmp_path, data_dir, c
                 time.sleep(1)
                 sent = [json.loads(m.payload) for m in rec.on(command)]
                 assert sent == [{"visit": 7, "name": "Tony"}]
+                assert named == [(7, "Tony")]  # edge's naming handler, for visit 7
 
                 # Welcome home: the chosen person, not someone else.
                 sink.event(_event("recognized", "Colin_Powell", 9), jpeg)
@@ -172,12 +181,27 @@ def test_blueprints_load_notify_and_name_the_right_visitor(tmp_path, data_dir, c
                 time.sleep(1)
                 texts = [n["message"] for n in _notifications(api)]
                 assert not any("Colin_Powell" in t for t in texts), texts
+
+                # Home Assistant's person follows Ariel's device_tracker: home, then not_home
+                # mqtt.tracker_away_s after the `left`.
+                tracker = f"device_tracker.{DEVICE}_tracker_ariel_sharon"
+                people = []
+                sink.event(_event("left", "Ariel_Sharon", 10))
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and people[-1:] != [("not_home", "not_home")]:
+                    states = api.states()
+                    now = (states[tracker]["state"], states["person.ariel"]["state"])
+                    if people[-1:] != [now]:
+                        people.append(now)
+                    time.sleep(0.2)
+                assert ("home", "home") in people and people[-1] == ("not_home", "not_home"), people
         finally:
             sink.close()
     with capsys.disabled():
         print(f"\nunknown visitor: {note['title']}: {note['message']}")
         print(f"naming command: {sent}; edge's handler got {named}")
         print(f"welcome home: {welcome['title']}: {welcome['message']}")
+        print(f"{tracker}, person.ariel: {people}")
     errors = [
         line
         for line in hass_log.read_text().splitlines()
