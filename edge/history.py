@@ -1,9 +1,8 @@
 """The event history on disk: every event with its reasons and face crop, in one SQLite file.
 
 The loop's output (edge/history_output.py) hands events to `History.add` (never blocks: a
-queue); a writer thread commits them
-at once, at the latest COMMIT_S after they arrive, with the WAL synced (a kill -9 or a power
-cut loses at most that last second). Retention by age and size runs on the writer thread.
+queue); a writer thread commits them at once, at the latest COMMIT_S after they arrive, with
+the WAL synced (a kill -9 or a power cut loses at most that last second). Retention by age and size runs on the writer thread.
 Readers (`HistoryReader`: the web app, `python -m edge history`) open their own connections.
 The database and its -wal/-shm files are 0600 in a 0700 folder: they hold faces.
 `forget_person(db_path, name)` removes a person's events and `rename_person(db_path, old,
