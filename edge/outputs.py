@@ -1,5 +1,5 @@
 """The outputs `python -m edge` hands the capture loop: the sink (MQTT or stdout), the
-unknown-face store, the web app, the preview window and MJPEG stream. Built here so the loop knows none of them."""
+unknown-face store, the web app, the preview window and MJPEG stream, the event history. Built here so the loop knows none of them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from edge.unknowns import UnknownOutput
 
 
 def build_outputs(cfg: Config, args: argparse.Namespace) -> list[Output]:
-    """The sink first, then the web app and the preview when configured, the unknown-face
+    """The sink first, then the web app, the preview and the history when configured, the unknown-face
     store last (its disk writes come after what is shown); on an error the ones already
     built are closed."""
     outputs: list[Output] = [create_sink(cfg, getattr(args, "sink", None))]
@@ -30,6 +30,10 @@ def build_outputs(cfg: Config, args: argparse.Namespace) -> list[Output]:
                 shown.mjpeg = MjpegServer(cfg.preview.mjpeg_bind, cfg.preview.mjpeg_port)
             if preview:
                 shown.window = PreviewWindow()
+        if cfg.history.enabled:
+            from edge.history_output import HistoryOutput
+
+            outputs.append(HistoryOutput(cfg))
         outputs.append(UnknownOutput(cfg))
     except BaseException:
         for out in outputs:

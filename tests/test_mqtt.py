@@ -35,6 +35,7 @@ REQUIRED = {
     "switch": {"command_topic", "state_topic"},
     "text": {"command_topic"},
     "button": {"command_topic"},
+    "device_tracker": {"state_topic", "source_type"},
 }
 COMMON = {"name", "unique_id", "device", "availability_topic", "payload_available"}
 

@@ -36,6 +36,7 @@ def _cfg(tmp_path: Path, **over):
         "recognize.model": "",
         "unknown_faces.dir": str(tmp_path / "unknown"),
         "enroll.dataset": str(tmp_path / "dataset"),
+        "history.enabled": False,  # the feed's memory (tests/test_history.py: the history)
     }
     return load_config(None, {**base, **over})
 

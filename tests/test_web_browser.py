@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -128,6 +129,7 @@ def test_name_a_visitor_in_the_browser_then_they_are_recognized(
         f"recognize:\n  model: {models / 'faces.tflite'}\n  watch_s: 0.2\n"
         f"enroll:\n  dataset: {tmp_path / 'dataset'}\n"
         f"unknown_faces:\n  dir: {tmp_path / 'unknown'}\n"
+        f"history:\n  path: {tmp_path / 'history' / 'events.db'}\n"
         f"web:\n  port: {port}\n"
     )
     first, second, stranger = _clips_sharing_one_stranger(data_dir)
@@ -153,8 +155,12 @@ def test_name_a_visitor_in_the_browser_then_they_are_recognized(
                 break
         visit = seen[-1]["visit"]
         base = f"http://127.0.0.1:{port}"
-        unknowns = _api(port, "/api/events?person=unknown")
-        (why,) = [e["why"] for e in unknowns if e["visit"] == visit and e["type"] == "unknown"]
+        deadline = time.monotonic() + 10  # the history commits within a second
+        while not (why := [e["why"] for e in _api(port, "/api/events?person=unknown")
+                           if e["visit"] == visit and e["type"] == "unknown"]):  # fmt: skip
+            assert time.monotonic() < deadline, "the unknown event never reached the Events page"
+            time.sleep(0.1)
+        (why,) = why
         assert {"votes", "probability", "min_probability", "distance", "max_distance"} <= set(why)
 
         browser.get(f"{base}/visitors")

@@ -17,6 +17,7 @@ from edge.mqtt.commands import Commands
 from edge.mqtt.discovery import Discovery
 from edge.mqtt.messages import SHOWN_CHARS, check_topic_part
 from edge.mqtt.presence import Presence, cpu_temperature_file
+from edge.mqtt.trackers import Trackers
 from edge.mqtt.transport import Transport
 from edge.publish import Sink
 from edge.slugs import person_slugs, slugify
@@ -53,6 +54,10 @@ class MqttSink(Sink):
         self.entities = Discovery(cfg, self.transport, device_id, self.node, thermal)
         self.presence = Presence(self.transport, m.snapshot, thermal)
         self.commands = Commands(self.transport, self.presence)
+        self.trackers = Trackers(self.transport, m.tracker_away_s) if m.tracker_away_s > 0 else None
+        if self.trackers is not None:
+            self.commands.on_switch = lambda on: None if on else self.trackers.left_all()
+        self._slugs: dict[str, str] = {}
         self.transport.subscriptions = self.entities.subscriptions() + self.commands.subscriptions()
 
     @property
@@ -93,6 +98,9 @@ class MqttSink(Sink):
         first = not self.transport.started
         group = self.presence.people(slugs, first)
         group += self.entities.people(slugs)
+        self._slugs = slugs
+        if self.trackers is not None:
+            group += self.trackers.people(list(slugs.values()))
         if first:
             self.transport.start(group)
         else:
@@ -106,6 +114,12 @@ class MqttSink(Sink):
     def event(self, event: dict[str, Any], snapshot_jpeg: bytes | None = None) -> None:
         """Queue the state changes, snapshot and event JSON of one event; never blocks."""
         self.presence.event(event, snapshot_jpeg)
+        slug = self._slugs.get(event.get("name") or "")
+        if self.trackers is not None and slug and self.presence.enabled:
+            if event.get("type") == "recognized":
+                self.trackers.arrived(slug)
+            elif event.get("type") == "left":
+                self.trackers.left(slug)
 
     def visitor_done(self, visit: int, name: str | None, error: str | None) -> None:
         """The text entity's state says what a naming or ignoring request did."""
@@ -121,6 +135,8 @@ class MqttSink(Sink):
         if self._closed:
             return
         self._closed = True
+        if self.trackers is not None:
+            self.trackers.close()
         status = self.transport.msg(f"{self.base}/status", b"offline")
         self.transport.close([*self.presence.leave_all(), status])
 

@@ -59,6 +59,7 @@ class Commands:
         self.ignore_topic = f"{base}/visitor/ignore"
         # set by the loop: handler(visit, name) names a visitor, name None ignores them
         self.visitor_handler: Callable[[int, str | None], bool] | None = None
+        self.on_switch: Callable[[bool], None] | None = None  # after the switch changed
 
     def subscriptions(self) -> list[tuple[str, int]]:
         """The command topics, the switch last."""
@@ -92,6 +93,8 @@ class Commands:
         on = payload.upper() == "ON"
         log.info("recognition %s over MQTT", "enabled" if on else "disabled")
         self._presence.switch(on)
+        if self.on_switch is not None:
+            self.on_switch(on)
 
     def _visitor_command(self, topic: str, raw: bytes, retained: bool) -> None:
         """Name (text entity) or ignore (button) an unknown visitor: the one whose visit id

@@ -15,6 +15,7 @@ from typing import Any
 from edge import __version__
 from edge.config import Config
 from edge.mqtt.messages import Message, log, person_topic, plain, to_json
+from edge.mqtt.trackers import tracker_topic
 from edge.mqtt.transport import Transport
 
 NAME_MAX = 64  # characters of a visitor's name set from Home Assistant
@@ -63,6 +64,8 @@ class Discovery:
             group: list[Message] = []
             for slug in sorted(old - set(slugs.values())):
                 group += self._removal(self._person_config_topic(slug))
+                if self._m.tracker_away_s > 0:
+                    group += self._removal(self._tracker_config_topic(slug))
             return group
 
     def messages(self) -> list[Message]:
@@ -112,6 +115,17 @@ class Discovery:
                 device_class="occupancy",
                 icon="mdi:account",
                 **state,
+            )
+        for label, slug in self._slugs.items() if self._m.tracker_away_s > 0 else ():
+            add(
+                "device_tracker",
+                f"tracker_{slug}",
+                name=label,
+                state_topic=tracker_topic(base, slug),
+                json_attributes_topic=f"{person_topic(base, slug)}/attributes",
+                source_type="router",  # a fixed place: `person` prefers it when it says home
+                icon="mdi:home-account",
+                qos=qos,
             )
         add(
             "binary_sensor",
@@ -289,6 +303,9 @@ class Discovery:
     def _person_config_topic(self, slug: str) -> str:
         return f"{self._m.discovery_prefix}/binary_sensor/{self.node}/person_{slug}/config"
 
+    def _tracker_config_topic(self, slug: str) -> str:
+        return f"{self._m.discovery_prefix}/device_tracker/{self.node}/tracker_{slug}/config"
+
     def _removal(self, topic: str) -> list[Message]:
         """Empty retained config (Home Assistant deletes the entity) and, for a person, their
         retained state topics."""
@@ -299,6 +316,8 @@ class Discovery:
         if object_id.startswith("person_"):
             person = person_topic(self.base, object_id.removeprefix("person_"))
             group += [msg(person, b""), msg(f"{person}/attributes", b"")]
+        elif object_id.startswith("tracker_"):
+            group.append(msg(tracker_topic(self.base, object_id.removeprefix("tracker_")), b""))
         log.info("MQTT: removing Home Assistant entity %s (no longer published)", plain(object_id))
         return group
 

@@ -18,7 +18,8 @@ class WebOutput(Output):
         self.app = WebApp(cfg)
 
     def publish(self, emitted: Any, snapshot_jpeg: bytes | None, model: Any) -> None:
-        self.app.feed.event(emitted, snapshot_jpeg, model, self.cfg.recognize)
+        if not self.cfg.history.enabled:  # else the Events page reads the history
+            self.app.feed.event(emitted, snapshot_jpeg, model, self.cfg.recognize)
 
     def tick(self, status: Callable[[], dict[str, Any]]) -> None:
         if self.app.feed.status_due():
@@ -34,6 +35,7 @@ class WebOutput(Output):
     def reload(self, cfg: Config) -> None:
         self.cfg = cfg
         self.app.library.cfg = cfg  # paths and the model; the server keeps its port
+        self.app.read_history(cfg)
 
     def close(self) -> None:
         self.app.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from html import escape
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 PAGES = (("/", "Live"), ("/events", "Events"), ("/visitors", "Visitors"), ("/people", "People"), ("/status", "Status"))  # fmt: skip
 
@@ -75,12 +75,23 @@ def _why(why: dict[str, Any]) -> str:
     return "<br>".join(rows)
 
 
-def events(items: list[dict[str, Any]], person: str, names: list[str]) -> str:
-    """The recent timeline with each decision's reasons; filtered by person."""
+def _select(name: str, values: list[str], chosen: str) -> str:
     options = "".join(
-        f'<option value="{escape(n)}"{" selected" if n == person else ""}>{escape(n)}</option>'
-        for n in ["", "unknown", *names]
+        f'<option value="{escape(v)}"{" selected" if v == chosen else ""}>{escape(v)}</option>'
+        for v in ["", *values]
     )
+    return f'<label>{name} <select name="{name}" data-autosubmit>{options}</select></label>'
+
+
+def events(
+    items: list[dict[str, Any]],
+    filters: dict[str, Any],
+    names: list[str],
+    cameras: list[str],
+    page: int,
+) -> str:
+    """The timeline with each decision's reasons; filtered by person, day and camera (when
+    there are several), a page at a time."""
     rows = []
     for e in items:
         img = (
@@ -89,21 +100,32 @@ def events(items: list[dict[str, Any]], person: str, names: list[str]) -> str:
             else ""
         )
         who = escape(e["name"] or f"unknown visitor {e['visit']}")
+        where = f", {escape(e['camera'])}" if len(cameras) > 1 else ""
         rows.append(
             f'<tr class="event" data-type="{escape(e["type"])}"><td>{img}</td>'
-            f"<td><b>{escape(e['type'])}</b> {who}<br><small>{_when(e['time'])}, visit "
+            f"<td><b>{escape(e['type'])}</b> {who}<br><small>{_when(e['time'])}{where}, visit "
             f"{e['visit']}, track {e['track']}</small></td><td>{_why(e['why'])}</td></tr>"
         )
     table = (
         f"<table><tr><th></th><th>event</th><th>why</th></tr>{''.join(rows)}</table>"
         if rows
-        else "<p>No events yet.</p>"
+        else "<p>No events.</p>"
     )
+    keep = {k: v for k, v in filters.items() if v and k != "before"}
+    older = (
+        f'<p><a id="older" href="/events?{escape(urlencode({**keep, "before": items[-1]["id"]}))}">older events</a></p>'
+        if len(items) == page
+        else ""
+    )
+    day = escape(filters.get("day") or "")
     body = (
-        '<form method="get" class="row"><label>person <select name="person" data-autosubmit>'
-        f"{options}</select></label><noscript><button>filter</button></noscript></form>{table}"
+        '<form method="get" class="row">'
+        + _select("person", ["unknown", *names], filters.get("person") or "")
+        + f'<label>day <input type="date" name="day" value="{day}" data-autosubmit></label>'
+        + (_select("camera", cameras, filters.get("camera") or "") if len(cameras) > 1 else "")
+        + f"<noscript><button>filter</button></noscript></form>{table}{older}"
     )
-    return layout("/events", "Events", body, refresh_s=15)
+    return layout("/events", "Events", body, refresh_s=0 if filters.get("before") else 15)
 
 
 def _people_list(names: list[str]) -> str:

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from edge.config import Config
 from edge.errors import UserError
+from edge.history import HistoryReader, day_range
 from edge.preview import CappedServer, send_snapshot, send_stream
 from edge.web import pages
 from edge.web.feed import Feed
@@ -25,6 +26,7 @@ from edge.web.security import REALM, Guard
 log = logging.getLogger(__name__)
 
 LIVE_FPS = 10.0  # the Live page's stream: plenty on a phone, and each frame costs a JPEG encode
+EVENTS_PAGE = 100  # events per page of the Events page
 MAX_JSON = 64 * 1024  # body of a JSON request
 FAILED_AUTH_DELAY_S = 0.5  # slows password guessing (each guess holds one capped slot)
 STATIC = {"app.js": "text/javascript", "style.css": "text/css"}
@@ -53,6 +55,8 @@ class WebApp:
         self.cfg = cfg
         self.guard = Guard(cfg)
         self.feed = feed or Feed()
+        self.events: HistoryReader | Feed = self.feed
+        self.read_history(cfg)
         self.library = Library(cfg)
         handler = _handler_for(self, cfg.web.timeout_s)
         bind, port = cfg.web.bind, cfg.web.port
@@ -72,6 +76,10 @@ class WebApp:
         self._thread.start()
         log.info("web app at http://%s:%d/", self.bind, self.port)
 
+    def read_history(self, cfg: Config) -> None:
+        """The Events page reads the history the loop writes; without one, the feed's memory."""
+        self.events = HistoryReader(cfg.history.path) if cfg.history.enabled else self.feed
+
     def close(self) -> None:
         """Stop serving; live streams end."""
         self.feed.close()
@@ -83,6 +91,22 @@ def _int(text: str, what: str) -> int:
     if not text.isdigit() or len(text) > 9:
         raise HttpError(404, f"no such {what}: {text}")
     return int(text)
+
+
+def _event_filters(query: dict[str, str]) -> dict[str, Any]:
+    """person, day, camera and before (paging) from a query string; 400 when malformed."""
+    before = query.get("before", "")
+    if before and (not before.isdigit() or len(before) > 12):
+        raise HttpError(400, "before must be an event id")
+    day = query.get("day", "")
+    if day:
+        day_range(day)  # UserError (400) when not YYYY-MM-DD
+    return {
+        "person": query.get("person") or None,
+        "day": day or None,
+        "camera": query.get("camera") or None,
+        "before": int(before) if before else None,
+    }
 
 
 def _handler_for(app: WebApp, timeout_s: float) -> type[BaseHTTPRequestHandler]:
@@ -203,9 +227,12 @@ def _handler_for(app: WebApp, timeout_s: float) -> type[BaseHTTPRequestHandler]:
                 case ("GET",):
                     self._html(pages.live())
                 case ("GET", "events"):
-                    person = query.get("person", "")
+                    filters = _event_filters(query)
+                    found = app.events.events(EVENTS_PAGE, **filters)
                     names = library.model_labels()
-                    self._html(pages.events(feed.events(100, person or None), person, names))
+                    self._html(
+                        pages.events(found, filters, names, app.events.cameras(), EVENTS_PAGE)
+                    )
                 case ("GET", "visitors"):
                     self._html(pages.visitors(library.visitors(), library.model_labels()))
                 case ("GET", "people"):
@@ -230,11 +257,16 @@ def _handler_for(app: WebApp, timeout_s: float) -> type[BaseHTTPRequestHandler]:
                     limit = query.get("limit", "50")
                     if not limit.isdigit() or not 1 <= int(limit) <= 1000:
                         raise HttpError(400, "limit must be 1..1000")
-                    self._json(feed.events(int(limit), query.get("person") or None))
+                    self._json(app.events.events(int(limit), **_event_filters(query)))
                 case ("GET", "events", eid, "snapshot.jpg"):
-                    data = feed.snapshot(_int(eid, "event"))
+                    data = app.events.snapshot(_int(eid, "event"))
                     if data is None:
                         raise HttpError(404, f"no snapshot for event {eid}")
+                    self._send(200, data, "image/jpeg")
+                case ("GET", "events", eid, "frame.jpg") if app.events is not feed:
+                    data = app.events.frame(_int(eid, "event"))
+                    if data is None:
+                        raise HttpError(404, f"no frame kept for event {eid} (history.full_frame)")
                     self._send(200, data, "image/jpeg")
                 case ("GET", "status"):
                     self._json(feed.current())

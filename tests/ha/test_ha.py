@@ -95,7 +95,7 @@ class Api:
         return {s["entity_id"]: s for s in self.call("GET", "/api/states")}
 
 
-def _hass_config(folder: Path, port: int) -> None:
+def _hass_config(folder: Path, port: int, extra: str = "") -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "configuration.yaml").write_text(
         f"""homeassistant:
@@ -113,16 +113,18 @@ onboarding:
 logger:
   default: warning
 """
+        + extra
     )
 
 
 @contextlib.contextmanager
-def running_hass(tmp_path: Path, broker: Broker) -> Iterator[tuple[Api, Path]]:
-    """A Home Assistant, onboarded, with the MQTT integration on `broker`; stopped after."""
+def running_hass(tmp_path: Path, broker: Broker, extra: str = "") -> Iterator[tuple[Api, Path]]:
+    """A Home Assistant, onboarded, with the MQTT integration on `broker`; stopped after.
+    `extra`: more of configuration.yaml (its folder: tmp_path / "hass")."""
     if not HASS.exists():
         pytest.skip("no .venv-ha: run tests/ha/setup.sh (or tests/ha/run.sh)")
     port = free_port()
-    _hass_config(tmp_path / "hass", port)
+    _hass_config(tmp_path / "hass", port, extra)
     hass_log = tmp_path / "hass.log"
     with open(hass_log, "w") as out:
         hass = subprocess.Popen(
