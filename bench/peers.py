@@ -149,7 +149,9 @@ class SeedPeer:
         """Nearest enrolled embedding by cosine distance, if <= 0.4."""
         if not self.known:
             return "unknown"
-        dist = 1.0 - self.np.stack(self.known) @ embedding
+        from edge.vectors import cosine_distance
+
+        dist = cosine_distance(self.np.stack(self.known), embedding)
         best = int(self.np.argmin(dist))
         return self.names[best] if dist[best] <= SEED_MAX_COSINE else "unknown"
 

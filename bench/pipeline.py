@@ -209,6 +209,7 @@ def soak(config: Path, clip: Path, minutes: float) -> dict[str, Any]:
     """Loop the clip in-process for `minutes`, paced like a camera; sample RSS every 10 s."""
     from edge.capture import Source, open_source
     from edge.config import load_config
+    from edge.outputs import build_outputs
     from edge.pipeline import Loop
 
     cfg = load_config(config, {"camera.source": str(clip)})
@@ -255,7 +256,7 @@ def soak(config: Path, clip: Path, minutes: float) -> dict[str, Any]:
     devnull = open(os.devnull, "w")  # noqa: SIM115 - the events are not needed here
     real_stdout, sys.stdout = sys.stdout, devnull
     try:
-        loop = Loop(cfg, args)
+        loop = Loop(cfg, args, build_outputs(cfg, args))
         loop.source.close()
         loop.source = Looped()
         samples: list[tuple[float, float]] = []

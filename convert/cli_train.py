@@ -31,6 +31,7 @@ from edge.head import calibrate, fit_head, held_out_scores, rates
 from edge.library import FaceLibrary
 from edge.library.files import temp_beside
 from edge.recognize import labels_path
+from edge.vectors import cosine_distance
 
 log = logging.getLogger("convert")
 
@@ -256,7 +257,7 @@ def evaluate(args, cfg: Config) -> dict:
     for s in ds.samples:
         emb, probs = model.infer(cv2.cvtColor(s.crop_rgb, cv2.COLOR_RGB2BGR))
         best = int(np.argmax(probs))
-        prob, dist = float(probs[best]), float(1.0 - emb @ model.centroids[best])
+        prob, dist = float(probs[best]), float(cosine_distance(emb, model.centroids[best]))
         if s.label in model.labels:
             for k, v in zip(known, (best, model.labels.index(s.label), prob, dist), strict=True):
                 known[k].append(v)

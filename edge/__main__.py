@@ -132,6 +132,13 @@ def _rename_arguments(p: argparse.ArgumentParser) -> None:
     _add_model(p)
 
 
+def _history_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("export",), help="export: write the events to FILE")
+    p.add_argument("file", metavar="FILE", help="the ZIP to write (events.jsonl, crops/, frames/)")
+    p.add_argument("--person", metavar="NAME", help="only this person's events (or unknown)")
+    p.add_argument("--day", metavar="YYYY-MM-DD", help="only this day's events (local time)")
+
+
 def _per_image(paths: list[str], faces_of: Callable[[np.ndarray], list]) -> int:
     """One JSON line per readable image; an unreadable one is one `error:` line and exit 2."""
     from edge.images import iter_images, read_image
@@ -233,6 +240,14 @@ def _rename(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
+def _history(args: argparse.Namespace, cfg: Config) -> int:
+    from edge.history import HistoryReader
+
+    n = HistoryReader(cfg.history.path).export(args.file, args.person, args.day)
+    _emit({"exported": n, "file": args.file, "history": cfg.history.path})
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "detect": Command(
         "faces in photos: one JSON line per image with each face's box and score",
@@ -261,6 +276,11 @@ COMMANDS: dict[str, Command] = {
         "remove a person from the model and their kept photos", _forget_arguments, _forget
     ),
     "rename": Command("give a person of the model another name", _rename_arguments, _rename),
+    "history": Command(
+        "the event history on this device: `export FILE` writes a ZIP of events and face crops",
+        _history_arguments,
+        _history,
+    ),
 }
 
 
@@ -369,10 +389,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in COMMANDS:
             return COMMANDS[args.command].run(args, cfg)
         from edge.library import FaceLibrary
+        from edge.outputs import build_outputs
         from edge.pipeline import run_pipeline
 
         FaceLibrary(cfg).recover()  # a change a crash cut short
-        return run_pipeline(cfg, args)
+        return run_pipeline(cfg, args, build_outputs(cfg, args))
     except (ConfigError, UserError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2

@@ -207,6 +207,12 @@ class MqttConfig:
         30, "longest wait between attempts to reach the broker, s", min=1, max=3600
     )
     snapshot: bool = _opt(True, "publish a JPEG of the last face")
+    tracker_away_s: float = _opt(
+        600.0,
+        "per-person device_tracker for Home Assistant's person: not_home this long after they left the camera (0 = no trackers)",
+        min=0.0,
+        max=604800.0,
+    )
     tls: TlsConfig = field(default_factory=TlsConfig)
 
 
@@ -249,6 +255,23 @@ class UnknownFacesConfig:
         "keep up to this many different crops of each unknown visit (enough to name someone seen once)",
         min=1,
         max=50,
+    )
+
+
+@dataclass
+class HistoryConfig:
+    enabled: bool = _opt(
+        True, "keep every event with its reasons and face crop on disk (Events page, export)"
+    )
+    path: str = _opt("history/events.db", "the SQLite file (0600; its folder 0700)", path=True)
+    keep_days: float = _opt(
+        30.0, "events older than this many days are removed", min=0.01, max=36500.0
+    )
+    max_mb: float = _opt(
+        256.0, "the oldest events are removed beyond this many megabytes", min=1.0, max=1_000_000.0
+    )
+    full_frame: bool = _opt(
+        False, "also keep the whole frame of each event (about 5 times the disk)"
     )
 
 
@@ -315,6 +338,7 @@ class Config:
     unknown_faces: UnknownFacesConfig = field(default_factory=UnknownFacesConfig)
     enroll: EnrollConfig = field(default_factory=EnrollConfig)
     library: LibraryConfig = field(default_factory=LibraryConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
     preview: PreviewConfig = field(default_factory=PreviewConfig)
     web: WebConfig = field(default_factory=WebConfig)
     # Where the values came from; not config keys.

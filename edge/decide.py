@@ -20,6 +20,7 @@ import numpy as np
 from edge.capture import Frame
 from edge.config import DecideConfig, RecognizeConfig
 from edge.track import Crop, Track, near
+from edge.vectors import cosine_distance
 
 log = logging.getLogger(__name__)
 
@@ -148,12 +149,6 @@ class Person:
     tracks: set[int] = field(default_factory=set)
 
 
-def _cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a, np.float32).ravel(), np.asarray(b, np.float32).ravel()
-    denom = float(np.linalg.norm(a) * np.linalg.norm(b)) or 1.0
-    return 1.0 - float(a @ b) / denom
-
-
 def _event(kind: str, p: Person, track: int, box: tuple, frame: Frame) -> dict[str, Any]:
     """The design's event JSON."""
     return {
@@ -278,7 +273,10 @@ class Presence:
             ):
                 return p
             if d.embedding is not None and p.embedding is not None:
-                if _cosine_distance(d.embedding, p.embedding) <= SAME_UNKNOWN_DISTANCE:
+                if (
+                    cosine_distance(np.ravel(d.embedding), np.ravel(p.embedding))
+                    <= SAME_UNKNOWN_DISTANCE
+                ):
                     return p
             elif not (p.tracks & seen):
                 return p

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.progress import progress
+from edge.vectors import cosine_distance
 
 log = logging.getLogger("edge.head")
 
@@ -32,7 +33,7 @@ class Head:
         """(predicted class, its probability, cosine distance to its centroid) per row."""
         probs = softmax(emb @ self.weights + self.bias)
         pred = probs.argmax(axis=1)
-        dist = 1.0 - np.sum(emb * self.centroids[pred], axis=1)
+        dist = cosine_distance(emb, self.centroids[pred])
         return pred, probs[np.arange(len(pred)), pred], dist
 
 

@@ -24,10 +24,12 @@ from edge.decide import UNKNOWN, Emitted, Judge, Presence
 from edge.errors import UserError
 from edge.motion import SceneWatch
 from edge.notify import Notifier
-from edge.publish import Sink, create_sink
+from edge.publish import Output, Sink, create_sink
 from edge.recognize import labels_path
+from edge.slugs import read_slugs, slug_book_path
 from edge.stats import Rate, Stats, cpu_temperature
 from edge.track import Tracker
+from edge.unknowns import UnknownOutput
 from edge.visitor_actions import VisitorActions
 from edge.watch import FileWatch
 
@@ -102,53 +104,67 @@ def _unknown_label(model: Any, embedding: Any) -> str:
 class Loop:
     """One run of the capture loop; state survives a SIGHUP reload."""
 
-    def __init__(self, cfg: Config, args: argparse.Namespace) -> None:
+    def __init__(self, cfg: Config, args: argparse.Namespace, outputs: list[Output]) -> None:
+        """`outputs` (edge.outputs.build_outputs) get every result; the first Sink among
+        them also carries the on/off switch and the visitor commands."""
         self.cfg, self.args = cfg, args
         self.notifier = Notifier()
-        if cfg.web.port > 0:  # no web app beyond loopback without a password: check first
-            from edge.web.security import Guard
-
-            Guard(cfg)
-        self.stages = build_stages(cfg)
-        self.sink: Sink = create_sink(cfg, getattr(args, "sink", None))
+        self.outputs = list(outputs)
+        self.sink: Sink = next(o for o in self.outputs if isinstance(o, Sink))
         try:
+            self.stages = build_stages(cfg)
             self.source: Source = open_source(
                 cfg.camera, _realtime(args), lores_width=cfg.detect.downscale_width
             )
         except BaseException:
-            self.sink.close()  # says offline and stops the MQTT thread before exit 2
+            self._close_outputs()  # MQTT says offline and stops its thread before exit 2
             raise
-        self.sink.start(self.stages.labels)
+        self._handed = self._people(cfg, self.stages)
+        for out in self.outputs:
+            out.start(*self._handed)
         self.tracker = Tracker(cfg.track)
         self.scene = SceneWatch()
         self.judge = Judge(cfg.recognize, self.stages.model, self.stages.aligner)
         self.stats = Stats()
-        self.unknowns = self._unknown_store(cfg)
-        self.presence = Presence(cfg.decide, self.unknowns.next_visit() if self.unknowns else 1)
-        self.visitors = VisitorActions(cfg) if self.unknowns is not None else None
+        self.unknowns = next((o for o in self.outputs if isinstance(o, UnknownOutput)), None)
+        store = self.unknowns.store if self.unknowns is not None else None
+        self.presence = Presence(cfg.decide, store.next_visit() if store is not None else 1)
+        self.visitors = (
+            VisitorActions(cfg, lambda *done: self.sink.visitor_done(*done))
+            if store is not None
+            else None
+        )
         self.sink.visitor_handler = self.visitors.request if self.visitors else None
-        self.window = self.mjpeg = self.web = None
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._closer: threading.Thread | None = None
         self._fps = Rate()  # for the preview
         self._detect_count = 0
         self._was_enabled = True
-        self.model_watch = self._model_watch(cfg)
+        self.model_watch, self.slug_watch = self._model_watch(cfg)
 
     @staticmethod
-    def _model_watch(cfg: Config) -> FileWatch:
-        """Watches faces.json, which every model update replaces last (nothing when detect-only)."""
+    def _model_watch(cfg: Config) -> tuple[FileWatch, FileWatch]:
+        """Watches faces.json, which every model update replaces last, and the slug map
+        beside it (nothing when detect-only)."""
         path = cfg.recognize.model
-        return FileWatch(labels_path(path) if path else None, cfg.recognize.watch_s)
+        return (
+            FileWatch(labels_path(path) if path else None, cfg.recognize.watch_s),
+            FileWatch(slug_book_path(path) if path else None, cfg.recognize.watch_s),
+        )
 
     @staticmethod
-    def _unknown_store(cfg: Config) -> Any | None:
-        if not cfg.unknown_faces.enabled:
-            return None
-        from edge.unknowns import UnknownStore
+    def _people(cfg: Config, stages: Stages) -> tuple[list[str], dict[str, str]]:
+        """The model's labels and their entity slugs, read from disk (never written here)."""
+        return stages.labels, read_slugs(cfg.recognize.model, stages.labels)
 
-        return UnknownStore(cfg.unknown_faces)
+    def _hand_people(self) -> None:
+        """Give the outputs the model's labels and slugs when they changed."""
+        people = self._people(self.cfg, self.stages)
+        if people != self._handed:
+            self._handed = people
+            for out in self.outputs:
+                out.start(*people)
 
     # --- signals -------------------------------------------------------------------------
 
@@ -206,21 +222,18 @@ class Loop:
                 log.error("reload: keeping the running sink: %s", exc)
             else:
                 self.sink.close()
-                self.sink = sink
-                self.sink.start(stages.labels)
+                sink.start(*self._handed)  # the reloaded model's people follow below
+                self.outputs[self.outputs.index(self.sink)] = self.sink = sink
                 self.sink.visitor_handler = self.visitors.request if self.visitors else None
-        elif stages.labels != self.stages.labels:
-            self.sink.start(stages.labels)
         logging.getLogger().setLevel(cfg.log_level)
-        if cfg.unknown_faces != self.cfg.unknown_faces:
-            self.unknowns = self._unknown_store(cfg)
         if self.visitors is not None:
             self.visitors.cfg = cfg
-        if self.web is not None:
-            self.web.reload(cfg)  # paths, the model, the password; the server keeps its port
+        for out in self.outputs:
+            out.reload(cfg)
         if cfg.recognize != old.recognize:
-            self.model_watch = self._model_watch(cfg)
+            self.model_watch, self.slug_watch = self._model_watch(cfg)
         self.cfg, self.stages = cfg, stages
+        self._hand_people()
         self.tracker.cfg = cfg.track
         self.judge.cfg, self.judge.model, self.judge.aligner = (
             cfg.recognize,
@@ -238,20 +251,22 @@ class Loop:
         """Read frames until the source ends or a stop signal; returns the exit status."""
         old = self._install_signals()
         try:
-            self._open_preview()
             self.notifier.ready(f"reading {self.source.name}")
             log.info("reading %s", self.source.name)
             last: Frame | None = None
             next_stats = time.monotonic() + self.cfg.stats_interval_s
             limit = getattr(self.args, "max_frames", None)
             while not self._stop.is_set():
-                if self.sink.failure:
-                    raise UserError(self.sink.failure)
+                failed = next((o.failure for o in self.outputs if o.failure), None)
+                if failed:
+                    raise UserError(failed)
                 if limit and self.source.frames_read >= limit:
                     break
                 if self.model_watch.changed():
                     log.info("the face model changed: reloading")
                     self._reload.set()
+                if self.slug_watch.changed():
+                    self._hand_people()
                 if self._reload.is_set():
                     self._reload.clear()
                     self.reload()
@@ -317,9 +332,8 @@ class Loop:
         for e in emitted:
             ev = e.event
             snapshot = _jpeg(e.crop) if ev["type"] != "left" else None
-            self.sink.event(ev, snapshot)
-            if self.web is not None:
-                self.web.feed.event(e, snapshot, self.stages.model, self.cfg.recognize)
+            for out in self.outputs:
+                out.publish(e, snapshot, self.stages.model)
             self.stats.events += 1
             if e.track is not None:
                 self.stats.event_latency(time.time() - e.track.first_wall_time)
@@ -331,13 +345,6 @@ class Loop:
                 ev["track"],
                 ev["confidence"],
             )
-            if self.unknowns is not None and e.crop is not None:
-                name = UNKNOWN if ev["type"] == UNKNOWN else ev["name"]
-                keep = dict(track=ev["track"], visit=ev["visit"], name=name, confidence=ev["confidence"])  # fmt: skip
-                if name == UNKNOWN and e.crops:
-                    self.unknowns.save_visit(e.crops, **keep)
-                else:
-                    self.unknowns.save(e.crop, e.embedding, **keep)
 
     def _periodic(self) -> None:
         """Stats to the log, the sink and systemd."""
@@ -358,29 +365,19 @@ class Loop:
             s["events"],
             stages,
         )
-        self.sink.stats(s)
+        for out in self.outputs:
+            out.stats(s)
         self.notifier.status(f"{fps:.1f} fps, {s['present']} present, {s['events']} events")
 
-    # --- preview -------------------------------------------------------------------------
-
-    def _open_preview(self) -> None:
-        from edge.preview import MjpegServer, PreviewWindow
-
-        if getattr(self.args, "preview", False):
-            self.window = PreviewWindow()
-        if self.cfg.preview.mjpeg_port > 0:
-            self.mjpeg = MjpegServer(self.cfg.preview.mjpeg_bind, self.cfg.preview.mjpeg_port)
-        if self.cfg.web.port > 0:
-            from edge.web.server import WebApp
-
-            self.web = WebApp(self.cfg)
+    # --- preview ---------------------------------------------------------------------------
 
     def _show(self, frame: Frame) -> bool:
-        """Annotate and show the frame; False when the user closed the window."""
-        if self.web is not None and self.web.feed.status_due():
-            self.web.feed.status(self._web_status())
-        watched = self.web is not None and self.web.feed.frames.wanted
-        if self.window is None and self.mjpeg is None and not watched:
+        """Annotate the frame for the outputs that want it; False when the user closed the
+        preview window."""
+        for out in self.outputs:
+            out.tick(self._status)
+        wanting = [out for out in self.outputs if out.wants_image()]
+        if not wanting:
             return True
         from edge.preview import annotate
 
@@ -395,20 +392,14 @@ class Loop:
             else:
                 items.append((t.box, f"{d.name} {d.confidence:.2f}", GREEN))
         image = annotate(frame.image, items, fps)
-        if self.mjpeg is not None:
-            self.mjpeg.update(image)
-        if watched:
-            self.web.feed.frames.update(image)
-        if self.window is not None:
-            return self.window.show(image)
-        return True
+        return all([out.show(image) for out in wanting])
 
-    def _web_status(self) -> dict:
+    def _status(self) -> dict:
         """What the web app's Status page shows."""
         s = self.stats.summary(
             self.source.frames_read, self.source.frames_dropped, self.judge.crop_seconds
         )
-        connected = getattr(self.sink, "_connected", None)  # MqttSink only
+        connected = getattr(self.sink, "connected", None)  # MqttSink only
         mqtt = "off (stdout)" if connected is None else ("connected" if connected else "not connected")  # fmt: skip
         return s | {
             "cpu_temp_c": cpu_temperature(), "mqtt": mqtt,
@@ -419,6 +410,18 @@ class Loop:
 
     # --- shutdown ------------------------------------------------------------------------
 
+    def _close_outputs(self) -> None:
+        """Close the sink first (MQTT's goodbye), then the others, whatever one raises."""
+        try:
+            self.sink.close()
+        finally:
+            for out in self.outputs:
+                if out is not self.sink:
+                    try:
+                        out.close()
+                    except Exception:
+                        log.exception("closing %s", type(out).__name__)
+
     def _shutdown(self) -> None:
         if self._closer is not None:
             self._closer.join(timeout=10)
@@ -426,11 +429,8 @@ class Loop:
         if self.visitors is not None:
             self.visitors.close()
         try:
-            self.sink.close()
+            self._close_outputs()
         finally:
-            for ui in (self.window, self.mjpeg, self.web):
-                if ui is not None:
-                    ui.close()
             path = getattr(self.args, "stats_json", None)
             if path:
                 summary = self.stats.summary(
@@ -442,6 +442,6 @@ class Loop:
                     log.error("cannot write --stats-json %s: %s", path, exc.strerror or exc)
 
 
-def run_pipeline(cfg: Config, args: argparse.Namespace) -> int:
+def run_pipeline(cfg: Config, args: argparse.Namespace, outputs: list[Output]) -> int:
     """Run the capture loop until the source ends or SIGINT/SIGTERM; returns the exit status."""
-    return Loop(cfg, args).run()
+    return Loop(cfg, args, outputs).run()

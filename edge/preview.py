@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from edge.errors import UserError
+from edge.publish import Output
 
 log = logging.getLogger(__name__)
 
@@ -334,3 +335,23 @@ def _handler_for(server: MjpegServer, timeout_s: float) -> type[BaseHTTPRequestH
                 self.send_error(404, "try / or /snapshot.jpg")
 
     return Handler
+
+
+class PreviewOutput(Output):
+    """The annotated frames on screen (--preview) and/or as MJPEG (preview.mjpeg_port)."""
+
+    def __init__(self, window: PreviewWindow | None, mjpeg: MjpegServer | None) -> None:
+        self.window, self.mjpeg = window, mjpeg
+
+    def wants_image(self) -> bool:
+        return True
+
+    def show(self, image_bgr: np.ndarray) -> bool:
+        if self.mjpeg is not None:
+            self.mjpeg.update(image_bgr)
+        return self.window.show(image_bgr) if self.window is not None else True
+
+    def close(self) -> None:
+        for ui in (self.window, self.mjpeg):
+            if ui is not None:
+                ui.close()

@@ -19,6 +19,7 @@ from edge.config import RecognizeConfig
 from edge.errors import ModelError
 from edge.head import softmax
 from edge.tflite import load_interpreter
+from edge.vectors import cosine_distance
 
 UNKNOWN = "unknown"
 
@@ -115,7 +116,7 @@ class FaceModel:
         emb, probs = self.infer(crop_bgr)
         best = int(np.argmax(probs))
         prob = float(probs[best])
-        dist = float(1.0 - emb @ self.centroids[best])
+        dist = float(cosine_distance(emb, self.centroids[best]))
         ok = prob >= self.min_probability and dist <= self.max_distance
         return Identity(self.labels[best] if ok else UNKNOWN, prob, prob, dist, emb)
 
@@ -123,7 +124,7 @@ class FaceModel:
         """(name, cosine distance) of the nearest person's centroid; None without a usable embedding."""
         if embedding is None or np.shape(embedding) != self.centroids.shape[1:]:
             return None
-        dist = 1.0 - self.centroids @ np.asarray(embedding, np.float32)
+        dist = cosine_distance(self.centroids, embedding)
         best = int(np.argmin(dist))
         return self.labels[best], float(dist[best])
 

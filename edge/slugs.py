@@ -13,9 +13,6 @@ import re
 import unicodedata
 from pathlib import Path
 
-from edge.facestore import model_file_mode
-from edge.private import replace_private
-
 log = logging.getLogger(__name__)
 
 
@@ -47,48 +44,36 @@ def slug_book_path(model: str | Path) -> Path | None:
     return Path(model).with_suffix(".slugs.json") if str(model) else None
 
 
-class SlugBook:
-    """Label -> slug, kept in `path` (JSON, 0600) when given; new labels get unused slugs."""
+def load_slug_book(path: Path | None) -> dict[str, str]:
+    """The name -> slug map in `path`; empty (with a warning) when absent or unreadable."""
+    if path is None or not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("%s: unreadable slug map (%s); starting a new one", path, exc)
+        return {}
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        log.warning("%s: not a name -> slug map; starting a new one", path)
+        return {}
+    return data
 
-    def __init__(self, path: str | Path | None) -> None:
-        self.path = Path(path) if path else None
-        self.book: dict[str, str] = self._load()
 
-    def _load(self) -> dict[str, str]:
-        if self.path is None or not self.path.exists():
-            return {}
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError) as exc:
-            log.warning("%s: unreadable slug map (%s); starting a new one", self.path, exc)
-            return {}
-        if not isinstance(data, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in data.items()
-        ):
-            log.warning("%s: not a name -> slug map; starting a new one", self.path)
-            return {}
-        return data
+def with_new_people(book: dict[str, str], labels: list[str]) -> dict[str, str]:
+    """`book` plus a slug for each label not in it yet, one no name ever had."""
+    book = dict(book)
+    taken = set(book.values())
+    for label in labels:
+        if label not in book:
+            book[label] = unique_slug(label, taken)
+            taken.add(book[label])
+    return book
 
-    def slugs(self, labels: list[str]) -> dict[str, str]:
-        """Each label's slug: the one it had before, else a new one no label ever had."""
-        new = [label for label in labels if label not in self.book]
-        for label in new:
-            self.book[label] = unique_slug(label, set(self.book.values()))
-        if new:
-            self._save()
-        return {label: self.book[label] for label in labels}
 
-    def rename(self, old: str, new: str) -> None:
-        """`new` keeps `old`'s slug (and entity): a rename is the same person."""
-        if old in self.book and new not in self.book:
-            self.book[new] = self.book.pop(old)
-            self._save()
-
-    def _save(self) -> None:
-        if self.path is None:
-            return
-        try:
-            data = (json.dumps(self.book, indent=1) + "\n").encode()
-            replace_private(self.path, data, model_file_mode(self.path))
-        except OSError as exc:
-            log.warning("%s: cannot save the slug map (%s)", self.path, exc.strerror or exc)
+def read_slugs(model: str | Path, labels: list[str]) -> dict[str, str]:
+    """Each label's slug from the map beside `model`, writing nothing: a label not in the map
+    yet gets the slug the face library will give it (edge/library writes the map)."""
+    book = with_new_people(load_slug_book(slug_book_path(model)), labels)
+    return {label: book[label] for label in labels}

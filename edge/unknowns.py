@@ -18,8 +18,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.config import UnknownFacesConfig
+from edge.config import Config, UnknownFacesConfig
+from edge.decide import UNKNOWN
 from edge.private import write_private
+from edge.publish import Output
+from edge.vectors import cosine_distance
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +129,7 @@ class UnknownStore:
                     break
                 if any(c is crop for c, _ in chosen) or (
                     emb is not None
-                    and any(e is not None and float(1.0 - emb @ e) < apart for _, e in chosen)
+                    and any(e is not None and cosine_distance(emb, e) < apart for _, e in chosen)
                 ):
                     continue
                 chosen.append((crop, emb))
@@ -191,3 +194,28 @@ def visitors(directory: Path) -> dict[int, list[dict]]:
         ):
             found.setdefault(meta["visit"], []).append({**meta, "path": str(path)})
     return found
+
+
+class UnknownOutput(Output):
+    """The loop's output that keeps unknown visitors' crops (and recognized faces' best crop)
+    while unknown_faces.enabled; a reloaded config with other settings gets a new store."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.settings = cfg.unknown_faces
+        self.store = UnknownStore(self.settings) if self.settings.enabled else None
+
+    def publish(self, emitted: Any, snapshot_jpeg: bytes | None, model: Any) -> None:
+        ev = emitted.event
+        if self.store is None or emitted.crop is None:
+            return
+        name = UNKNOWN if ev["type"] == UNKNOWN else ev["name"]
+        keep = dict(track=ev["track"], visit=ev["visit"], name=name, confidence=ev["confidence"])  # fmt: skip
+        if name == UNKNOWN and emitted.crops:
+            self.store.save_visit(emitted.crops, **keep)
+        else:
+            self.store.save(emitted.crop, emitted.embedding, **keep)
+
+    def reload(self, cfg: Config) -> None:
+        if cfg.unknown_faces != self.settings:
+            self.settings = cfg.unknown_faces
+            self.store = UnknownStore(self.settings) if self.settings.enabled else None

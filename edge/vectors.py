@@ -1,4 +1,4 @@
-"""Face embeddings as unit vectors: one cosine distance for the whole project."""
+"""Cosine distance between face embeddings: the one definition every part uses."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ def unit(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
-def cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
-    """1 - cosine similarity of unit vectors `a` and `b` (broadcast over leading axes)."""
-    d = 1.0 - np.sum(np.asarray(a, np.float32) * np.asarray(b, np.float32), axis=-1)
-    return float(d) if np.ndim(d) == 0 else d
+def cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """1 - cosine similarity along the last axis: (D,) with (D,) gives a scalar, (N, D) with
+    (D,) or (N, D) one distance per row. Zero vectors are at distance 1 from anything."""
+    dtype = np.result_type(a, b, np.float32)  # float16 store rows in float32, float64 kept
+    a, b = np.asarray(a, dtype), np.asarray(b, dtype)
+    norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    return 1.0 - np.sum(a * b, axis=-1) / np.maximum(norms, 1e-12)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 
 from edge.config import Config
 from edge.errors import UserError
@@ -18,11 +19,18 @@ log = logging.getLogger(__name__)
 PENDING = 8  # requests waiting beyond this are refused (a flood of button presses)
 
 
-class VisitorActions:
-    """request(visit, name) names a saved unknown visitor; name None ignores them."""
+Result = Callable[[int, "str | None", "str | None"], None]
 
-    def __init__(self, cfg: Config) -> None:
+
+class VisitorActions:
+    """request(visit, name) names a saved unknown visitor; name None ignores them.
+
+    on_result(visit, name, error) is called from the worker when each request is done,
+    error None on success, else the one-line reason."""
+
+    def __init__(self, cfg: Config, on_result: Result | None = None) -> None:
         self.cfg = cfg
+        self.on_result = on_result
         self.done: list[dict] = []  # results, newest last (for tests and the log)
         self._queue: queue.Queue[tuple[int, str | None] | None] = queue.Queue(PENDING)
         self._thread = threading.Thread(target=self._run, name="visitor-actions", daemon=True)
@@ -42,13 +50,24 @@ class VisitorActions:
 
         while (item := self._queue.get()) is not None:
             visit, name = item
+            error: str | None = None
             try:
-                self.done.append(FaceLibrary(self.cfg).name_visitor(visit, name))
+                result = FaceLibrary(self.cfg).name_visitor(visit, name)
+                self.done.append(result)
+                name = result.get("name", name)
             except (UserError, OSError) as exc:  # OSError: a read-only models/ under systemd
-                why = exc if isinstance(exc, UserError) else f"{exc.filename}: {exc.strerror}"
-                log.error("cannot %s visitor %d: %s", "name" if name else "ignore", visit, why)
-            except Exception:  # the loop must go on whatever one request does
+                error = str(
+                    exc if isinstance(exc, UserError) else f"{exc.filename}: {exc.strerror}"
+                )
+                log.error("cannot %s visitor %d: %s", "name" if name else "ignore", visit, error)
+            except Exception as exc:  # the loop must go on whatever one request does
                 log.exception("visitor %d: unexpected error", visit)
+                error = f"unexpected error: {exc}"
+            if self.on_result is not None:
+                try:
+                    self.on_result(visit, name, error)
+                except Exception:
+                    log.exception("visitor %d: reporting the result failed", visit)
 
     def close(self, timeout: float = 10.0) -> None:
         """Finish the request under way, drop the waiting ones, stop the thread."""

@@ -48,7 +48,7 @@ RUN = {
     ".venv/bin/python tests/doorbell.py --out door --visits 20 --seed 0",
     ".venv/bin/python -m edge enroll Carol carol/",
     '.venv/bin/python -m edge rename Carol "Carol B"',
-    '.venv/bin/python -m edge forget "Carol B"',
+    '.venv/bin/python -m edge forget "Carol B" --yes',
     "python -m edge visitors",
 }
 SLOW = {
@@ -62,7 +62,7 @@ EXPECT = {  # what a run must print on stdout, beyond exit 0 ({box}: the sandbox
     ".venv/bin/python -m convert train dataset/": '"people": 2',
     ".venv/bin/python -m edge --help": "identify",
     ".venv/bin/python -m edge enroll Carol carol/": '"people": 8',
-    '.venv/bin/python -m edge forget "Carol B"': '"people": 7',
+    '.venv/bin/python -m edge forget "Carol B" --yes': '"people": 7',
 }
 CHECK = {  # why each is not run here
     "./setup.sh": "installs; run by CI and tests/arm64/run.sh",
@@ -85,6 +85,7 @@ CHECK = {  # why each is not run here
     ".venv/bin/python bench/soak.py --minutes 30 --restart-every 180 --down 5": "30 minutes",
     ".venv/bin/python -m edge --config web.yaml --source door/clip.mp4 --realtime": "serves the web app for the clip's 150 s (tests/test_web_browser.py does it)",
     ".venv/bin/python bench/web.py --repeats 3": "about 8 minutes",
+    ".venv/bin/python bench/history.py --rounds 3": "about 15 minutes",
 }
 
 

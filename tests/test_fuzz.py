@@ -162,7 +162,7 @@ def test_discovery_configs_of_neighbours(payload, component):
     sink = _sink()
     topic = f"homeassistant/{component}/{NODE}/someone/config"
     sink._on_message(None, None, _message(topic, payload, retain=True))
-    removed = any(m.topic == topic and m.payload == b"" for g in sink._queue for m in g)
+    removed = any(m.topic == topic and m.payload == b"" for g in sink.transport._queue for m in g)
     try:
         cfg = json.loads(payload)
     except ValueError:
@@ -185,4 +185,40 @@ def test_discovery_configs_of_neighbours(payload, component):
 def test_home_assistant_status_payloads(payload):
     sink = _sink()
     sink._on_message(None, None, _message("homeassistant/status", payload))
-    assert sink._rediscover is (payload.decode("utf-8", "replace").strip() == "online")
+    assert sink.transport._rediscover is (payload.decode("utf-8", "replace").strip() == "online")
+
+
+@settings(max_examples=300, deadline=None)
+@given(payload=payloads)
+def test_visitor_name_payloads(payload):
+    """Whatever arrives on the name_visitor topic: a visitor is named only with a name of
+    1-64 characters and no control characters, else one bounded log line."""
+    import unicodedata
+
+    from edge.mqtt.commands import parse_name
+
+    parsed = parse_name(payload)
+    if isinstance(parsed, str):
+        assert parsed and len(parsed) < 80
+    else:
+        visit, name = parsed
+        assert 0 < len(name) <= 64 and name == name.strip()
+        assert not any(unicodedata.category(c)[0] == "C" for c in name)
+        assert visit is None or type(visit) is int
+    sink = _sink()
+    calls: list = []
+    sink.visitor_handler = lambda visit, name: calls.append((visit, name)) or True
+    sink.event({"type": "unknown", "name": None, "track": 1, "visit": 5, "time": 0.0})
+    logger = logging.getLogger("edge.mqtt")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    try:
+        sink._on_message(None, None, _message(f"{BASE}/visitor/name/set", payload))
+    finally:
+        logger.removeHandler(handler)
+    # named only with visitor 5's id: without one a visitor new 0 s ago is not named
+    named = not isinstance(parsed, str) and parsed[0] == 5
+    assert calls == ([(5, parsed[1])] if named else [])
+    assert len(records) == 1 and len(records[0].getMessage()) < SHOWN_CHARS * 2 + 200

@@ -277,3 +277,24 @@ def test_loop_start_finishes_an_interrupted_change(library, data_dir):
     assert not Path(journal["copies"][0]).exists()
     _consistent(model, cfg)
     assert np.all(_state(model)[1].y < len(_state(model)[1].labels))
+
+
+def test_forget_and_rename_reach_the_event_history(device, data_dir, tmp_path):
+    from edge.history import History, HistoryReader
+
+    model, config = device
+    config.write_text(config.read_text() + f"history:\n  path: {tmp_path / 'h' / 'events.db'}\n")
+    cfg = load_config(config)
+    faces = data_dir / "faces"
+    first, second = known(faces)[0], known(faces)[1]
+    h = History(cfg.history, "door")
+    for i, name in enumerate((first, second, first)):
+        h.add({"type": "recognized", "name": name, "confidence": 0.9, "track": i, "visit": i,
+               "box": [1, 2, 3, 4], "frame": i, "source_time": 0.0, "time": time.time() + i},
+              {}, None)  # fmt: skip
+    h.close()
+    owner = FaceLibrary(cfg)
+    owner.rename(first, "Arik")
+    owner.forget(second)
+    names = [e["name"] for e in HistoryReader(cfg.history.path).events(limit=10)]
+    assert sorted(names) == ["Arik", "Arik"]

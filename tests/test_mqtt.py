@@ -13,7 +13,14 @@ import pytest
 from edge.config import load_config
 from edge.errors import UserError
 from edge.mqtt import MqttSink
-from edge.slugs import person_slugs, slugify
+from edge.slugs import (
+    load_slug_book,
+    person_slugs,
+    read_slugs,
+    slug_book_path,
+    slugify,
+    with_new_people,
+)
 from tests.broker import Broker, Recorder, Tls, make_cert, retained
 
 BASE = "edge/pi"
@@ -28,6 +35,7 @@ REQUIRED = {
     "switch": {"command_topic", "state_topic"},
     "text": {"command_topic"},
     "button": {"command_topic"},
+    "device_tracker": {"state_topic", "source_type"},
 }
 COMMON = {"name", "unique_id", "device", "availability_topic", "payload_available"}
 
@@ -374,13 +382,13 @@ def test_reloaded_model_updates_entities(broker):
 
 
 def test_cpu_temperature_from_the_thermal_zone(broker, tmp_path, monkeypatch):
-    import edge.mqtt
+    import edge.mqtt.presence
 
     zone = tmp_path / "thermal" / "thermal_zone0"  # the layout of a Pi's /sys/class/thermal
     zone.mkdir(parents=True)
     (zone / "type").write_text("cpu-thermal\n")
     (zone / "temp").write_text("48312\n")
-    monkeypatch.setattr(edge.mqtt, "THERMAL", tmp_path / "thermal")
+    monkeypatch.setattr(edge.mqtt.presence, "THERMAL", tmp_path / "thermal")
     with Recorder(broker, [f"{BASE}/stats", "homeassistant/sensor/#"]) as rec:
         sink = MqttSink(make_cfg(broker))
         sink.start([])
@@ -511,9 +519,15 @@ def test_network_payloads_are_logged_cut_short_and_rediscovery_is_rate_limited(b
     assert len(said) <= 2
 
 
-def test_the_last_visitor_is_named_or_ignored_from_home_assistant(broker, caplog):
+def test_the_last_visitor_is_named_or_ignored_from_home_assistant(broker, caplog, monkeypatch):
+    """The visit id travels with the entities; a name meant for another visitor, or sent
+    without one just after the visitor changed, and payloads that are not names are refused;
+    the text entity's state says what was done."""
+    import edge.mqtt.commands
+
     caplog.set_level(logging.INFO)
     calls: list[tuple[int, str | None]] = []
+    state = f"{BASE}/visitor/name"
     with Recorder(broker, [f"{BASE}/visitor/#", f"{BASE}/visitor", "homeassistant/#"]) as rec:
         stale = rec.client.publish(f"{BASE}/visitor/name/set", "Tony", qos=1, retain=True)
         stale.wait_for_publish()  # left by some client before edge starts: never acted on
@@ -526,31 +540,55 @@ def test_the_last_visitor_is_named_or_ignored_from_home_assistant(broker, caplog
             m.topic: json.loads(m.payload) for m in rec.messages if m.topic.endswith("/config")
         }
         text = configs["homeassistant/text/pi/name_visitor/config"]
-        assert text["command_topic"] == f"{BASE}/visitor/name/set" and text["max"] == 64
+        assert text["command_topic"] == f"{BASE}/visitor/name/set" and text["max"] == 255
+        assert text["json_attributes_topic"] == f"{BASE}/visitor"
+        assert 'state_attr("image.pi_last_visitor", "visit")' in text["command_template"]
         button = configs["homeassistant/button/pi/ignore_visitor/config"]
         assert button["command_topic"] == f"{BASE}/visitor/ignore"
         image = configs["homeassistant/image/pi/last_visitor/config"]
         assert image["image_topic"] == f"{BASE}/visitor/image"
+        assert image["json_attributes_topic"] == f"{BASE}/visitor"
 
-        rec.client.publish(f"{BASE}/visitor/name/set", "Tony", qos=1)  # nobody came yet
-        deadline = time.monotonic() + 10
-        while not any("no unknown visitor yet" in r.getMessage() for r in mqtt_records(caplog)):
-            assert time.monotonic() < deadline, "the early name was not refused"
-            time.sleep(0.05)
+        def say(payload: str | bytes, topic: str = f"{BASE}/visitor/name/set") -> None:
+            rec.client.publish(topic, payload, qos=1)
+
+        say("Tony")  # nobody came yet
+        assert rec.wait_payload(state, "refused: no unknown visitor yet")
         sink.event(ev("unknown", None, 7, 70), JPEG)
         assert rec.wait_payload(f"{BASE}/visitor/image", JPEG)
-        assert json.loads(rec.last(f"{BASE}/visitor").payload)["visitor"] == 7
-        rec.client.publish(f"{BASE}/visitor/name/set", "x" * 65, qos=1)  # too long
-        rec.client.publish(f"{BASE}/visitor/name/set", "Tony", qos=1)
-        assert rec.wait_payload(f"{BASE}/visitor/name", "Tony")
-        rec.client.publish(f"{BASE}/visitor/ignore", "PRESS", qos=1)
-        assert rec.wait_for(lambda: len(calls) == 2)
+        assert json.loads(rec.last(f"{BASE}/visitor").payload)["visit"] == 7
+        say("Tony")  # a plain name just after the visitor changed: maybe meant for the last one
+        assert rec.wait_payload(state, "refused: a new visitor (7) came 0 s ago: look again and resend")  # fmt: skip
+        say(json.dumps({"visit": 6, "name": "Tony"}))  # a notification about visitor 6
+        assert rec.wait_payload(state, "naming visitor 6 as Tony")  # that one, not the last
+        assert calls[-1] == (6, "Tony")
+        for bad, why in (
+            (b"\xff\xfeTony", "not UTF-8 text"),
+            (b'{"visit": 7}', 'JSON that is not {"visit": N, "name": "..."}'),
+            (b'{"visit": true, "name": "Tony"}', 'JSON that is not {"visit": N, "name": "..."}'),
+            (b"To\x07ny", "control characters in the name"),
+            (b"x" * 65, "a name of 1-64 characters"),
+        ):
+            say(bad)
+            assert rec.wait_payload(state, f"refused: {why}"), bad
+        say(json.dumps({"visit": 7, "name": " Tony "}))  # what the text entity's template sends
+        assert rec.wait_payload(state, "naming visitor 7 as Tony")
+        sink.visitor_done(7, "Tony", None)  # VisitorActions' result
+        assert rec.wait_payload(state, "named visitor 7 as Tony")
+        monkeypatch.setattr(edge.mqtt.commands, "CHANGED_S", 0.0)  # the visitor is old news
+        say("Ann")
+        assert rec.wait_payload(state, "naming visitor 7 as Ann")
+        sink.visitor_done(7, "Ann", "Ann: already a person in the model")
+        assert rec.wait_payload(state, "refused: Ann: already a person in the model")
+        say("PRESS", f"{BASE}/visitor/ignore")
+        assert rec.wait_payload(state, "ignoring visitor 7")
         sink.close()
-    assert calls == [(7, "Tony"), (7, None)]
+    assert calls == [(6, "Tony"), (7, "Tony"), (7, "Ann"), (7, None)]
     said = [r.getMessage() for r in mqtt_records(caplog)]
     assert any("ignored: no unknown visitor yet" in m for m in said), said
     assert any("ignored the retained 'Tony'" in m for m in said), said
-    assert any("(a name of 1-64 characters)" in m for m in said), said
+    assert any("ignored: a name of 1-64 characters" in m for m in said), said
+    assert sum("/visitor/name/set ignored: " in m for m in said) == 7, said  # one line each
     infos = [r.getMessage() for r in mqtt_records(caplog, logging.INFO)]
     assert "MQTT: naming visitor 7 as 'Tony'" in infos and "MQTT: ignoring visitor 7" in infos, (
         infos
@@ -563,9 +601,11 @@ def test_entity_ids_stay_with_their_people_across_retrains(broker, tmp_path):
     cfg = make_cfg(broker, **{"recognize.model": str(model)})
 
     def slugs(labels: list[str]) -> dict[str, str]:
+        book = with_new_people(load_slug_book(slug_book_path(model)), labels)
+        slug_book_path(model).write_text(json.dumps(book))  # as the library does
         with Recorder(broker, ["homeassistant/binary_sensor/pi/#"]) as rec:
             sink = MqttSink(cfg)
-            sink.start(labels)
+            sink.start(labels, read_slugs(model, labels))
             assert rec.wait_for(
                 lambda: sum("person_" in m.topic for m in rec.messages) >= len(labels)
             )
@@ -586,3 +626,36 @@ def test_entity_ids_stay_with_their_people_across_retrains(broker, tmp_path):
         "Jose": "jose_2",
     }
     assert (tmp_path / "faces.slugs.json").stat().st_mode == model.stat().st_mode  # as the model
+
+
+def test_read_slugs_writes_nothing_and_gives_new_people_unused_slugs(tmp_path):
+    model = tmp_path / "faces.tflite"
+    assert read_slugs(model, ["José", "Jose"]) == {"José": "jose", "Jose": "jose_2"}
+    assert not (tmp_path / "faces.slugs.json").exists()
+    (tmp_path / "faces.slugs.json").write_text(json.dumps({"Jose": "jose", "Ann": "ann"}))
+    before = (tmp_path / "faces.slugs.json").read_bytes()
+    # José is new: not Jose's slug, nor forgotten Ann's
+    assert read_slugs(model, ["José", "Jose", "ann"]) == {
+        "José": "jose_2",
+        "Jose": "jose",
+        "ann": "ann_2",
+    }
+    assert (tmp_path / "faces.slugs.json").read_bytes() == before
+
+
+def test_visitor_actions_report_each_result(tmp_path):
+    """VisitorActions calls on_result(visit, name, error) when a request is done (here the
+    real library refusing: there is no face model)."""
+    from edge.visitor_actions import VisitorActions
+
+    cfg = load_config(None, {"unknown_faces.dir": str(tmp_path / "unknown")})
+    done = threading.Event()
+    results: list[tuple] = []
+    actions = VisitorActions(cfg, lambda *r: (results.append(r), done.set()))
+    try:
+        assert actions.request(99, "Tony")
+        assert done.wait(30)
+    finally:
+        actions.close()
+    [(visit, name, error)] = results
+    assert (visit, name) == (99, "Tony") and "face model not found" in error

@@ -192,9 +192,8 @@ def test_switched_off_reads_frames_but_detects_nothing(models_dir, tmp_path):
         config=None, source=None, preview=False, sink="stdout", realtime=False,
         every_frame=False, max_frames=60, stats_json=str(tmp_path / "s.json"),
     )  # fmt: skip
-    loop = Loop(cfg, args)
     buf = io.StringIO()
-    loop.sink = _SwitchedOff(buf)
+    loop = Loop(cfg, args, [_SwitchedOff(buf)])
     assert loop.run() == 0
     stats = json.loads((tmp_path / "s.json").read_text())
     assert stats["frames_read"] == 60 and stats["frames_processed"] == 0

@@ -36,6 +36,7 @@ def _cfg(tmp_path: Path, **over):
         "recognize.model": "",
         "unknown_faces.dir": str(tmp_path / "unknown"),
         "enroll.dataset": str(tmp_path / "dataset"),
+        "history.enabled": False,  # the feed's memory (tests/test_history.py: the history)
     }
     return load_config(None, {**base, **over})
 
@@ -124,14 +125,14 @@ def test_events_in_plain_words_with_the_numbers_folded(app):
     assert verdict(left) == "Left: Penny"
     small = {**stranger, "why": why | {"face_px": [20, 24]}}
     assert "too small" in verdict(small)
-    page = events([stranger], "", ["Penny"], {19})
+    page = events([stranger], {}, ["Penny"], [], 100, {19})
     assert "Penny" not in page.split("</select>")[1]  # a stranger is never compared by name
     assert '<a href="/visitors#visitor-19">visitor 19</a>' in page
     assert "<details><summary>the numbers</summary>" in page and "0.70" in page
     assert "track 17" not in page and "unknown unknown" not in page
-    left_row = events([left], "", ["Penny"]).split('id="event-4"')[1]
+    left_row = events([left], {}, ["Penny"], [], 100).split('id="event-4"')[1]
     assert "80x90" not in left_row and "<details>" not in left_row
-    assert '<a href="/people#person-Penny">Penny</a>' in events([penny], "", ["Penny"])
+    assert '<a href="/people#person-Penny">Penny</a>' in events([penny], {}, ["Penny"], [], 100)
 
 
 def test_visitors_list_crops_and_delete(app, tmp_path):

@@ -152,6 +152,7 @@ def test_name_a_visitor_in_the_browser_then_they_are_recognized(
         f"recognize:\n  model: {models / 'faces.tflite'}\n  watch_s: 0.2\n"
         f"enroll:\n  dataset: {tmp_path / 'dataset'}\n"
         f"unknown_faces:\n  dir: {tmp_path / 'unknown'}\n"
+        f"history:\n  path: {tmp_path / 'history' / 'events.db'}\n"
         f"web:\n  port: {port}\n"
     )
     first, second, stranger = _clips_sharing_one_stranger(data_dir)

@@ -18,6 +18,7 @@ from pathlib import Path
 from edge.errors import ModelError, UserError
 from edge.facestore import FaceStore, model_file_mode
 from edge.library import files
+from edge.slugs import load_slug_book
 
 log = logging.getLogger("edge.library")
 
@@ -48,17 +49,6 @@ def read_meta(model: Path) -> dict:
     return meta
 
 
-def read_slug_book(model: Path) -> dict[str, str]:
-    """Every name -> slug given so far ({} when there is no map or it is unreadable)."""
-    try:
-        data = json.loads(slugs_path(model).read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
-
-
 @dataclass
 class State:
     """One generation as read under the lock."""
@@ -86,7 +76,7 @@ def read_state(model: Path) -> State:
         raise ModelError(
             f"{model.with_name(meta['store'])}: its people differ from {meta_path(model)}"
         )
-    return State(model, meta, store, read_slug_book(model))
+    return State(model, meta, store, load_slug_book(slugs_path(model)))
 
 
 @dataclass
@@ -130,7 +120,7 @@ def commit(state: State, meta: dict, store: FaceStore, slugs: dict[str, str], pl
         "after": plan.after,
         "tflite_backup": str(backup) if backup else None,
     }
-    files.write_atomic(journal_path(model), json.dumps(journal).encode(), 0o600)
+    files.write_atomic(journal_path(model), json.dumps(journal).encode(), mode)
     files.write_atomic(store_file, data, mode)
     for src, dst in plan.copies:
         dst.parent.mkdir(parents=True, exist_ok=True)

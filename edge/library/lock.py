@@ -26,7 +26,10 @@ def library_lock(model: Path) -> Iterator[None]:
         lock = _LOCKS.setdefault(key, threading.RLock())
     with lock:
         path = lock_path(model)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:  # readable by all: the service and the Pi's user both lock it (systemd/install.sh)
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+        except PermissionError:
+            fd = os.open(path, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

@@ -27,7 +27,7 @@ from edge.library.generation import Plan, State, commit, read_meta, read_state, 
 from edge.library.guard import far_from_person, looks_like_other
 from edge.library.lock import library_lock
 from edge.names import UNKNOWN_DIR, check_name, same_name, shown_name
-from edge.slugs import unique_slug
+from edge.slugs import with_new_people
 from edge.vectors import unit
 
 log = logging.getLogger("edge.library")
@@ -167,11 +167,7 @@ class FaceLibrary:
         return meta, note
 
     def _slugs(self, state: State, labels: list[str]) -> dict[str, str]:
-        book = dict(state.slugs)
-        for label in labels:
-            if label not in book:
-                book[label] = unique_slug(label, set(book.values()))
-        return book
+        return with_new_people(state.slugs, labels)
 
     def _photo_target(self, folder: Path, name: str, taken: set[Path]) -> Path:
         """A free file name in `folder` (never overwriting a photo already there)."""
@@ -374,6 +370,7 @@ class FaceLibrary:
             else:
                 for step in plan.after:
                     files.move(Path(step[1]), Path(step[2]))
+        self._history("forget_person", name)
         days = self.cfg.library.trash_days
         kept = str(trash) if plan.after else None
         log.info("%s forgotten%s", name, f"; photos in {kept} for {days:g} days" if kept else "")
@@ -406,6 +403,7 @@ class FaceLibrary:
                 plan.move_after(self.dataset / old, self.dataset / new)
             meta = {**state.meta, "labels": list(store.labels)}
             gen = commit(state, meta, store, slugs, plan)
+        self._history("rename_person", old, new)
         log.info("%s renamed %s (same entity, slug %s)", old, new, slugs[new])
         return {"old": old, "new": new, "people": len(store.labels), "generation": gen}
 
@@ -427,6 +425,7 @@ class FaceLibrary:
                     )
             plan.remove_after(folder)
         result = self._write(state, store, plan)
+        self._history("rename_person", old, into)
         log.info("%s merged into %s", old, into)
         return {"old": old, "new": into, "merged": True, **result}
 
@@ -463,6 +462,22 @@ class FaceLibrary:
                 state = State(self.model, {}, store, {})
             plan = Plan(tflite=tflite)
             return commit(state, meta, store, self._slugs(state, store.labels), plan)
+
+    def _history(self, change: str, *names: str) -> None:
+        """The event history follows a forget or a rename (edge/history.py)."""
+        import sqlite3
+
+        from edge import history
+
+        if not self.cfg.history.enabled:
+            return
+        try:
+            n = getattr(history, change)(self.cfg.history.path, *names)
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("history %s: cannot %s %s (%s)", self.cfg.history.path, change, names, exc)
+            return
+        if n:
+            log.info("history: %s %s (%d events)", change.replace("_", " "), names[0], n)
 
     # --- the trash ------------------------------------------------------------------------
 

@@ -11,45 +11,13 @@ import time
 from collections import deque
 from typing import Any
 
-import numpy as np
-
 from edge.config import RecognizeConfig
+from edge.explain import explain
+from edge.history import day_range
 from edge.preview import LatestFrame
 
 MAX_EVENTS = 200  # events kept for the Events page (with their snapshots: about 2 MB)
 STATUS_EVERY_S = 1.0  # how often the loop hands over its stats
-
-
-def explain(emitted: Any, model: Any | None, rcfg: RecognizeConfig) -> dict[str, Any]:
-    """Why an event named someone or not: votes, probability and distance against their
-    thresholds, face size."""
-    ev = emitted.event
-    _, _, w, h = ev["box"]
-    out: dict[str, Any] = {"face_px": [int(w), int(h)], "min_face_px": rcfg.min_face_px}
-    track = emitted.track
-    decision = track.state.get("decision") if track is not None else None
-    if decision is not None:
-        out |= {
-            "votes": len(decision.crops),
-            "votes_needed": rcfg.votes,
-            "max_crops": rcfg.max_crops,
-        }
-    emb = emitted.embedding
-    if model is None or emb is None or np.shape(emb) != model.centroids.shape[1:]:
-        return out
-    emb = np.asarray(emb, np.float32)
-    dist = 1.0 - model.centroids @ emb
-    best = int(np.argmin(dist))
-    if ev["name"] in model.labels:
-        best = model.labels.index(ev["name"])
-    out |= {
-        "closest": model.labels[best],
-        "distance": round(float(dist[best]), 4),
-        "max_distance": round(float(model.max_distance), 4),
-        "probability": round(float(ev["confidence"]), 4),  # mean over the voting crops
-        "min_probability": round(float(model.min_probability), 4),
-    }
-    return out
 
 
 class Feed:
@@ -66,7 +34,7 @@ class Feed:
         self._next_status = 0.0
         self._last = (0.0, 0)  # (monotonic time, frames processed) at the last status()
         self._present: dict[Any, str | None] = {}  # visit -> name (None: not recognized)
-        self.last_id = 0  # the newest event's id (0: none yet)
+        self.news = 0  # events seen so far: the live pages' sign that something happened
 
     def event(
         self, emitted: Any, snapshot: bytes | None, model: Any | None, rcfg: RecognizeConfig
@@ -80,11 +48,17 @@ class Feed:
             self._events.append({"id": eid, **event, "why": why, "snapshot": snapshot is not None})
             if snapshot is not None:
                 self._snapshots[eid] = snapshot
+        self.seen(event)
+
+    def seen(self, event: dict[str, Any]) -> None:
+        """An event happened (kept here or in the history): who is here, and news for the
+        live pages."""
+        with self._lock:
             if event["type"] == "left":
                 self._present.pop(event.get("visit"), None)
             else:
                 self._present[event.get("visit")] = event["name"]
-            self.last_id = eid
+            self.news += 1
 
     def present(self) -> list[str]:
         """Who is at the camera now: names, then "visitor N" for each one not recognized."""
@@ -93,14 +67,31 @@ class Feed:
         names = sorted({n for n in found.values() if n}, key=str.casefold)
         return names + [f"visitor {v}" for v, n in sorted(found.items(), key=lambda x: str(x[0])) if not n]  # fmt: skip
 
-    def events(self, limit: int = 50, person: str | None = None) -> list[dict[str, Any]]:
-        """The newest `limit` events, newest first; `person` a name or "unknown"."""
+    def events(
+        self,
+        limit: int = 50,
+        person: str | None = None,
+        day: str | None = None,
+        camera: str | None = None,
+        before: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The newest `limit` events, newest first, filtered like HistoryReader.events (used
+        when history.enabled is false; one camera, this run's events only)."""
         with self._lock:
             found = list(self._events)
         found.reverse()
         if person:
             found = [e for e in found if (e["name"] or "unknown") == person]
+        if day:
+            start, end = day_range(day)
+            found = [e for e in found if start <= e["time"] < end]
+        if before is not None:
+            found = [e for e in found if e["id"] < before]
         return found[:limit]
+
+    def cameras(self) -> list[str]:
+        """One camera: no camera filter."""
+        return []
 
     def snapshot(self, event_id: int) -> bytes | None:
         """The JPEG of one kept event, or None."""

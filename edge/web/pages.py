@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from html import escape
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 PAGES = (("/", "Live"), ("/events", "Events"), ("/visitors", "Visitors"), ("/people", "People"), ("/status", "Status"))  # fmt: skip
 MIN_PHOTOS = 3  # fewer photos the model learned from: recognition is unreliable
@@ -135,18 +135,24 @@ def _who(event: dict[str, Any], visitor_ids: set[int]) -> str:
     return f"visitor {visit}" if visit is not None else "someone"
 
 
+def _select(name: str, values: list[str], chosen: str) -> str:
+    options = "".join(
+        f'<option value="{escape(v)}"{" selected" if v == chosen else ""}>{escape(v)}</option>'
+        for v in ["", *values]
+    )
+    return f'<label>{name} <select name="{name}" data-autosubmit>{options}</select></label>'
+
+
 def events(
     items: list[dict[str, Any]],
-    person: str,
+    filters: dict[str, Any],
     names: list[str],
+    cameras: list[str],
+    page: int,
     visitor_ids: set[int] = frozenset(),  # type: ignore[assignment]
 ) -> str:
-    """The recent timeline, newest first, each decision in words; filtered by person."""
-    options = "".join(
-        f'<option value="{escape(n)}"{" selected" if n == person else ""}>'
-        f"{escape(n or 'everyone') if n != 'unknown' else 'not recognized'}</option>"
-        for n in ["", "unknown", *names]
-    )
+    """The timeline, newest first, each decision in words with its numbers folded; filtered
+    by person, day and camera (when there are several), a page at a time."""
     rows = []
     for e in items:
         img = (
@@ -156,10 +162,11 @@ def events(
             else '<span class="noimg"></span>'
         )
         kind = "ok" if e["type"] == "recognized" else "left" if e["type"] == "left" else "no"
+        where = f" &middot; {escape(e['camera'])}" if len(cameras) > 1 and e.get("camera") else ""
         rows.append(
             f'<li class="event" id="event-{e["id"]}" data-type="{escape(e["type"])}">{img}'
             f'<div><b class="{kind}">{escape(verdict(e))}</b><br>'
-            f"<small>{_when(e['time'])} &middot; {_who(e, visitor_ids)}</small>"
+            f"<small>{_when(e['time'])}{where} &middot; {_who(e, visitor_ids)}</small>"
             f"{'' if e['type'] == 'left' else _numbers(e)}</div></li>"
         )
     listing = (
@@ -167,11 +174,21 @@ def events(
         if rows
         else '<ul class="events" id="events" data-region><li id="no-events">No events yet.</li></ul>'
     )
-    body = (
-        '<form method="get" class="row"><label>show <select name="person" data-autosubmit>'
-        f"{options}</select></label><noscript><button>filter</button></noscript></form>{listing}"
+    keep = {k: v for k, v in filters.items() if v and k != "before"}
+    older = (
+        f'<p><a id="older" href="/events?{escape(urlencode({**keep, "before": items[-1]["id"]}))}">older events</a></p>'
+        if len(items) == page
+        else ""
     )
-    return layout("/events", "Events", body, live="events")
+    day = escape(filters.get("day") or "")
+    body = (
+        '<form method="get" class="row">'
+        + _select("person", ["unknown", *names], filters.get("person") or "")
+        + f'<label>day <input type="date" name="day" value="{day}" data-autosubmit></label>'
+        + (_select("camera", cameras, filters.get("camera") or "") if len(cameras) > 1 else "")
+        + f"<noscript><button>filter</button></noscript></form>{listing}{older}"
+    )
+    return layout("/events", "Events", body, live="" if filters.get("before") else "events")
 
 
 def _people_list(names: list[str]) -> str:

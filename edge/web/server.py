@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from edge.config import Config
 from edge.errors import DISK_ERRORS, UserError
+from edge.history import HistoryReader, day_range
 from edge.preview import send_snapshot, send_stream
 from edge.web import pages
 from edge.web.feed import Feed
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LIVE_FPS = 10.0  # the Live page's stream: plenty on a phone, and each frame costs a JPEG encode
+EVENTS_PAGE = 100  # events per page of the Events page
 MAX_JSON = 64 * 1024  # body of a JSON request
 WORKER_NICE = 10  # library changes (decoding, enrolment) run behind the capture loop
 STATIC = {"app.js": "text/javascript", "style.css": "text/css"}
@@ -62,6 +64,8 @@ class WebApp:
         self.guard = Guard(cfg)
         self.logins = Logins()
         self.feed = feed or Feed()
+        self.events: HistoryReader | Feed = self.feed
+        self.read_history(cfg)
         self.library = Library(cfg)
         self._worker = ThreadPoolExecutor(1, "web-library", initializer=_behind_the_loop)
         handler = _handler_for(self, cfg.web.timeout_s)
@@ -100,11 +104,16 @@ class WebApp:
         return self._worker.submit(fn, *args).result()
 
     def reload(self, cfg: Config) -> None:
-        """A new config (SIGHUP): paths and the model, the password and the trusted proxies;
-        the server keeps its port."""
+        """A new config (SIGHUP): paths and the model, the password, the trusted proxies and
+        the history; the server keeps its port."""
         self.cfg = cfg
         self.library.cfg = cfg
         self.guard.reload(cfg)
+        self.read_history(cfg)
+
+    def read_history(self, cfg: Config) -> None:
+        """The Events page reads the history the loop writes; without one, the feed's memory."""
+        self.events = HistoryReader(cfg.history.path) if cfg.history.enabled else self.feed
 
     def close(self) -> None:
         """Stop serving; live streams end."""
@@ -150,6 +159,22 @@ def _os_error(exc: OSError) -> HttpError:
     if exc.errno == errno.ENAMETOOLONG:
         return HttpError(400, "a name too long for the disk")
     return HttpError(500, f"a file operation failed: {exc.strerror or exc}")
+
+
+def _event_filters(query: dict[str, str]) -> dict[str, Any]:
+    """person, day, camera and before (paging) from a query string; 400 when malformed."""
+    before = query.get("before", "")
+    if before and (not _digits(before) or len(before) > 12):
+        raise HttpError(400, "before must be an event id")
+    day = query.get("day", "")
+    if day:
+        day_range(day)  # UserError (400) when not YYYY-MM-DD
+    return {
+        "person": query.get("person") or None,
+        "day": day or None,
+        "camera": query.get("camera") or None,
+        "before": int(before) if before else None,
+    }
 
 
 def _handler_for(app: WebApp, timeout_s: float) -> type[BaseHTTPRequestHandler]:
@@ -306,10 +331,13 @@ def _handler_for(app: WebApp, timeout_s: float) -> type[BaseHTTPRequestHandler]:
                 case ("GET",):
                     self._html(pages.live())
                 case ("GET", "events"):
-                    person = query.get("person", "")
+                    filters = _event_filters(query)
+                    found = app.events.events(EVENTS_PAGE, **filters)
                     names = library.model_labels()
                     ids = {v["id"] for v in library.visitors()}
-                    self._html(pages.events(feed.events(100, person or None), person, names, ids))
+                    self._html(
+                        pages.events(found, filters, names, app.events.cameras(), EVENTS_PAGE, ids)
+                    )
                 case ("GET", "visitors"):
                     self._html(pages.visitors(library.visitors(), library.model_labels()))
                 case ("GET", "people"):
@@ -332,20 +360,23 @@ def _handler_for(app: WebApp, timeout_s: float) -> type[BaseHTTPRequestHandler]:
             match (method, *parts):
                 case ("GET", "events"):
                     limit = query.get("limit", "50")
-                    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+                    if not _digits(limit) or not 1 <= int(limit) <= 1000:
                         raise HttpError(400, "limit must be 1..1000")
-                    self._json(feed.events(int(limit), query.get("person") or None))
+                    self._json(app.events.events(int(limit), **_event_filters(query)))
                 case ("GET", "events", eid, "snapshot.jpg"):
-                    data = feed.snapshot(_int(eid, "event"))
+                    data = app.events.snapshot(_int(eid, "event"))
                     if data is None:
                         raise HttpError(404, f"no snapshot for event {eid}")
+                    self._send(200, data, "image/jpeg")
+                case ("GET", "events", eid, "frame.jpg") if app.events is not feed:
+                    data = app.events.frame(_int(eid, "event"))
+                    if data is None:
+                        raise HttpError(404, f"no frame kept for event {eid} (history.full_frame)")
                     self._send(200, data, "image/jpeg")
                 case ("GET", "status"):
                     self._json(feed.current())
                 case ("GET", "changes"):
-                    self._json(
-                        {"events": feed.last_id, "status": int(time.time())} | library.stamp()
-                    )
+                    self._json({"events": feed.news, "status": int(time.time())} | library.stamp())
                 case ("GET", "visitors"):
                     self._json(library.visitors())
                 case ("GET", "visitors", vid, "crops", image):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ import pytest
 
 from edge.config import load_config
 from edge.mqtt import MqttSink
-from edge.slugs import slugify
+from edge.slugs import person_slugs, slugify
 from tests.broker import Broker, free_port, retained
 from tests.conftest import ROOT
 
@@ -94,7 +95,7 @@ class Api:
         return {s["entity_id"]: s for s in self.call("GET", "/api/states")}
 
 
-def _hass_config(folder: Path, port: int) -> None:
+def _hass_config(folder: Path, port: int, extra: str = "") -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "configuration.yaml").write_text(
         f"""homeassistant:
@@ -112,16 +113,18 @@ onboarding:
 logger:
   default: warning
 """
+        + extra
     )
 
 
 @contextlib.contextmanager
-def running_hass(tmp_path: Path, broker: Broker) -> Iterator[tuple[Api, Path]]:
-    """A Home Assistant, onboarded, with the MQTT integration on `broker`; stopped after."""
+def running_hass(tmp_path: Path, broker: Broker, extra: str = "") -> Iterator[tuple[Api, Path]]:
+    """A Home Assistant, onboarded, with the MQTT integration on `broker`; stopped after.
+    `extra`: more of configuration.yaml (its folder: tmp_path / "hass")."""
     if not HASS.exists():
         pytest.skip("no .venv-ha: run tests/ha/setup.sh (or tests/ha/run.sh)")
     port = free_port()
-    _hass_config(tmp_path / "hass", port)
+    _hass_config(tmp_path / "hass", port, extra)
     hass_log = tmp_path / "hass.log"
     with open(hass_log, "w") as out:
         hass = subprocess.Popen(
@@ -301,7 +304,7 @@ def test_home_assistant_discovers_edge(tmp_path, clip, trained_model, capsys):
 
 def test_discovery_passes_home_assistant_schemas(tmp_path, monkeypatch):
     """Every discovery payload (CPU temperature included) validated by HA's own schemas."""
-    import edge.mqtt
+    import edge.mqtt.presence
 
     if not HASS.exists():
         pytest.skip("no .venv-ha: run tests/ha/setup.sh (or tests/ha/run.sh)")
@@ -309,9 +312,9 @@ def test_discovery_passes_home_assistant_schemas(tmp_path, monkeypatch):
     zone.mkdir(parents=True)
     (zone / "type").write_text("cpu-thermal\n")
     (zone / "temp").write_text("48312\n")
-    monkeypatch.setattr(edge.mqtt, "THERMAL", tmp_path / "thermal")
+    monkeypatch.setattr(edge.mqtt.presence, "THERMAL", tmp_path / "thermal")
     sink = MqttSink(load_config(None, {"mqtt.host": "127.0.0.1", "mqtt.device_id": DEVICE}))
-    sink._labels = ["Alice", "Zoë B"]
+    sink.entities.people(person_slugs(["Alice", "Zoë B"]))
     payloads = tmp_path / "discovery.json"
     payloads.write_text(json.dumps(sink.discovery()))
     check = """
@@ -397,6 +400,7 @@ def test_home_assistant_names_a_visitor_who_is_then_recognized(
         text = f"text.{DEVICE}_name_visitor"
         named_at = None
         history: list[str] = []
+        text_states: list[str] = []  # what the text entity said was done
         try:
             deadline = time.monotonic() + 240
             while edge_proc.poll() is None and time.monotonic() < deadline:
@@ -409,6 +413,9 @@ def test_home_assistant_names_a_visitor_who_is_then_recognized(
                 state = states.get(tony, {}).get("state")
                 if state and (not history or history[-1] != state):
                     history.append(state)
+                said = states.get(text, {}).get("state")
+                if said and (not text_states or text_states[-1] != said):
+                    text_states.append(said)
                 time.sleep(0.25)
             assert edge_proc.wait(60) == 0, edge_log.read_text()[-3000:]
         finally:
@@ -421,4 +428,6 @@ def test_home_assistant_names_a_visitor_who_is_then_recognized(
     assert named_at is not None, "the unknown sensor never turned on"
     assert "MQTT: naming visitor" in log and "named Tony" in log, log[-3000:]
     assert "(8 people in the model)" in log, log[-3000:]
+    # the template sent the visit shown with the name: accepted at once, and the state says so
+    assert any(re.fullmatch(r"named visitor \d+ as Tony", t) for t in text_states), text_states
     assert "on" in history, f"{tony} never turned on: {history}\n{log[-3000:]}"
