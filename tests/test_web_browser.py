@@ -106,12 +106,15 @@ def _message(browser) -> tuple[str, str]:
 
 
 def _wait_message(browser, text: str, timeout: float = 60) -> None:
-    from selenium.common.exceptions import WebDriverException
+    from selenium.common.exceptions import TimeoutException, WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(browser, timeout, ignored_exceptions=(WebDriverException,)).until(
-        lambda b: text in _message(b)[0] or "error" in _message(b)[1]
-    )
+    try:
+        WebDriverWait(browser, timeout, ignored_exceptions=(WebDriverException,)).until(
+            lambda b: text in _message(b)[0] or "error" in _message(b)[1]
+        )
+    except TimeoutException:
+        raise AssertionError(f"waited for {text!r}; the message says {_message(browser)}") from None
     msg, kind = _message(browser)
     assert "error" not in kind and text in msg, msg
 
@@ -273,6 +276,7 @@ def test_people_visitors_events_and_status_at_phone_and_desktop_width(
         "web.port": 0, "web.password_env": "EDGE_TEST_WEB_PW",
         "recognize.model": str(models / "faces.tflite"),
         "unknown_faces.dir": str(tmp_path / "unknown"), "enroll.dataset": str(tmp_path / "dataset"),
+        "history.enabled": False,  # the events this test hands the feed are the page's
     })  # fmt: skip
     long_name = "W" * 64  # the longest name: its card must not widen the page
     (tmp_path / "dataset" / long_name).mkdir(parents=True)

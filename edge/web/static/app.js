@@ -111,7 +111,7 @@ async function upload(input) {
       await call("POST", `/api/people/${part(name)}/photos`, file);
       added += 1;
     } catch (err) {
-      failed.push(`${file.name}: ${err.message}`);
+      failed.push(err.message.startsWith(`${file.name}: `) ? err.message : `${file.name}: ${err.message}`);
     }
   }
   const done = `${added} photo(s) of ${name} enrolled`;
