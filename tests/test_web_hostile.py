@@ -443,6 +443,12 @@ def test_sighup_reloads_the_password(tmp_path, data_dir, models_dir):
         while status("old one") != 200:
             assert time.monotonic() < deadline and proc.poll() is None, "the web app never came up"
             time.sleep(0.2)
+        auth = {"Authorization": "Basic " + base64.b64encode(b"me:old one").decode()}
+        while not json.loads(_req(web, "GET", "/api/status", headers=auth)[2]).get("frames_processed"):  # fmt: skip
+            assert time.monotonic() < deadline, (
+                "the loop never ran"
+            )  # (its SIGHUP handler is set then)
+            time.sleep(0.2)
         pw.write_text("new one")
         proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 30
