@@ -92,6 +92,12 @@ class DetectConfig:
     confirm_size: int = _opt(
         128, "two-stage: res10 input side for each margin crop, px", min=32, max=600
     )
+    closeup: float = _opt(
+        0.3,
+        "live loop, two-stage: also find faces at least this share of the frame high or cut by its edge (BlazeFace proposes, the DNN confirms); 0 = off",
+        min=0.0,
+        max=1.0,
+    )
     haar: HaarConfig = field(default_factory=HaarConfig)
     photo: PhotoConfig = field(default_factory=PhotoConfig)
     res10_prototxt: str = _opt(

@@ -34,6 +34,7 @@ __all__ = [
     "clip_face",
     "create_detector",
     "create_dnn",
+    "create_live_detector",
     "create_photo_detector",
     "downscale",
     "iou",
@@ -64,6 +65,25 @@ def create_detector(
 
         return TwoStageDetector(cfg, HaarDetector(cfg), create_dnn(cfg, confirmer))
     raise ValueError(f"unknown detector method {method!r}")
+
+
+def create_live_detector(cfg: DetectConfig) -> Detector:
+    """The live loop's detector: `cfg`'s method, plus the close-up pass (`detect.closeup`)
+    for two-stage, whose Haar proposals miss faces that fill the frame or are cut by it."""
+    detector = create_detector(cfg)
+    if cfg.method != "two-stage" or cfg.closeup <= 0:
+        return detector
+    from edge.detectors.closeup import CloseUpDetector
+
+    return CloseUpDetector(
+        detector,
+        create_dnn(cfg, "blazeface"),
+        detector.confirmer,
+        cfg.closeup,
+        cfg.margin,
+        cfg.confidence,
+        cfg.downscale_width,
+    )
 
 
 def create_dnn(cfg: DetectConfig, name: str) -> Detector:

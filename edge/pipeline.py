@@ -56,9 +56,9 @@ def build_stages(cfg: Config) -> Stages:
 
     Raises UserError/ModelError (one line) when a model file is bad or explicitly missing.
     """
-    from edge.detect import create_detector
+    from edge.detect import create_live_detector
 
-    detector = create_detector(cfg.detect)
+    detector = create_live_detector(cfg.detect)
     path = cfg.recognize.model
     if not path:
         log.info("recognize.model is empty: detect only, every face is unknown")
