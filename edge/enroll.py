@@ -85,17 +85,9 @@ class Enroller:
 
     def _main_crop(self, image: np.ndarray) -> tuple[np.ndarray | None, str]:
         """The aligned crop of the photo's main face, or (None, why not)."""
-        from edge.align import Aligner
-        from edge.detect import create_photo_detector
-        from edge.stills import main_face
+        from edge.stills import main_crop
 
-        if self._detector is None:
-            self._detector = create_photo_detector(self.cfg.detect)
-            self._aligner = Aligner(self.cfg.detect)
-        face, note = main_face(self._detector.detect(image))
-        if face is None:
-            return None, note
-        return self._aligner.crop(image, face, self.model.input_size), note
+        return main_crop(image, self.cfg.detect, self.model.input_size)
 
     def _add_crop(self, out: Embedded, path: Path, key: str, crop: np.ndarray) -> None:
         out.emb.append(np.stack([self.model.infer(c)[0] for c in augment(crop, key)]))

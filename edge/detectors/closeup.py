@@ -13,36 +13,23 @@ from __future__ import annotations
 import numpy as np
 
 from edge.detectors.base import Detector, Face, clamp_face, iou, scale_face, small_frame
-from edge.detectors.twostage import square_crop
+from edge.detectors.twostage import TwoStageDetector
 
 SAME_FACE_IOU = 0.3  # a close-up overlapping a main-pass face this much is that face
 
 
 class CloseUpDetector(Detector):
     """`main` plus large faces (height >= `min_fraction` of the frame) from `proposer`,
-    each confirmed by `confirmer.detect_crops` at `margin`."""
+    each confirmed by `main`'s DNN."""
 
-    def __init__(
-        self,
-        main: Detector,
-        proposer: Detector,
-        confirmer: Detector,
-        min_fraction: float,
-        margin: float,
-        confidence: float,
-        width: int,
-    ) -> None:
+    def __init__(self, main: TwoStageDetector, proposer: Detector, min_fraction: float) -> None:
         self.main = main
         self.proposer = proposer
-        self.confirmer = confirmer
         self.min_fraction = min_fraction
-        self.margin = margin
-        self.confidence = confidence
-        self.width = width
 
     def large(self, frame: np.ndarray, small: np.ndarray | None, known: list[Face]) -> list[Face]:
         """Confirmed faces at least `min_fraction` of the frame high, not among `known`."""
-        small, scale = small_frame(frame, small, self.width)
+        small, scale = small_frame(frame, small, self.main.cfg.downscale_width)
         limit = self.min_fraction * small.shape[0]
         proposals = [
             scale_face(f, 1.0 / scale)
@@ -50,31 +37,8 @@ class CloseUpDetector(Detector):
             if f.box[3] >= limit
         ]
         proposals = [p for p in proposals if all(iou(p.box, k.box) < SAME_FACE_IOU for k in known)]
-        if not proposals:
-            return []
-        crops, places = [], []
-        for p in proposals:
-            x, y, w, h = p.box
-            crop, x0, y0 = square_crop(
-                frame, x + w / 2, y + h / 2, max(w, h) * (1 + 2 * self.margin)
-            )
-            crops.append(crop)
-            places.append((x0, y0, p))
         height, width = frame.shape[:2]
-        out = []
-        for found, (x0, y0, p) in zip(self.confirmer.detect_crops(crops), places, strict=True):
-            px, py = p.box[0] - x0, p.box[1] - y0
-            inside = [
-                f
-                for f in found
-                if px <= f.box[0] + f.box[2] / 2 <= px + p.box[2]
-                and py <= f.box[1] + f.box[3] / 2 <= py + p.box[3]
-                and f.score >= self.confidence
-            ]
-            if inside:
-                best = max(inside, key=lambda f: f.score)
-                out.append(clamp_face(scale_face(best, 1.0, x0, y0), width, height))
-        return out
+        return [clamp_face(f, width, height) for f in self.main.confirm(frame, proposals)]
 
     def detect(self, frame: np.ndarray, small: np.ndarray | None = None) -> list[Face]:
         """The main detector's faces, then the confirmed close-ups it missed."""

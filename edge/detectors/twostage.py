@@ -42,11 +42,21 @@ class TwoStageDetector(Detector):
         """Confirmed faces in `frame`, boxes (and landmarks if any) in its own px."""
         small, scale = small_frame(frame, small, self.cfg.downscale_width)
         proposals = self.haar.proposals(equalized_gray(small))[: self.cfg.max_proposals]
+        faces = self.confirm(frame, [scale_face(p, 1.0 / scale) for p in proposals])
+        height, width = frame.shape[:2]
+        return [clamp_face(f, width, height) for f in nms(faces, self.cfg.nms_iou)]
+
+    def confirm(
+        self, frame: np.ndarray, proposals: list[Face], min_score: float | None = None
+    ) -> list[Face]:
+        """The confirmer's verdict on each proposal (boxes in `frame`'s px): the faces it
+        confirms (score from `min_score`, default `detect.confidence`), in `frame`'s px (not
+        clamped, not merged)."""
         if not proposals:
             return []
         crops, places = [], []
         for p in proposals:
-            x, y, w, h = scale_face(p, 1.0 / scale).box
+            x, y, w, h = p.box
             crop, x0, y0 = square_crop(
                 frame, x + w / 2, y + h / 2, max(w, h) * (1 + 2 * self.cfg.margin)
             )
@@ -54,7 +64,7 @@ class TwoStageDetector(Detector):
             places.append((x0, y0, (x - x0, y - y0, w, h)))
         faces = []
         for found, (x0, y0, (px, py, pw, ph)) in zip(
-            self.confirmer.detect_crops(crops), places, strict=True
+            self.confirmer.detect_crops(crops, min_score), places, strict=True
         ):
             # the confirmer's best face centred inside the proposal (not a neighbour's face)
             inside = [
@@ -65,7 +75,6 @@ class TwoStageDetector(Detector):
             ]
             if inside:
                 best = max(inside, key=lambda f: f.score)
-                if best.score >= self.cfg.confidence:
+                if best.score >= (self.cfg.confidence if min_score is None else min_score):
                     faces.append(scale_face(best, 1.0, x0, y0))
-        height, width = frame.shape[:2]
-        return [clamp_face(f, width, height) for f in nms(faces, self.cfg.nms_iou)]
+        return faces
