@@ -44,3 +44,10 @@ class CloseUpDetector(Detector):
         """The main detector's faces, then the confirmed close-ups it missed."""
         faces = self.main.detect(frame, small)
         return faces + self.large(frame, small, faces)
+
+    def detect_near(
+        self, frame: np.ndarray, small: np.ndarray | None, boxes: list[tuple]
+    ) -> list[Face]:
+        """The main detector's faces around `boxes`, then close-ups anywhere (BlazeFace is cheap)."""
+        faces = self.main.detect_near(frame, small, boxes)
+        return faces + self.large(frame, small, faces)
