@@ -76,3 +76,26 @@ def test_every_close_up_visitor_gets_an_event(closer_clip, trained_model, tmp_pa
             if e["type"] != "left" and v["first_frame"] <= e["frame"] <= v["last_frame"]
         ]
         assert len(arrivals) == 1, (v, arrivals)
+
+
+def test_detect_near_looks_only_around_the_tracked_faces(data_dir, models_dir, photos):
+    """Haar around a tracked box finds its face; around a box elsewhere it finds nothing."""
+    detector = create_detector(load_config(None).detect)
+    frame = _scene(data_dir, photos[0], 0.3, -0.2)  # a face left of the middle
+    (face,) = detector.detect(frame)
+    near = detector.detect_near(frame, None, [face.box])
+    assert len(near) == 1 and near[0].box == pytest.approx(face.box, abs=12)
+    x, y, w, h = face.box
+    assert detector.detect_near(frame, None, [(x + 3 * w, y, w, h)]) == []
+
+
+def test_scene_watch_ignores_motion_inside_the_tracked_boxes(data_dir, photos):
+    from edge.motion import SceneWatch
+
+    watch = SceneWatch()
+    watch.looked(_scene(data_dir, photos[0], 0.3, -0.2))
+    moved = _scene(data_dir, photos[1], 0.3, -0.2)  # another face in the same place
+    assert watch.changed(moved)
+    box = (doorbell.WIDTH * 0.3 - 160, 240 - 160, 320, 320)  # around the pasted photo
+    assert not watch.changed(moved, [box], 0.1)
+    assert watch.changed(_scene(data_dir, photos[1], 0.3, 0.25), [box], 0.1)  # elsewhere
