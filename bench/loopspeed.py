@@ -34,6 +34,20 @@ def ours(config: Path, clip: Path, work: Path) -> dict:
     return {"frames": n, "fps": s["fps"], "cpu_fps": round(n / cpu, 1) if cpu else None}
 
 
+def report(rows: list[dict]) -> None:
+    """Print the table so far and write the JSON."""
+    print(f"{'clip':<9} {'frames':>6} {'ours fps':>14} {'ours CPU fps':>12} {'f_r fps':>8} "
+          f"{'f_r CPU fps':>11} {'x wall':>7} {'x CPU':>6}")  # fmt: skip
+    for r in rows:
+        print(f"{r['clip']:<9} {r['frames']:>6} {str(r['ours_fps']):>14} {r['ours_cpu_fps']:>12} "
+              f"{r['face_recognition_fps']:>8} {r['face_recognition_cpu_fps']:>11} "
+              f"{r['ratio_wall']:>7} {r['ratio_cpu']:>6}")  # fmt: skip
+    print(f"load average at the end: {os.getloadavg()}")
+    (RESULTS / "loopspeed.json").write_text(
+        json.dumps({"rows": rows, "load_avg_at_end": os.getloadavg()}, indent=1) + "\n"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", nargs="+", default=["door"], choices=list(CLIPS))
@@ -69,16 +83,7 @@ def main() -> int:
                      "face_recognition_cpu_fps": fr_cpu_fps,
                      "ratio_wall": round(best["fps"] / fr_fps, 1),
                      "ratio_cpu": round(best["cpu_fps"] / fr_cpu_fps, 1)})  # fmt: skip
-    print(f"{'clip':<9} {'frames':>6} {'ours fps':>14} {'ours CPU fps':>12} {'f_r fps':>8} "
-          f"{'f_r CPU fps':>11} {'x wall':>7} {'x CPU':>6}")  # fmt: skip
-    for r in rows:
-        print(f"{r['clip']:<9} {r['frames']:>6} {str(r['ours_fps']):>14} {r['ours_cpu_fps']:>12} "
-              f"{r['face_recognition_fps']:>8} {r['face_recognition_cpu_fps']:>11} "
-              f"{r['ratio_wall']:>7} {r['ratio_cpu']:>6}")  # fmt: skip
-    print(f"load average at the end: {os.getloadavg()}")
-    (RESULTS / "loopspeed.json").write_text(
-        json.dumps({"rows": rows, "load_avg_at_end": os.getloadavg()}, indent=1) + "\n"
-    )
+        report(rows)  # after each clip: a long run keeps what it measured
     return 0
 
 
