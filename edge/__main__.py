@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.config import Config, ConfigError, load_config
-from edge.errors import UserError
+from edge.errors import DISK_ERRORS, UserError
 
 log = logging.getLogger("edge")
 
@@ -397,6 +397,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UserError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
+    except OSError as exc:
+        if exc.errno not in DISK_ERRORS:
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        sys.stderr.write(f"error: {DISK_ERRORS[exc.errno]}{where}: nothing more was saved\n")
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # stdout closed early (`| head`): stop quietly, like other tools

@@ -313,10 +313,23 @@ class WebConfig:
     )
     max_upload_mb: float = _opt(15.0, "largest photo upload, MB", min=0.1, max=200.0)
     max_clients: int = _opt(
-        16, "open connections at most; more are closed at once", min=2, max=1000
+        16,
+        "requests handled at once (live streams included); more are answered 503",
+        min=2,
+        max=1000,
     )
     timeout_s: float = _opt(
         15.0, "a client that sends or reads nothing for this long is dropped", min=1.0, max=600.0
+    )
+    header_timeout_s: float = _opt(
+        10.0, "a request's header must arrive whole within this many seconds", min=1.0, max=600.0
+    )
+    max_per_client: int = _opt(
+        8, "connections from one address still sending their request, at most", min=1, max=1000
+    )
+    trusted_proxies: str = _opt(
+        "",
+        "reverse proxies' addresses or networks, comma-separated: their X-Forwarded-For names the client and X-Forwarded-Host the site",
     )
 
 

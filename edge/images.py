@@ -15,7 +15,6 @@ from edge.errors import UserError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 MAX_PIXELS = 50_000_000  # a 8000x6000 photo decodes to 144 MB; 20000x20000 would take 1.2 GB
-HEADER_BYTES = 1 << 16  # enough for a JPEG's frame header after its EXIF in most photos
 
 
 def iter_images(paths: list[str]) -> Iterator[Path]:
@@ -102,14 +101,14 @@ def read_image(path: Path | str) -> np.ndarray:
         raise UserError(f"{path}: {problem}")
     try:
         with open(path, "rb") as f:
-            head = f.read(HEADER_BYTES)
-            size = image_size(head)
-            if size and size[0] * size[1] > MAX_PIXELS:
-                raise UserError(
-                    f"{path}: {size[0]}x{size[1]} pixels is more than the "
-                    f"{MAX_PIXELS // 1_000_000} million decoded at most (scale it down)"
-                )
-            data = np.frombuffer(head + f.read(), dtype=np.uint8)
+            raw = f.read()
+        size = image_size(raw)  # the whole file: a phone's metadata can pass 64 KB
+        if size and size[0] * size[1] > MAX_PIXELS:
+            raise UserError(
+                f"{path}: {size[0]}x{size[1]} pixels is more than the "
+                f"{MAX_PIXELS // 1_000_000} million decoded at most (scale it down)"
+            )
+        data = np.frombuffer(raw, dtype=np.uint8)
     except OSError as exc:
         raise UserError(f"{path}: unreadable ({exc.strerror or exc})") from None
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None

@@ -272,8 +272,10 @@ def send_stream(handler: BaseHTTPRequestHandler, frames: LatestFrame, max_fps: f
                 handler.wfile.flush()
                 if max_fps > 0:
                     time.sleep(1.0 / max_fps)
-        except OSError:
-            pass  # the viewer went away, or stopped reading for the handler's timeout
+        except (ConnectionError, TimeoutError) as exc:  # gone, or not reading for the timeout
+            log.debug("stream to %s ended: %s", handler.client_address[0], exc)
+        except OSError as exc:
+            log.warning("stream to %s failed: %s", handler.client_address[0], exc)
 
 
 class MjpegServer(LatestFrame):

@@ -49,8 +49,8 @@ def app(tmp_path, monkeypatch, models_dir):
     web.close()
 
 
-def _req(app, method, path, body=None, headers=None):
-    conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=10)
+def _req(app, method, path, body=None, headers=None, source="127.0.0.1"):
+    conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=10, source_address=(source, 0))
     try:
         conn.request(method, path, body=body, headers={"Host": f"127.0.0.1:{app.port}", **(headers or {})})  # fmt: skip
         r = conn.getresponse()
@@ -105,7 +105,34 @@ def test_events_api(app):
     assert _req(app, "GET", "/api/events?limit=x")[0] == 400
     assert json.loads(_req(app, "GET", "/api/events?person=Bob")[2]) == []
     assert _req(app, "GET", "/api/events/99/snapshot.jpg")[0] == 404
-    assert b"unknown visitor 3" in _req(app, "GET", "/events")[2]
+    page = _req(app, "GET", "/events")[2].decode()
+    assert "Not recognized" in page and "visitor 3" in page
+    assert "unknown visitor" not in page and "track" not in page
+
+
+def test_events_in_plain_words_with_the_numbers_folded(app):
+    from edge.web.pages import events, verdict
+
+    why = {"face_px": [80, 90], "min_face_px": 40, "votes": 3, "votes_needed": 3, "max_crops": 6,
+           "max_distance": 0.46, "min_probability": 0.35}  # fmt: skip
+    stranger = {"id": 2, "type": "unknown", "name": None, "visit": 19, "track": 17, "time": time.time(), "snapshot": False,
+                "why": why | {"closest": "Penny", "distance": 0.70, "probability": 0.29}}  # fmt: skip
+    penny = {**stranger, "id": 3, "type": "recognized", "name": "Penny", "visit": 20,
+             "why": why | {"closest": "Penny", "distance": 0.12, "probability": 0.97}}  # fmt: skip
+    left = {**penny, "id": 4, "type": "left"}
+    assert verdict(stranger) == "Not recognized: no one in the library looks close enough"
+    assert verdict(penny) == "Recognized: Penny, very sure"
+    assert verdict(left) == "Left: Penny"
+    small = {**stranger, "why": why | {"face_px": [20, 24]}}
+    assert "too small" in verdict(small)
+    page = events([stranger], {}, ["Penny"], [], 100, {19})
+    assert "Penny" not in page.split("</select>")[1]  # a stranger is never compared by name
+    assert '<a href="/visitors#visitor-19">visitor 19</a>' in page
+    assert "<details><summary>the numbers</summary>" in page and "0.70" in page
+    assert "track 17" not in page and "unknown unknown" not in page
+    left_row = events([left], {}, ["Penny"], [], 100).split('id="event-4"')[1]
+    assert "80x90" not in left_row and "<details>" not in left_row
+    assert '<a href="/people#person-Penny">Penny</a>' in events([penny], {}, ["Penny"], [], 100)
 
 
 def test_visitors_list_crops_and_delete(app, tmp_path):
@@ -137,7 +164,15 @@ def test_paths_never_leave_the_store(app, tmp_path):
     (ann / "link.jpg").symlink_to(tmp_path / "secret.jpg")
     assert _req(app, "GET", "/api/people/Ann/photos/ok.jpg")[0] == 200
     people = json.loads(_req(app, "GET", "/api/people")[2])
-    assert people == [{"name": "Ann", "in_model": False, "photos": ["ok.jpg"]}]
+    assert people == [
+        {
+            "name": "Ann",
+            "in_model": False,
+            "photos": ["ok.jpg"],
+            "unused": ["ok.jpg"],
+            "faces_learned": 0,
+        }
+    ]
     for path in (
         "/api/people/Ann/photos/link.jpg",
         "/api/people/Ann/photos/..%2F..%2Fsecret.jpg",
@@ -216,11 +251,11 @@ def test_password_on_every_page_and_call(tmp_path, monkeypatch, models_dir):
     good = {"Authorization": "Basic " + base64.b64encode(b"me:door bell").decode()}
     bad = {"Authorization": "Basic " + base64.b64encode(b"me:door").decode()}
     try:
-        for path in ("/", "/people", "/api/people", "/api/events", "/live.mjpeg", "/static/app.js"):
+        for i, path in enumerate(("/", "/people", "/api/people", "/api/events", "/live.mjpeg", "/static/app.js")):  # fmt: skip
             status, headers, _ = _req(app, "GET", path)
             assert status == 401 and headers["WWW-Authenticate"].startswith("Basic"), path
-            assert _req(app, "GET", path, headers=bad)[0] == 401
-            assert _req(app, "GET", path, headers={"Authorization": "Bearer x"})[0] == 401
+            assert _req(app, "GET", path, headers=bad, source=f"127.0.1.{i}")[0] == 401
+            assert _req(app, "GET", path, headers={"Authorization": "Bearer x"}, source=f"127.0.2.{i}")[0] == 401  # fmt: skip
         assert _req(app, "DELETE", "/api/visitors/1", headers=WRITE)[0] == 401
         assert _req(app, "GET", "/api/people", headers={**good, "Host": "pi.lan"})[0] == 200
     finally:
@@ -247,7 +282,7 @@ def test_refuses_beyond_loopback_without_password(tmp_path, monkeypatch, models_
 
 def test_idle_clients_are_capped_and_dropped(tmp_path, monkeypatch, models_dir):
     monkeypatch.delenv("EDGE_TEST_WEB_PW", raising=False)
-    app = WebApp(_cfg(tmp_path, **{"web.max_clients": 2, "web.timeout_s": 1.0}))
+    app = WebApp(_cfg(tmp_path, **{"web.max_per_client": 2, "web.timeout_s": 1.0}))
     try:
         idle = [socket.create_connection(("127.0.0.1", app.port), timeout=10) for _ in range(2)]
         time.sleep(0.3)  # both accepted and waiting for a request line
@@ -332,7 +367,7 @@ def test_people_api_with_a_real_model(trained_model, data_dir, tmp_path, monkeyp
         status, _, body = _req(app, "POST", "/api/people/Dora/rename", b'{"name": "Dee"}', WRITE)
         assert status == 200, body
         people = {p["name"]: p for p in json.loads(_req(app, "GET", "/api/people")[2])}
-        assert "Dora" not in people and people["Dee"] == {"name": "Dee", "in_model": True, "photos": ["evil_one.jpg"]}  # fmt: skip
+        assert "Dora" not in people and people["Dee"] == {"name": "Dee", "in_model": True, "photos": ["evil_one.jpg"], "unused": [], "faces_learned": 1}  # fmt: skip
         assert _req(app, "POST", "/api/people/Dee/forget", headers=WRITE)[0] == 200
         assert "Dee" not in store().labels and not (tmp_path / "dataset" / "Dee").exists()
         assert _req(app, "POST", "/api/people/Nobody/forget", headers=WRITE)[0] == 400
@@ -371,3 +406,31 @@ def test_snapshot_waits_for_a_frame_drawn_on_demand(app):
     finally:
         stop.set()
         producer.join()
+
+
+def test_status_names_who_is_here_and_changes_say_what_is_new(app, tmp_path):
+    base = {"confidence": 0.9, "track": 1, "box": [1, 2, 50, 60], "frame": 9, "source_time": 0.6, "time": time.time()}  # fmt: skip
+    before = json.loads(_req(app, "GET", "/api/changes")[2])
+    app.feed.event(Emitted({**base, "type": "recognized", "name": "Penny", "visit": 1}), None, None, app.cfg.recognize)  # fmt: skip
+    app.feed.event(Emitted({**base, "type": "unknown", "name": None, "visit": 2}), None, None, app.cfg.recognize)  # fmt: skip
+    app.feed.status({"frames_processed": 10, "stages": {"capture": {"median_ms": 66.0}, "detect": {"median_ms": 5.0}}})  # fmt: skip
+    page = _req(app, "GET", "/status")[2].decode()
+    assert "<th>at the camera now</th><td>Penny, visitor 2</td>" in page
+    assert "<td>capture</td>" not in page and "not work" in page
+    after = json.loads(_req(app, "GET", "/api/changes")[2])
+    assert after["events"] == before["events"] + 2 and after["visitors"] == before["visitors"]
+    _visitors(tmp_path, app)
+    assert json.loads(_req(app, "GET", "/api/changes")[2])["visitors"] != after["visitors"]
+    app.feed.event(Emitted({**base, "type": "left", "name": "Penny", "visit": 1}), None, None, app.cfg.recognize)  # fmt: skip
+    assert json.loads(_req(app, "GET", "/api/status")[2])["present_names"] == ["visitor 2"]
+
+
+def test_library_changes_run_on_one_thread_behind_the_loop(app):
+    import os
+
+    def where() -> tuple[int, int]:
+        return threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0)
+
+    first, second = app.work(where), app.work(where)
+    assert first[0] == second[0] != threading.get_native_id()  # one worker thread
+    assert first[1] == 10 and os.getpriority(os.PRIO_PROCESS, 0) == 0  # niced, not the process

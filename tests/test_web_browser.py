@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 GAP_S = 20  # between the two clips: time to name the stranger before they come again
 CHROME_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=420,900",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=412,900",
 )  # fmt: skip
 
 
@@ -95,18 +95,41 @@ def _shot(browser, folder: Path, name: str) -> None:
     browser.save_screenshot(str(folder / f"web-{name}.png"))
 
 
-def _wait_message(browser, text: str, timeout: float = 60) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    WebDriverWait(browser, timeout).until(
-        lambda b: (
-            text in b.find_element(By.ID, "msg").text
-            or "error" in (b.find_element(By.ID, "msg").get_attribute("class") or "")
+def _message(browser) -> tuple[str, str]:
+    """The message line's text and class, read in one script: no element handle to go stale
+    while the page re-renders."""
+    return tuple(
+        browser.execute_script(
+            "const m = document.getElementById('msg'); return m ? [m.textContent, m.className] : ['', ''];"
         )
     )
-    msg = browser.find_element(By.ID, "msg")
-    assert "error" not in (msg.get_attribute("class") or ""), msg.text
+
+
+def _wait_message(browser, text: str, timeout: float = 60) -> None:
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, timeout, ignored_exceptions=(WebDriverException,)).until(
+        lambda b: text in _message(b)[0] or "error" in _message(b)[1]
+    )
+    msg, kind = _message(browser)
+    assert "error" not in kind and text in msg, msg
+
+
+def _wait(browser, script: str, timeout: float = 30):
+    """Until the script returns something true (re-run on every poll: survives re-renders)."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, timeout, ignored_exceptions=(WebDriverException,)).until(
+        lambda b: b.execute_script(script)
+    )
+
+
+def _fits(browser) -> bool:
+    return browser.execute_script(
+        "return document.documentElement.scrollWidth <= window.innerWidth"
+    )
 
 
 def test_name_a_visitor_in_the_browser_then_they_are_recognized(
@@ -155,15 +178,21 @@ def test_name_a_visitor_in_the_browser_then_they_are_recognized(
                 break
         visit = seen[-1]["visit"]
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 10  # the history commits within a second
-        while not (why := [e["why"] for e in _api(port, "/api/events?person=unknown")
-                           if e["visit"] == visit and e["type"] == "unknown"]):  # fmt: skip
-            assert time.monotonic() < deadline, "the unknown event never reached the Events page"
+        deadline = time.monotonic() + 60  # the web app gets the event just after stdout does
+        while not (
+            found := [
+                e["why"]
+                for e in _api(port, "/api/events?person=unknown")
+                if e["visit"] == visit and e["type"] == "unknown"
+            ]
+        ):
+            assert time.monotonic() < deadline, f"visitor {visit}'s event never reached the web app"
             time.sleep(0.1)
-        (why,) = why
+        (why,) = found
         assert {"votes", "probability", "min_probability", "distance", "max_distance"} <= set(why)
 
         browser.get(f"{base}/visitors")
+        _wait(browser, f"return document.getElementById('visitor-{visit}')", timeout=60)
         card = browser.find_element(By.ID, f"visitor-{visit}")
         assert card.find_elements(By.CSS_SELECTOR, ".thumbs img")
         _shot(browser, shots, "visitors")
@@ -179,16 +208,16 @@ def test_name_a_visitor_in_the_browser_then_they_are_recognized(
         newcomer = strangers(faces)[-1] if strangers(faces)[-1] != stranger else strangers(faces)[0]
         photos = heldout_photos(faces, newcomer)[:2]
         browser.get(f"{base}/people")
-        add = browser.find_element(By.XPATH, "//h2[text()='Add a person']/..")
+        add = browser.find_element(By.ID, "add-person")
         add.find_element(By.NAME, "name").send_keys("Carol")
         add.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys("\n".join(map(str, photos)))  # fmt: skip
-        add.find_element(By.CSS_SELECTOR, '[data-action="upload"]').click()
-        _wait_message(browser, "2 photo(s) of Carol enrolled")
+        _wait_message(browser, "2 photo(s) of Carol enrolled")  # choosing the photos uploads them
         kept = sorted(p.name for p in (tmp_path / "dataset" / "Carol").iterdir())
         assert kept == sorted(p.name for p in photos)
         card = browser.find_element(By.CSS_SELECTOR, '.person[data-person="Carol"]')
         browser.execute_script("arguments[0].scrollIntoView()", card)
         _shot(browser, shots, "people")
+        card.find_element(By.TAG_NAME, "summary").click()  # the controls are folded
         card.find_element(By.CSS_SELECTOR, f'[data-file="{photos[0].name}"]').click()
         browser.switch_to.alert.accept()
         _wait_message(browser, f"{photos[0].name} deleted")
@@ -219,3 +248,96 @@ def test_name_a_visitor_in_the_browser_then_they_are_recognized(
     # (named while still at the door in the first clip, a re-check may name them there too)
     assert [e for e in named if start <= e["source_time"] <= end], (named, start, end)
     assert all(e["source_time"] <= end for e in named), named
+
+
+@pytest.mark.parametrize("width", [412, 1280])
+def test_people_visitors_events_and_status_at_phone_and_desktop_width(
+    browser, trained_model, data_dir, tmp_path, monkeypatch, width
+):
+    from selenium.webdriver.common.by import By
+
+    from edge.config import load_config
+    from edge.decide import Emitted
+    from edge.unknowns import UnknownStore
+    from edge.web.server import WebApp
+
+    faces = data_dir / "faces"
+    shots = _shots() or tmp_path / "shots"
+    models = tmp_path / "models"
+    models.mkdir()
+    meta = json.loads(trained_model.with_suffix(".json").read_text())
+    for name in (trained_model.name, trained_model.with_suffix(".json").name, meta["store"]):
+        shutil.copy2(trained_model.with_name(name), models / name)
+    monkeypatch.delenv("EDGE_TEST_WEB_PW", raising=False)
+    cfg = load_config(None, {
+        "web.port": 0, "web.password_env": "EDGE_TEST_WEB_PW",
+        "recognize.model": str(models / "faces.tflite"),
+        "unknown_faces.dir": str(tmp_path / "unknown"), "enroll.dataset": str(tmp_path / "dataset"),
+    })  # fmt: skip
+    long_name = "W" * 64  # the longest name: its card must not widen the page
+    (tmp_path / "dataset" / long_name).mkdir(parents=True)
+    shutil.copy2(data_dir / "no_face" / "coffee.png", tmp_path / "dataset" / long_name / "coffee.png")  # fmt: skip
+    app = WebApp(cfg)
+    base = f"http://127.0.0.1:{app.port}"
+    browser.set_window_size(width, 900)
+    try:
+        assert browser.execute_script("return window.innerWidth") <= width
+        # People: one step (choose the photos), the batch goes on past a photo with no face
+        browser.get(f"{base}/people")
+        newcomer = strangers(faces)[0]
+        good = heldout_photos(faces, newcomer)[:2]
+        bad = data_dir / "no_face" / "brick.png"
+        add = browser.find_element(By.ID, "add-person")
+        add.find_element(By.NAME, "name").send_keys("Carol" + "x" * 80)
+        assert len(add.find_element(By.NAME, "name").get_attribute("value")) == 64
+        add.find_element(By.NAME, "name").clear()
+        add.find_element(By.NAME, "name").send_keys("Carol")
+        add.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys("\n".join(map(str, [good[0], bad, good[1]])))  # fmt: skip
+        _wait_message(browser, "2 photo(s) of Carol enrolled; not used: brick.png: no face found")
+        assert sorted(p.name for p in (tmp_path / "dataset" / "Carol").iterdir()) == sorted(p.name for p in good)  # fmt: skip
+        card = browser.find_element(By.CSS_SELECTOR, '.person[data-person="Carol"]')
+        assert "Learned from only 2 faces" in card.text  # under 3: a warning
+        assert card.find_element(By.CSS_SELECTOR, ".thumbs a img")  # each thumbnail opens full size
+        assert not card.find_element(By.CSS_SELECTOR, '[data-action="forget"]').is_displayed()
+        card.find_element(By.TAG_NAME, "summary").click()
+        assert card.find_element(By.CSS_SELECTOR, '[data-action="forget"]').is_displayed()
+        card.find_element(By.TAG_NAME, "summary").click()
+        wide = browser.find_element(By.ID, f"person-{long_name}")
+        assert "not used" in wide.text or "Not recognized yet" in wide.text
+        assert _fits(browser), "the page is wider than the window"
+        _shot(browser, shots, f"people-{width}")
+
+        # Visitors: a new stranger appears without a reload
+        browser.get(f"{base}/visitors")
+        browser.execute_script("window.notReloaded = true")
+        other = heldout_photos(faces, strangers(faces)[1])[0]
+        crop = cv2.resize(cv2.imread(str(other))[62:188, 62:188], (112, 112))
+        UnknownStore(cfg.unknown_faces).save_visit([(crop, None, 1.0)], visit=7, track=1, name="unknown", confidence=0.3)  # fmt: skip
+        _wait(browser, "return document.getElementById('visitor-7')")
+        assert browser.execute_script("return window.notReloaded === true")
+        assert _fits(browser)
+        _shot(browser, shots, f"visitors-{width}")
+
+        # Events: new events appear without a reload, in plain words, linked to their visitor
+        browser.get(f"{base}/events")
+        browser.execute_script("window.notReloaded = true")
+        snapshot = cv2.imencode(".jpg", crop)[1].tobytes()
+        event = {"type": "unknown", "name": None, "confidence": 0.3, "track": 1, "visit": 7,
+                 "box": [10, 10, 112, 112], "frame": 1, "source_time": 0.1, "time": time.time()}  # fmt: skip
+        app.feed.event(Emitted(event), snapshot, None, cfg.recognize)
+        app.feed.event(Emitted({**event, "type": "recognized", "name": "Carol", "visit": 8, "confidence": 0.9}), snapshot, None, cfg.recognize)  # fmt: skip
+        _wait(browser, "return document.querySelectorAll('li.event').length == 2")
+        assert browser.execute_script("return window.notReloaded === true")
+        text = browser.find_element(By.ID, "events").text
+        assert "Not recognized" in text and "Recognized: Carol" in text and "track" not in text
+        assert browser.find_element(By.CSS_SELECTOR, 'a[href="/visitors#visitor-7"]')
+        assert _fits(browser)
+        _shot(browser, shots, f"events-{width}")
+
+        # Status: who is at the camera, updated in place
+        browser.get(f"{base}/status")
+        app.feed.status({"frames_processed": 100, "stages": {"capture": {"median_ms": 66.0}, "detect": {"median_ms": 9.1}}})  # fmt: skip
+        _wait(browser, "return document.getElementById('status').textContent.includes('Carol, visitor 7')")  # fmt: skip
+        _shot(browser, shots, f"status-{width}")
+    finally:
+        app.close()

@@ -33,6 +33,8 @@ class Feed:
         self._status: dict[str, Any] = {}
         self._next_status = 0.0
         self._last = (0.0, 0)  # (monotonic time, frames processed) at the last status()
+        self._present: dict[Any, str | None] = {}  # visit -> name (None: not recognized)
+        self.news = 0  # events seen so far: the live pages' sign that something happened
 
     def event(
         self, emitted: Any, snapshot: bytes | None, model: Any | None, rcfg: RecognizeConfig
@@ -46,6 +48,24 @@ class Feed:
             self._events.append({"id": eid, **event, "why": why, "snapshot": snapshot is not None})
             if snapshot is not None:
                 self._snapshots[eid] = snapshot
+        self.seen(event)
+
+    def seen(self, event: dict[str, Any]) -> None:
+        """An event happened (kept here or in the history): who is here, and news for the
+        live pages."""
+        with self._lock:
+            if event["type"] == "left":
+                self._present.pop(event.get("visit"), None)
+            else:
+                self._present[event.get("visit")] = event["name"]
+            self.news += 1
+
+    def present(self) -> list[str]:
+        """Who is at the camera now: names, then "visitor N" for each one not recognized."""
+        with self._lock:
+            found = dict(self._present)
+        names = sorted({n for n in found.values() if n}, key=str.casefold)
+        return names + [f"visitor {v}" for v, n in sorted(found.items(), key=lambda x: str(x[0])) if not n]  # fmt: skip
 
     def events(
         self,
@@ -99,7 +119,10 @@ class Feed:
         """The latest stats with the uptime."""
         with self._lock:
             status = dict(self._status)
-        return status | {"uptime_s": round(time.time() - self.started, 1)}
+        return status | {
+            "uptime_s": round(time.time() - self.started, 1),
+            "present_names": self.present(),
+        }
 
     def close(self) -> None:
         """End the live streams."""

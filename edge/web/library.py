@@ -10,26 +10,22 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import stat
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from edge.config import Config
 from edge.errors import UserError
-from edge.images import IMAGE_SUFFIXES, MAX_PIXELS, image_size
+from edge.images import IMAGE_SUFFIXES
 from edge.library import FaceLibrary
 from edge.names import UNKNOWN_DIR, check_name
 from edge.recognize import labels_path
+from edge.web.uploads import prepare_upload, safe_upload_name
 
 log = logging.getLogger(__name__)
-
-UPLOAD_MAX_PIXELS = 40_000_000  # a 12 MP phone photo passes; a decompression bomb does not
-SAFE_FILE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def _listed(folder: Path, name: str, suffixes: set[str] | None = None) -> Path:
@@ -46,41 +42,17 @@ def _listed(folder: Path, name: str, suffixes: set[str] | None = None) -> Path:
     return path
 
 
-def safe_upload_name(name: str | None, suffix: str) -> str:
-    """A plain file name for an upload: its base name's safe characters and the image's suffix."""
-    stem = Path((name or "").replace("\\", "/")).name
-    stem = SAFE_FILE.sub("_", Path(stem).stem).strip("._")[:60] or "upload"
-    return f"{stem}{suffix}"
-
-
-def check_upload(data: bytes) -> str:
-    """The suffix for an uploaded image's bytes; UserError when it is not a sane image."""
-    size = image_size(data[: 1 << 16])
-    if size is None:
-        raise UserError("not a JPEG, PNG, WebP or BMP image")
-    if size[0] * size[1] > min(UPLOAD_MAX_PIXELS, MAX_PIXELS):
-        raise UserError(
-            f"{size[0]}x{size[1]} pixels is more than {UPLOAD_MAX_PIXELS // 1_000_000} million"
-        )
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise UserError("not a readable image (corrupt or unsupported format)")
-    head = data[:4]
-    if head.startswith(b"\x89PN"):
-        return ".png"
-    if head.startswith(b"RIFF"):
-        return ".webp"
-    if head.startswith(b"BM"):
-        return ".bmp"
-    return ".jpg"
-
-
 class Library:
-    """People, photos and visitors, and the changes to them (serialized by one lock)."""
+    """People, photos and visitors as the pages see them, and the changes to them (made by
+    the library owner, one at a time)."""
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self._owner: tuple[tuple, FaceLibrary] | None = None
+        self._keys: set[str] = set()
+        self._rows: dict[str, int] = {}
+        self._keys_stamp: tuple | None = None
+        self._hashes: dict[tuple, str] = {}
 
     @property
     def dataset(self) -> Path:
@@ -113,8 +85,56 @@ class Library:
             if e.is_file(follow_symlinks=False) and Path(e.name).suffix.lower() in IMAGE_SUFFIXES
         ]
 
+    def model_keys(self) -> set[str]:
+        """Content hashes of the photos and crops the model learned from (cached per store file)."""
+        from edge.facestore import FaceStore
+
+        model = self.cfg.recognize.model
+        try:
+            meta = json.loads(labels_path(model).read_text()) if model else {}
+            path = Path(model).with_name(str(meta["store"]))
+            stamp = (str(path), path.stat().st_mtime_ns)
+        except (OSError, ValueError, KeyError, TypeError):
+            return set()
+        if self._keys_stamp != stamp:
+            try:
+                store = FaceStore.load(path)
+                self._keys = set(store.keys)
+                self._rows = {n: int((store.y == i).sum()) for i, n in enumerate(store.labels)}
+            except (OSError, ValueError, KeyError):
+                self._keys, self._rows = set(), {}
+            self._keys_stamp = stamp
+        return self._keys
+
+    def model_rows(self) -> dict[str, int]:
+        """How many faces (photos and named crops) the model learned each person from."""
+        self.model_keys()
+        return self._rows
+
+    def _hash(self, path: Path) -> str | None:
+        """A photo's content hash, cached by size and modification time."""
+        from edge.hashing import file_hash
+
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        if key not in self._hashes:
+            if len(self._hashes) > 10_000:
+                self._hashes.clear()
+            self._hashes[key] = file_hash(path)
+        return self._hashes[key]
+
+    def unused_photos(self, name: str, photos: list[str]) -> list[str]:
+        """The photos of a person in the model that the model did not learn from (no one clear
+        face in them, or added while the model could not be changed)."""
+        keys = self.model_keys()
+        return [f for f in photos if self._hash(self.dataset / name / f) not in keys]
+
     def people(self) -> list[dict[str, Any]]:
-        """Everyone in the model or with a dataset folder: name, in_model, photos."""
+        """Everyone in the model or with a dataset folder: name, in_model, photos, the photos
+        the model could not use, and how many faces it learned them from."""
         labels = self.model_labels()
         names = set(labels)
         if self.dataset.is_dir():
@@ -125,10 +145,28 @@ class Library:
                 and not e.name.startswith(".")
                 and e.name != UNKNOWN_DIR
             }
-        return [
-            {"name": n, "in_model": n in labels, "photos": self.photos(n)}
-            for n in sorted(names, key=str.casefold)
-        ]
+        out = []
+        rows = self.model_rows()
+        for n in sorted(names, key=str.casefold):
+            photos = self.photos(n)
+            unused = self.unused_photos(n, photos) if n in labels else photos
+            out.append({"name": n, "in_model": n in labels, "photos": photos, "unused": unused, "faces_learned": rows.get(n, 0)})  # fmt: skip
+        return out
+
+    def stamp(self) -> dict[str, int]:
+        """Changes at a glance, for the pages' live updates: folder and model times."""
+
+        def mtime(path: Path) -> int:
+            try:
+                return path.stat().st_mtime_ns
+            except OSError:
+                return 0
+
+        model = self.cfg.recognize.model
+        people = mtime(self.dataset) + (mtime(labels_path(model)) if model else 0)
+        if self.dataset.is_dir():
+            people += sum(e.stat().st_mtime_ns for e in os.scandir(self.dataset) if e.is_dir(follow_symlinks=False))  # fmt: skip
+        return {"visitors": mtime(self.unknown_dir), "people": people}
 
     def photo_path(self, name: str, file: str) -> Path:
         """A listed photo of a listed person; FileNotFoundError otherwise."""
@@ -213,11 +251,19 @@ class Library:
     ) -> dict[str, Any]:
         """Enroll an uploaded photo of `name` (a known or a new person); kept in dataset/<name>/."""
         name = check_name(name)
-        upload = safe_upload_name(filename, check_upload(data))
+        data, suffix = prepare_upload(data)
+        upload = safe_upload_name(filename, suffix)
         with tempfile.TemporaryDirectory(prefix="edge-upload-") as tmp:
             path = Path(tmp) / upload
             path.write_bytes(data)
-            result = self.owner.enroll(name, [path], force=force)
+            try:
+                result = self.owner.enroll(name, [path], force=force)
+            except UserError as exc:  # this one photo's reason, under the name it was sent as
+                text = str(exc)
+                if f"({upload}: " not in text:
+                    raise
+                reason = text.split(f"({upload}: ", 1)[1].removesuffix(")")
+                raise UserError(f"{filename or upload}: {reason}") from None
         return result | {"file": result["files"][0]}
 
     def remove_photo(self, name: str, file: str) -> dict[str, Any]:

@@ -20,6 +20,8 @@ class WebOutput(Output):
     def publish(self, emitted: Any, snapshot_jpeg: bytes | None, model: Any) -> None:
         if not self.cfg.history.enabled:  # else the Events page reads the history
             self.app.feed.event(emitted, snapshot_jpeg, model, self.cfg.recognize)
+        else:  # who is here, and news for the live pages
+            self.app.feed.seen(emitted.event)
 
     def tick(self, status: Callable[[], dict[str, Any]]) -> None:
         if self.app.feed.status_due():
@@ -34,8 +36,7 @@ class WebOutput(Output):
 
     def reload(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.app.library.cfg = cfg  # paths and the model; the server keeps its port
-        self.app.read_history(cfg)
+        self.app.reload(cfg)  # paths, the model, the password, the history; not the port
 
     def close(self) -> None:
         self.app.close()

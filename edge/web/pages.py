@@ -1,4 +1,6 @@
-"""The server-rendered pages: Live, Events, Visitors, People, Status (HTML, escaped)."""
+"""The server-rendered pages: Live, Events, Visitors, People, Status (HTML, escaped). Each
+decision in plain words, its numbers one click away; regions with `data-region` are updated
+in place by app.js when /api/changes says something new happened."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 PAGES = (("/", "Live"), ("/events", "Events"), ("/visitors", "Visitors"), ("/people", "People"), ("/status", "Status"))  # fmt: skip
+MIN_PHOTOS = 3  # fewer photos the model learned from: recognition is unreliable
+MAX_NAME = 64
 
 
 def _u(text: str) -> str:
@@ -16,22 +20,33 @@ def _u(text: str) -> str:
 
 
 def _when(t: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
+    if not t:
+        return "-"
+    day = time.strftime("%a %d %b", time.localtime(t))
+    today = time.strftime("%a %d %b", time.localtime())
+    clock = time.strftime("%H:%M:%S", time.localtime(t))
+    return clock if day == today else f"{day}, {clock}"
 
 
-def layout(path: str, title: str, body: str, refresh_s: int = 0) -> str:
-    """A whole page: head, navigation, the message line and `body`."""
+def person_id(name: str) -> str:
+    """The id of a person's card (and the target of links to it)."""
+    return "person-" + _u(name)
+
+
+def layout(path: str, title: str, body: str, live: str = "") -> str:
+    """A whole page: head, navigation, the message line and `body`; `live` names the key of
+    /api/changes whose change refreshes the page's regions."""
     nav = "".join(
         f'<a href="{href}"{" class=here" if href == path else ""}>{name}</a>'
         for href, name in PAGES
     )
-    refresh = f' data-refresh="{refresh_s}"' if refresh_s else ""
+    live_attr = f' data-live="{live}"' if live else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{escape(title)} - edge-faces</title>
 <link rel="stylesheet" href="/static/style.css"><script src="/static/app.js" defer></script>
-</head><body{refresh}><nav>{nav}</nav><div id="msg" role="status"></div>
+</head><body{live_attr}><nav>{nav}</nav><div id="msg" role="status" aria-live="polite"></div>
 <h1>{escape(title)}</h1>
 {body}
 </body></html>
@@ -42,37 +57,82 @@ def live() -> str:
     """The annotated stream."""
     body = (
         '<img class="live" src="/live.mjpeg" alt="live camera view">'
-        '<p class="muted">Green: named, red: unknown (with the closest person), yellow: '
-        'deciding. <a href="/snapshot.jpg">one frame</a></p>'
+        '<p class="muted">Green: recognized, red: not recognized, yellow: still deciding. '
+        '<a href="/snapshot.jpg">one frame</a></p>'
     )
     return layout("/", "Live", body)
 
 
-def _check(value: float | None, limit: float | None, below: bool) -> str:
-    if value is None or limit is None:
-        return "-"
-    ok = value <= limit if below else value >= limit
-    sign = "&le;" if below else "&ge;"
-    mark = "ok" if ok else "no"
-    return f'<span class="{mark}">{value:.2f}</span> {sign} {limit:.2f}'
+# --- a decision in plain words -----------------------------------------------------------
 
 
-def _why(why: dict[str, Any]) -> str:
+def _sureness(why: dict[str, Any]) -> str:
+    """How sure a recognition was, from how far past both thresholds it got."""
+    p, pmin = why.get("probability"), why.get("min_probability")
+    d, dmax = why.get("distance"), why.get("max_distance")
+    if None in (p, pmin, d, dmax):
+        return ""
+    margin = min((p - pmin) / max(1e-6, 1 - pmin), (dmax - d) / max(1e-6, dmax))
+    return "very sure" if margin >= 0.5 else "sure" if margin >= 0.2 else "only just sure enough"
+
+
+def verdict(event: dict[str, Any]) -> str:
+    """One plain sentence for an event's decision."""
+    why, name = event.get("why") or {}, event.get("name")
+    if event["type"] == "left":
+        return f"Left: {name}" if name else "Left"
+    if event["type"] == "recognized" or name:
+        sure = _sureness(why)
+        return f"Recognized: {name}" + (f", {sure}" if sure else "")
+    w, h = why.get("face_px") or (0, 0)
+    if why.get("min_face_px") and min(w, h) < why["min_face_px"]:
+        return "Not recognized: the face was too small (too far from the camera)"
+    if "votes" in why and why["votes"] < why.get("votes_needed", 0):
+        return "Not recognized: seen too briefly to be sure"
+    if "distance" not in why:
+        return "Not recognized: no one is in the library yet"
+    if why["distance"] > why["max_distance"]:
+        return "Not recognized: no one in the library looks close enough"
+    return "Not recognized: a little like someone in the library, but not enough to be sure"
+
+
+def _numbers(event: dict[str, Any]) -> str:
+    """The figures behind a decision, folded; a stranger is never compared by name."""
+    why = event.get("why") or {}
     rows = []
     if "votes" in why:
         rows.append(
-            f"votes {why['votes']} (need {why['votes_needed']} of up to {why['max_crops']})"
+            f"views of the face used: {why['votes']} ({why['votes_needed']} needed, "
+            f"up to {why['max_crops']})"
         )
     if "probability" in why:
-        rows.append("probability " + _check(why["probability"], why["min_probability"], False))
         rows.append(
-            f"distance to {escape(why['closest'])} "
-            + _check(why["distance"], why["max_distance"], True)
+            f"match strength {why['probability']:.2f} "
+            f"(at least {why['min_probability']:.2f} names someone)"
         )
-    w, h = why["face_px"]
-    size = "ok" if min(w, h) >= why["min_face_px"] else "no"
-    rows.append(f'face <span class="{size}">{w}x{h}</span> px (min {why["min_face_px"]})')
-    return "<br>".join(rows)
+        to = f" to {escape(why['closest'])}" if event.get("name") else ""
+        rows.append(
+            f"difference{to} {why['distance']:.2f} "
+            f"(at most {why['max_distance']:.2f} names someone; 0 = the same face)"
+        )
+    if "face_px" in why:
+        w, h = why["face_px"]
+        rows.append(f"face {w}x{h} px (at least {why['min_face_px']} px)")
+    if not rows:
+        return ""
+    items = "".join(f"<li>{r}</li>" for r in rows)
+    return f"<details><summary>the numbers</summary><ul>{items}</ul></details>"
+
+
+def _who(event: dict[str, Any], visitor_ids: set[int]) -> str:
+    """The person or visitor an event is about, linked to their card."""
+    name = event.get("name")
+    if name:
+        return f'<a href="/people#{person_id(name)}">{escape(name)}</a>'
+    visit = event.get("visit")
+    if visit in visitor_ids:
+        return f'<a href="/visitors#visitor-{visit}">visitor {visit}</a>'
+    return f"visitor {visit}" if visit is not None else "someone"
 
 
 def _select(name: str, values: list[str], chosen: str) -> str:
@@ -89,27 +149,30 @@ def events(
     names: list[str],
     cameras: list[str],
     page: int,
+    visitor_ids: set[int] = frozenset(),  # type: ignore[assignment]
 ) -> str:
-    """The timeline with each decision's reasons; filtered by person, day and camera (when
-    there are several), a page at a time."""
+    """The timeline, newest first, each decision in words with its numbers folded; filtered
+    by person, day and camera (when there are several), a page at a time."""
     rows = []
     for e in items:
         img = (
-            f'<img src="/api/events/{e["id"]}/snapshot.jpg" alt="" loading="lazy">'
+            f'<a href="/api/events/{e["id"]}/snapshot.jpg" target="_blank">'
+            f'<img src="/api/events/{e["id"]}/snapshot.jpg" alt="" loading="lazy"></a>'
             if e["snapshot"]
-            else ""
+            else '<span class="noimg"></span>'
         )
-        who = escape(e["name"] or f"unknown visitor {e['visit']}")
-        where = f", {escape(e['camera'])}" if len(cameras) > 1 else ""
+        kind = "ok" if e["type"] == "recognized" else "left" if e["type"] == "left" else "no"
+        where = f" &middot; {escape(e['camera'])}" if len(cameras) > 1 and e.get("camera") else ""
         rows.append(
-            f'<tr class="event" data-type="{escape(e["type"])}"><td>{img}</td>'
-            f"<td><b>{escape(e['type'])}</b> {who}<br><small>{_when(e['time'])}{where}, visit "
-            f"{e['visit']}, track {e['track']}</small></td><td>{_why(e['why'])}</td></tr>"
+            f'<li class="event" id="event-{e["id"]}" data-type="{escape(e["type"])}">{img}'
+            f'<div><b class="{kind}">{escape(verdict(e))}</b><br>'
+            f"<small>{_when(e['time'])}{where} &middot; {_who(e, visitor_ids)}</small>"
+            f"{'' if e['type'] == 'left' else _numbers(e)}</div></li>"
         )
-    table = (
-        f"<table><tr><th></th><th>event</th><th>why</th></tr>{''.join(rows)}</table>"
+    listing = (
+        f'<ul class="events" id="events" data-region>{"".join(rows)}</ul>'
         if rows
-        else "<p>No events.</p>"
+        else '<ul class="events" id="events" data-region><li id="no-events">No events yet.</li></ul>'
     )
     keep = {k: v for k, v in filters.items() if v and k != "before"}
     older = (
@@ -123,9 +186,9 @@ def events(
         + _select("person", ["unknown", *names], filters.get("person") or "")
         + f'<label>day <input type="date" name="day" value="{day}" data-autosubmit></label>'
         + (_select("camera", cameras, filters.get("camera") or "") if len(cameras) > 1 else "")
-        + f"<noscript><button>filter</button></noscript></form>{table}{older}"
+        + f"<noscript><button>filter</button></noscript></form>{listing}{older}"
     )
-    return layout("/events", "Events", body, refresh_s=0 if filters.get("before") else 15)
+    return layout("/events", "Events", body, live="" if filters.get("before") else "events")
 
 
 def _people_list(names: list[str]) -> str:
@@ -142,79 +205,113 @@ def visitors(items: list[dict[str, Any]], names: list[str]) -> str:
     for v in items:
         vid = v["id"]
         thumbs = "".join(
-            f'<img src="/api/visitors/{vid}/crops/{_u(c)}" alt="visitor {vid}">' for c in v["crops"]
+            f'<a href="/api/visitors/{vid}/crops/{_u(c)}" target="_blank">'
+            f'<img src="/api/visitors/{vid}/crops/{_u(c)}" alt="visitor {vid}"></a>'
+            for c in v["crops"]
         )
         same = (
-            "<p><small>looks like visitor(s) "
-            + ", ".join(str(s) for s in v["same_as"])
-            + "</small></p>"
+            "<p><small>Looks like "
+            + ", ".join(f'<a href="#visitor-{s}">visitor {s}</a>' for s in v["same_as"])
+            + " (maybe the same person)</small></p>"
             if v["same_as"]
             else ""
         )
+        span = f" to {_when(v['last'])}" if v["last"] - v["first"] > 1 else ""
         cards.append(
             f'<div class="card visitor" id="visitor-{vid}" data-scope><h2>Visitor {vid}</h2>'
-            f'<div class="thumbs">{thumbs}</div><p><small>{_when(v["first"])}'
-            f"{' - ' + _when(v['last']) if v['last'] - v['first'] > 1 else ''}</small></p>{same}"
-            '<div class="row"><input name="name" list="people" placeholder="name (existing or new)" '
-            f'autocomplete="off"><button data-action="name-visitor" data-id="{vid}">Name</button></div>'
-            f'<div class="row"><button data-action="ignore-visitor" data-id="{vid}">Ignore</button>'
-            f'<button class="danger" data-action="delete-visitor" data-id="{vid}">Delete</button></div></div>'
+            f'<div class="thumbs">{thumbs}</div><p><small>{_when(v["first"])}{span}</small></p>{same}'
+            f'<div class="row"><input name="name" list="people" maxlength="{MAX_NAME}" '
+            'placeholder="who is this? (name)" autocomplete="off">'
+            f'<button data-action="name-visitor" data-id="{vid}">Name</button></div>'
+            f"<details><summary>not someone to name</summary>"
+            f'<div class="row"><button data-action="ignore-visitor" data-id="{vid}">Never name this face</button>'
+            f'<button class="danger" data-action="delete-visitor" data-id="{vid}">Delete the pictures</button></div>'
+            "</details></div>"
         )
     body = (
-        "<p class=muted>Name a visitor to have them recognized next time; Ignore teaches the "
-        "model never to name that face; Delete only removes the crops.</p>"
+        "<p class=muted>People the camera did not recognize. Name one to have them recognized "
+        "next time.</p>"
         + _people_list(names)
-        + (
-            f'<div class="cards">{"".join(cards)}</div>'
-            if cards
-            else "<p>No unknown visitors saved.</p>"
-        )
+        + f'<div class="cards" id="visitor-cards" data-region>{"".join(cards)}'
+        + ("" if cards else '<p id="no-visitors">No visitors waiting for a name.</p>')
+        + "</div>"
     )
-    return layout("/visitors", "Visitors", body)
+    return layout("/visitors", "Visitors", body, live="visitors")
+
+
+def _person_card(p: dict[str, Any]) -> str:
+    n, q = escape(p["name"]), _u(p["name"])
+    unused = set(p.get("unused", []))
+    thumbs = "".join(
+        f"<figure{' class=unused' if f in unused else ''}>"
+        f'<a href="/api/people/{q}/photos/{_u(f)}" target="_blank">'
+        f'<img src="/api/people/{q}/photos/{_u(f)}" alt="{escape(f)}" loading="lazy"></a>'
+        + ("<figcaption>not used</figcaption>" if f in unused and p["in_model"] else "")
+        + f'<button class="danger" data-action="delete-photo" data-name="{n}" '
+        f'data-file="{escape(f)}" title="delete {escape(f)}">&times;</button></figure>'
+        for f in p["photos"]
+    )
+    used = p.get("faces_learned", len(p["photos"]) - len(unused))
+    notes = []
+    if not p["in_model"]:
+        notes.append('<p class="warn">Not recognized yet: add a photo with one clear face.</p>')
+    elif used < MIN_PHOTOS:
+        notes.append(
+            f'<p class="warn">Learned from only {used} face{"s" if used != 1 else ""}: add '
+            f"{MIN_PHOTOS} or more photos, from different days and angles, for reliable "
+            "recognition.</p>"
+        )
+    if unused and p["in_model"]:
+        notes.append(
+            f"<p><small>{len(unused)} photo(s) marked &ldquo;not used&rdquo;: the model found "
+            "no single clear face in them.</small></p>"
+        )
+    return (
+        f'<div class="card person" id="{person_id(p["name"])}" data-person="{n}" data-scope>'
+        f"<h2>{n}</h2><p><small>{len(p['photos'])} photo(s) here; the model learned from "
+        f"{used} face(s)</small></p>{''.join(notes)}"
+        f'<div class="thumbs">{thumbs}</div>'
+        f'<label class="row">Add photos: <input type="file" accept="image/*" multiple '
+        f'data-upload="{n}"></label>'
+        "<details><summary>rename, forget, delete photos</summary>"
+        f'<div class="row"><input name="new-name" maxlength="{MAX_NAME}" placeholder="new name" '
+        f'autocomplete="off"><button data-action="rename" data-name="{n}">Rename</button></div>'
+        f'<div class="row"><button class="danger" data-action="forget" data-name="{n}">'
+        f"Forget {n}</button></div><p><small>Delete a photo with its &times;.</small></p>"
+        "</details></div>"
+    )
 
 
 def people(items: list[dict[str, Any]]) -> str:
-    """Each person's photos; upload, delete a photo, rename, forget."""
-    cards = []
-    for p in items:
-        n, q = escape(p["name"]), _u(p["name"])
-        thumbs = "".join(
-            f'<figure><img src="/api/people/{q}/photos/{_u(f)}" alt="{escape(f)}" loading="lazy">'
-            f'<button class="danger" data-action="delete-photo" data-name="{n}" '
-            f'data-file="{escape(f)}" title="delete {escape(f)}">&times;</button></figure>'
-            for f in p["photos"]
-        )
-        state = "" if p["in_model"] else ' <small class="no">(not in the model)</small>'
-        cards.append(
-            f'<div class="card person" data-person="{n}" data-scope><h2>{n}{state}</h2>'
-            f'<p><small>{len(p["photos"])} photo(s)</small></p><div class="thumbs">{thumbs}</div>'
-            '<div class="row"><input type="file" accept="image/*" multiple>'
-            f'<button data-action="upload" data-name="{n}">Add photos</button></div>'
-            '<div class="row"><input name="new-name" placeholder="new name" autocomplete="off">'
-            f'<button data-action="rename" data-name="{n}">Rename</button>'
-            f'<button class="danger" data-action="forget" data-name="{n}">Forget</button></div></div>'
-        )
+    """Each person's photos; upload (one step), and folded: rename, forget, delete a photo."""
     add = (
-        '<div class="card" data-scope><h2>Add a person</h2><div class="row">'
-        '<input name="name" placeholder="name" autocomplete="off"></div><div class="row">'
-        '<input type="file" accept="image/*" multiple><button data-action="upload">Enroll</button>'
-        "</div></div>"
+        '<div class="card" id="add-person" data-scope><h2>Add a person</h2><div class="row">'
+        f'<input name="name" maxlength="{MAX_NAME}" placeholder="name" autocomplete="off"></div>'
+        '<label class="row">Photos: <input type="file" accept="image/*" multiple data-upload=""></label>'
+        f"<p><small>{MIN_PHOTOS} or more photos of one face each, from different days.</small></p>"
+        "</div>"
     )
-    body = f'<div class="cards">{add}{"".join(cards)}</div>'
-    return layout("/people", "People", body)
+    cards = "".join(_person_card(p) for p in items)
+    body = f'<div class="cards" id="people-cards" data-region>{add}{cards}</div>'
+    return layout("/people", "People", body, live="people")
+
+
+def _ms(v: Any) -> str:
+    return "-" if v is None else f"{v}"
 
 
 def status(s: dict[str, Any]) -> str:
-    """Frames/s, per-stage ms, CPU temperature, model, uptime, MQTT state."""
+    """Who is here, frames/s, the work per frame, CPU temperature, model, uptime, MQTT."""
     temp = s.get("cpu_temp_c")
+    here = s.get("present_names") or []
     rows = [
+        ("at the camera now", escape(", ".join(here)) if here else "no one"),
         ("frames/s", s.get("fps", "-")),
         (
             "frames read / processed / dropped",
             f"{s.get('frames_read', '-')} / {s.get('frames_processed', '-')} / {s.get('frames_dropped', '-')}",
         ),  # fmt: skip
         ("events", s.get("events", "-")),
-        ("present now", s.get("present", "-")),
         ("CPU temperature", f"{temp:.1f} &deg;C" if temp is not None else "not available"),
         (
             "model",
@@ -227,13 +324,28 @@ def status(s: dict[str, Any]) -> str:
             f"{int(s['uptime_s'] // 3600)} h {int(s['uptime_s'] % 3600 // 60)} min {int(s['uptime_s'] % 60)} s",
         ),  # fmt: skip
     ]
-    table = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
-    stages = "".join(
-        f"<tr><td>{escape(name)}</td><td>{v.get('median_ms', '-')}</td><td>{v.get('p95_ms', '-')}</td></tr>"
-        for name, v in s.get("stages", {}).items()
+    table = "".join(
+        f'<tr id="status-{i}"><th>{k}</th><td>{v}</td></tr>' for i, (k, v) in enumerate(rows)
+    )
+    stages = s.get("stages", {})
+    work = "".join(
+        f'<tr id="stage-{escape(name)}"><td>{escape(name)}</td><td>{_ms(v.get("median_ms"))}</td>'
+        f"<td>{_ms(v.get('p95_ms'))}</td></tr>"
+        for name, v in stages.items()
+        if name != "capture"
+    )
+    wait = stages.get("capture", {})
+    pace = (
+        f'<p id="camera-wait"><small>Waiting for the camera&rsquo;s next frame: '
+        f"{_ms(wait.get('median_ms'))} ms typical (the camera&rsquo;s pace, not work; "
+        "a stage at 0.0 had nothing to do).</small></p>"
+        if wait
+        else '<p id="camera-wait"></p>'
     )
     body = (
-        f'<table id="status">{table}</table><h2>Per stage, ms</h2>'
-        f"<table><tr><th>stage</th><th>median</th><th>p95</th></tr>{stages}</table>"
+        f'<div id="status-all" data-region><table id="status">{table}</table>'
+        f'<h2 id="stages-title">Work per frame, ms</h2>'
+        f'<table id="stages"><tr><th>stage</th><th>median</th><th>p95</th></tr>{work}</table>'
+        f"{pace}</div>"
     )
-    return layout("/status", "Status", body, refresh_s=5)
+    return layout("/status", "Status", body, live="status")

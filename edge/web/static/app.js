@@ -1,5 +1,9 @@
-// The pages' actions: each button's data-action calls the JSON API, then the page reloads.
+// The pages' actions (each button's data-action, each file input's data-upload calls the JSON
+// API) and live updates: /api/changes is polled and the page's [data-region]s are refreshed in
+// place, never a whole-page reload, never under a card someone is typing in.
 "use strict";
+
+const POLL_MS = 3000;
 
 function say(text, kind) {
   const msg = document.getElementById("msg");
@@ -25,16 +29,95 @@ async function call(method, url, body, contentType) {
 
 const part = encodeURIComponent;
 
-function valueOf(button, name) {
-  const box = button.closest("[data-scope]");
+function valueOf(el, name) {
+  const box = el.closest("[data-scope]");
   const field = box && box.querySelector(`[name="${name}"]`);
   return field ? field.value.trim() : "";
 }
 
-function filesOf(button) {
-  const box = button.closest("[data-scope]");
-  const field = box && box.querySelector('input[type="file"]');
-  return field ? Array.from(field.files) : [];
+// --- live regions ------------------------------------------------------------------------
+
+function busy(el) {
+  if (el.contains(document.activeElement) && document.activeElement !== document.body) return true;
+  if (el.querySelector("details[open]")) return true;
+  return Array.from(el.querySelectorAll("input")).some((i) => (i.type === "file" ? i.files.length : i.value));
+}
+
+function morph(old, fresh) {
+  const want = Array.from(fresh.children);
+  const ids = new Set(want.map((c) => c.id));
+  for (const c of Array.from(old.children)) if (!ids.has(c.id) && !busy(c)) c.remove();
+  let prev = null;
+  for (const w of want) {
+    let cur = w.id ? document.getElementById(w.id) : null;
+    if (cur && cur.parentNode !== old) cur = null;
+    if (!cur) {
+      cur = document.importNode(w, true);
+      if (prev) prev.after(cur); else old.prepend(cur);
+    } else if (cur.outerHTML !== w.outerHTML && !busy(cur)) {
+      const next = document.importNode(w, true);
+      cur.replaceWith(next);
+      cur = next;
+    }
+    prev = cur;
+  }
+}
+
+async function refresh() {
+  const response = await fetch(location.href, { credentials: "same-origin" });
+  if (!response.ok) return;
+  const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+  for (const region of document.querySelectorAll("[data-region]")) {
+    const fresh = doc.getElementById(region.id);
+    if (fresh) morph(region, fresh);
+  }
+}
+
+let seen = null;
+
+async function poll() {
+  const key = document.body.dataset.live;
+  try {
+    const changes = await (await fetch("/api/changes", { credentials: "same-origin" })).json();
+    if (seen !== null && changes[key] !== seen) await refresh();
+    seen = changes[key];
+  } catch (err) {
+    // the device restarting or the network gone: try again at the next poll
+  } finally {
+    setTimeout(poll, POLL_MS);
+  }
+}
+
+// --- actions -----------------------------------------------------------------------------
+
+function clearCard(el) {
+  const box = el.closest("[data-scope]");
+  if (!box) return;
+  for (const i of box.querySelectorAll("input")) i.value = "";
+  for (const d of box.querySelectorAll("details[open]")) d.open = false;
+  if (document.activeElement) document.activeElement.blur();
+}
+
+async function upload(input) {
+  const name = input.dataset.upload || valueOf(input, "name");
+  const files = Array.from(input.files);
+  if (!name) { input.value = ""; throw new Error("type the name first, then choose the photos"); }
+  if (!files.length) return null;
+  const failed = [];
+  let added = 0;
+  for (const file of files) {  // one by one: a bad photo does not stop the others
+    say(`uploading ${file.name} (${added + failed.length + 1} of ${files.length}) ...`, "info");
+    try {
+      await call("POST", `/api/people/${part(name)}/photos`, file);
+      added += 1;
+    } catch (err) {
+      failed.push(`${file.name}: ${err.message}`);
+    }
+  }
+  const done = `${added} photo(s) of ${name} enrolled`;
+  if (!failed.length) return done;
+  if (!added) throw new Error(failed.join("; "));
+  return `${done}; not used: ${failed.join("; ")}`;
 }
 
 const actions = {
@@ -42,29 +125,16 @@ const actions = {
     const name = valueOf(b, "name");
     if (!name) throw new Error("type a name first");
     const r = await call("POST", `/api/visitors/${b.dataset.id}/name`, { name });
-    return `visitor ${b.dataset.id} named ${r.name}: the model reloads within seconds`;
+    return `visitor ${b.dataset.id} named ${r.name}: recognized from their next visit`;
   },
   async "ignore-visitor"(b) {
     await call("POST", `/api/visitors/${b.dataset.id}/ignore`);
-    return `visitor ${b.dataset.id} ignored: never to be named`;
+    return `visitor ${b.dataset.id}: this face will never be named`;
   },
   async "delete-visitor"(b) {
-    if (!confirm(`Delete visitor ${b.dataset.id}'s crops?`)) return null;
+    if (!confirm(`Delete visitor ${b.dataset.id}'s pictures?`)) return null;
     await call("DELETE", `/api/visitors/${b.dataset.id}`);
     return `visitor ${b.dataset.id} deleted`;
-  },
-  async upload(b) {
-    const name = b.dataset.name || valueOf(b, "name");
-    const files = filesOf(b);
-    if (!name) throw new Error("type a name first");
-    if (!files.length) throw new Error("choose one or more photos first");
-    let added = 0;
-    for (const file of files) {
-      say(`uploading ${file.name} ...`, "info");
-      await call("POST", `/api/people/${part(name)}/photos`, file);
-      added += 1;
-    }
-    return `${added} photo(s) of ${name} enrolled`;
   },
   async "delete-photo"(b) {
     if (!confirm(`Delete ${b.dataset.file}?`)) return null;
@@ -84,31 +154,35 @@ const actions = {
   },
 };
 
-document.addEventListener("click", async (event) => {
-  const button = event.target.closest("button[data-action]");
-  if (!button) return;
-  event.preventDefault();
-  button.disabled = true;
+async function act(el, work) {
+  el.disabled = true;
   try {
     say("working ...", "info");
-    const done = await actions[button.dataset.action](button);
+    const done = await work();
     if (done === null) { say("", ""); return; }
-    sessionStorage.setItem("edge-msg", done);
-    location.reload();
+    clearCard(el);
+    await refresh();
+    say(done, "info");
   } catch (err) {
     say(err.message, "error");
   } finally {
-    button.disabled = false;
+    el.disabled = false;
   }
+}
+
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-action]");
+  if (!button) return;
+  event.preventDefault();
+  act(button, () => actions[button.dataset.action](button));
 });
 
 document.addEventListener("change", (event) => {
-  if (event.target.matches("[data-autosubmit]")) event.target.form.submit();
+  const el = event.target;
+  if (el.matches("[data-autosubmit]")) el.form.submit();
+  else if (el.matches("input[type=file][data-upload]")) act(el, () => upload(el));
 });
 
 window.addEventListener("DOMContentLoaded", () => {
-  const done = sessionStorage.getItem("edge-msg");
-  if (done) { say(done, "info"); sessionStorage.removeItem("edge-msg"); }
-  const refresh = document.body.dataset.refresh;
-  if (refresh) setTimeout(() => location.reload(), Number(refresh) * 1000);
+  if (document.body.dataset.live) poll();
 });
