@@ -46,6 +46,14 @@ SETTINGS = {
     "every-8th": "detect:\n  every_n_frames: 8\n",
     "blazeface": "detect:\n  method: dnn\n  confirmer: blazeface\n",
 }
+# doorbell clip versions (tests/doorbell.py): name -> (zoom, infrared)
+CLIPS = {
+    "door": (1.0, False),
+    "closeup": (2.0, False),
+    "closer": (3.0, False),
+    "far": (0.5, False),
+    "ir": (1.0, True),
+}
 
 
 def existing_model(arg: str | None) -> Path | None:
@@ -116,7 +124,7 @@ def appear_delays(events: list[dict], timeline: dict, t0: float) -> list[float]:
     for v in timeline["visits"]:
         arrivals = _arrivals(events, v)
         if arrivals:
-            start = v.get("face_frame", v["first_frame"])  # the whole face is in view
+            start = v["face_frame"] if v.get("face_frame") is not None else v["first_frame"]
             out.append(arrivals[0]["time"] - (t0 + start / fps))
     return out
 
@@ -325,6 +333,13 @@ def main() -> int:
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     p.add_argument("--no-realtime", action="store_true", help="skip the --realtime runs")
     p.add_argument("--only-realtime", action="store_true", help="only the doorbell --realtime runs")
+    p.add_argument(
+        "--clips",
+        nargs="+",
+        default=["door"],
+        choices=list(CLIPS),
+        help="doorbell clip versions: door, closeup (zoom 2), closer (zoom 3), far (zoom 0.5), ir (night look)",
+    )
     p.add_argument("--out", default="pipeline.json", help="result file in bench/results")
     p.add_argument("--soak-minutes", type=float, default=0, help="looped run for RSS growth")
     p.add_argument(
@@ -340,13 +355,17 @@ def main() -> int:
     work = RESULTS / ("pipeline-soak" if args.soak_only else "pipeline-work")
     work.mkdir(exist_ok=True)
     model = find_model(args.model)
-    clip_dir = work / f"doorbell-{args.visits}"
-    tl_path = clip_dir / "timeline.json"
-    # (re)made when missing or written by an older generator (no face_frame)
-    if not tl_path.is_file() or "face_frame" not in tl_path.read_text():
-        make_clip(DATA, clip_dir, visits=args.visits, seed=0)
-    timeline = json.loads(tl_path.read_text())
-    clip = clip_dir / "clip.mp4"
+    clips: dict[str, tuple[Path, dict]] = {}
+    for version in args.clips:
+        zoom, ir = CLIPS[version]
+        suffix = "" if version == "door" else f"-{version}"
+        clip_dir = work / f"doorbell-{args.visits}{suffix}"
+        tl_path = clip_dir / "timeline.json"
+        # (re)made when missing or written by an older generator (no zoom)
+        if not tl_path.is_file() or '"zoom"' not in tl_path.read_text():
+            make_clip(DATA, clip_dir, visits=args.visits, seed=0, zoom=zoom, ir=ir)
+        clips[version] = (clip_dir / "clip.mp4", json.loads(tl_path.read_text()))
+    clip, timeline = next(iter(clips.values()))
 
     configs = {}
     for name in args.settings:
@@ -376,21 +395,24 @@ def main() -> int:
                 r = run_edge(path, video, ["--every-frame"], work)
                 rows.append(row(name, video.name, "every", r))
                 print_table(rows[-1:])
-    for name, config in progress(list(configs.items()), desc="doorbell settings", unit="setting"):
+    runs = [(v, n, c) for v in clips for n, c in configs.items()]
+    for version, name, config in progress(runs, desc="doorbell runs", unit="run"):
+        clip_v, timeline_v = clips[version]
+        source = f"doorbell-{args.visits}" + ("" if version == "door" else f"-{version}")
         modes = [] if args.only_realtime else [("every", ["--every-frame"])]
         if not args.no_realtime:
             modes.append(("realtime", ["--realtime"]))
         for mode, extra in modes:
-            r = run_edge(config, clip, extra, work)
-            events_file = work / f"events-{name}-{mode}.jsonl"
+            r = run_edge(config, clip_v, extra, work)
+            events_file = work / f"events-{version}-{name}-{mode}.jsonl"
             events_file.write_text("".join(json.dumps(e) + "\n" for e in r["events"]))
-            out = row(name, f"doorbell-{args.visits}", mode, r)
-            out["score"] = score_events(r["events"], timeline)
+            out = row(name, source, mode, r)
+            out["score"] = score_events(r["events"], timeline_v)
             if mode == "realtime":
-                d = appear_delays(r["events"], timeline, r["stats"]["source_t0"])
+                d = appear_delays(r["events"], timeline_v, r["stats"]["source_t0"])
                 out["appear_delay_s"] = _median_p95(d)
                 t0 = r["stats"]["source_t0"]
-                out["left_delay_s"] = _median_p95(left_delays(r["events"], timeline, t0))
+                out["left_delay_s"] = _median_p95(left_delays(r["events"], timeline_v, t0))
             rows.append(out)
             print_table(rows[-1:])
     print()
@@ -424,6 +446,11 @@ def main() -> int:
             line += f"  default/every-1st {ratio:.2f}"
         print(f"{key:<34} {line}")
     for r in rows:
+        if "score" in r:
+            sc = r["score"]
+            print(f"{r['setting']} {r['source']} {r['mode']}: P {sc['precision']} R {sc['recall']}, "
+                  f"strangers named {sc['strangers_named']}, missed {sc['missed']}")  # fmt: skip
+    for r in rows:
         if "left_delay_s" in r:
             a, lv = r["appear_delay_s"], r["left_delay_s"]
             print(f"{r['setting']} realtime: appear->event {a['median']} / {a['p95']} s (n={a['count']}), "
@@ -439,6 +466,7 @@ def main() -> int:
         "model": str(model),
         "timeline": {k: timeline[k] for k in ("fps", "width", "height", "frames")},
         "visits": timeline["visits"],
+        "clips": list(clips),
         "runs": rows,
         "pi_reference": ref,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -219,12 +220,12 @@ def train(args, cfg: Config, models_dir: Path) -> dict:
         replaced = model_path.exists()
         # through the library owner: under its lock, faces.json last (a running edge never
         # reads half a model), slugs kept, the trained thresholds the new baseline
-        gen = FaceLibrary(cfg, model_path).adopt_training(tmp, meta, store)
+        FaceLibrary(cfg, model_path).adopt_training(tmp, meta, store)
         log.info(
-            "wrote model %s, labels %s and embedding store (generation %d)%s",
+            "wrote model %s, labels %s and embedding store %s%s",
             model_path,
             labels_path(model_path),
-            gen,
+            json.loads(labels_path(model_path).read_text())["store"],
             " (replacing the previous ones)" if replaced else "",
         )
     finally:

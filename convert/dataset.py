@@ -29,7 +29,7 @@ from edge.progress import progress
 log = logging.getLogger("convert.dataset")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
-CROP_VERSION = 3  # bump when the crop geometry changes: invalidates cached crops
+CROP_VERSION = 4  # bump when the crop geometry changes: invalidates cached crops
 
 
 @dataclass
@@ -213,8 +213,6 @@ def load_dataset(
     root: Path, cfg: DetectConfig, size: int, cache: CropCache, min_photos: int = 2
 ) -> Dataset:
     """Detect, align and crop every photo (cached by file hash); drop people with too few photos."""
-    from edge.align import Aligner
-    from edge.detect import create_photo_detector
     from edge.images import read_image
 
     found, skipped = crawl(root)
@@ -232,7 +230,6 @@ def load_dataset(
             repr(cfg.photo),
         ],
     )
-    detector = aligner = None
     hits = 0
     for path, label in progress(found, desc="crop", unit="photo"):
         try:
@@ -243,9 +240,7 @@ def load_dataset(
         key = hashlib.sha256(f"{digest}{settings}".encode()).hexdigest()[:32]
         entry = cache.get("crops", key)
         if entry is None:
-            if detector is None:
-                detector, aligner = create_photo_detector(cfg), Aligner(cfg)
-            entry = _crop_photo(path, detector, aligner, size, read_image)
+            entry = _crop_photo(path, cfg, size, read_image)
             cache.put("crops", key, **entry)
         else:
             hits += 1
@@ -265,21 +260,20 @@ def load_dataset(
     return ds
 
 
-def _crop_photo(path: Path, detector, aligner, size: int, read_image) -> dict:
+def _crop_photo(path: Path, cfg: DetectConfig, size: int, read_image) -> dict:
     """{"crop": RGB uint8} for the largest face, or {"reason": why the photo is unusable}."""
     import cv2
 
-    from edge.stills import main_face
+    from edge.stills import main_crop
 
     try:
         image = read_image(path)
     except UserError as exc:
         return {"reason": np.array(str(exc).split(": ", 1)[-1])}
-    face, note = main_face(detector.detect(image))
-    if face is None:
+    crop, note = main_crop(image, cfg, size)
+    if crop is None:
         return {"reason": np.array(note)}
     out = {"warning": np.array(note)} if note else {}
-    crop = aligner.crop(image, face, size)
     out["crop"] = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
     return out
 

@@ -61,8 +61,14 @@ class PhotoConfig:
         min=0.0,
         max=2.0,
     )
-    pad_width: int = _opt(320, "width of that padded pass, px", min=80, max=4096)
-    scale_factor: float = _opt(1.1, "Haar pyramid step for still photos", min=1.01, max=2.0)
+    pad_width: int = _opt(160, "width of that padded pass, px", min=80, max=4096)
+    min_face: int = _opt(
+        32,
+        "two-stage: smallest face looked for in a still photo, its px (no pass runs finer than this needs)",
+        min=8,
+        max=1000,
+    )
+    scale_factor: float = _opt(1.2, "Haar pyramid step for still photos", min=1.01, max=2.0)
     max_proposals: int = _opt(
         64, "two-stage: most Haar proposals confirmed per pass", min=1, max=1000
     )
@@ -91,6 +97,12 @@ class DetectConfig:
     )
     confirm_size: int = _opt(
         128, "two-stage: res10 input side for each margin crop, px", min=32, max=600
+    )
+    closeup: float = _opt(
+        0.3,
+        "live loop, two-stage: also find faces at least this share of the frame high or cut by its edge (BlazeFace proposes, the DNN confirms); 0 = off",
+        min=0.0,
+        max=1.0,
     )
     haar: HaarConfig = field(default_factory=HaarConfig)
     photo: PhotoConfig = field(default_factory=PhotoConfig)

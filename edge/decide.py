@@ -29,6 +29,7 @@ SAME_UNKNOWN_DISTANCE = 0.5  # cosine distance under which a re-found unknown is
 REFIND_S, REFIND_NEAR = 2.0, 1.0  # a lost unknown found again: seconds, face sizes away
 EAGER_S = 2.0  # an undecided track this young gets detection on every frame, usable crop or not
 LOST_S = 0.5  # ... unless the detector has not found it for this long
+CLIPPED_S = 1.0  # a track this old with no whole face yet is judged from its clipped crops
 
 
 @dataclass
@@ -86,8 +87,19 @@ class Judge:
         if now - t.last_source_time > LOST_S:  # lost: it waits to be found (or to end)
             return False
         c = t.last_crop
-        usable = c is not None and not c.clipped and c.size >= self.cfg.min_face_px
+        usable = (
+            c is not None
+            and (not c.clipped or self._clipped_ok(t))
+            and c.size >= self.cfg.min_face_px
+        )
         return usable or t.last_source_time - t.first_source_time < EAGER_S
+
+    @staticmethod
+    def _clipped_ok(t: Track) -> bool:
+        """A face cut by the frame's edge for CLIPPED_S (a visitor leaning in) is judged from
+        its clipped crops: it gets at least an `unknown` event, and a name only if the vote
+        agrees as for any face."""
+        return t.last_source_time - t.first_source_time >= CLIPPED_S
 
     def step(self, tracks: list[Track], now: float) -> list[Track]:
         """One crop per undecided track; returns tracks whose decision is new or changed."""
@@ -102,6 +114,8 @@ class Judge:
                     t.crops.clear()  # a re-check votes on crops taken from now on
                 continue
             crop = t.best_untried(self.cfg.min_face_px)
+            if crop is None and decision is None and self._clipped_ok(t):
+                crop = t.best_untried(self.cfg.min_face_px, clipped=True)
             if crop is None:
                 continue
             crop.tried = True

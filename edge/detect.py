@@ -34,6 +34,7 @@ __all__ = [
     "clip_face",
     "create_detector",
     "create_dnn",
+    "create_live_detector",
     "create_photo_detector",
     "downscale",
     "iou",
@@ -66,6 +67,17 @@ def create_detector(
     raise ValueError(f"unknown detector method {method!r}")
 
 
+def create_live_detector(cfg: DetectConfig) -> Detector:
+    """The live loop's detector: `cfg`'s method, plus the close-up pass (`detect.closeup`)
+    for two-stage, whose Haar proposals miss faces that fill the frame or are cut by it."""
+    detector = create_detector(cfg)
+    if cfg.method != "two-stage" or cfg.closeup <= 0:
+        return detector
+    from edge.detectors.closeup import CloseUpDetector
+
+    return CloseUpDetector(detector, create_dnn(cfg, "blazeface"), cfg.closeup)
+
+
 def create_dnn(cfg: DetectConfig, name: str) -> Detector:
     """The res10 or BlazeFace detector (also a two-stage confirmer)."""
     if name == "res10":
@@ -92,14 +104,17 @@ def photo_config(cfg: DetectConfig) -> DetectConfig:
 def create_photo_detector(
     cfg: DetectConfig, method: str | None = None, confirmer: str | None = None
 ) -> Detector:
-    """The still-photo profile (`detect.photo`) around the detector `cfg` asks for.
+    """The still-photo profile (`detect.photo`) around the detector `cfg` asks for; its
+    cascades and nets are loaded once for all passes.
 
     Raises ModelError (one line) when a model file is missing or corrupt.
     """
-    from edge.detectors.photo import PadDetector, PhotoDetector
+    from edge.detectors.photo import PadDetector, PassesDetector, PhotoDetector
 
     photo = cfg.photo
     base = photo_config(cfg)
+    if (method or cfg.method) == "two-stage":
+        return PhotoDetector(create_detector(base, method, confirmer), photo, cfg.nms_iou)
     passes: list[tuple[Detector, int]] = [
         (create_detector(replace(base, downscale_width=photo.width), method, confirmer), 0)
     ]
@@ -109,4 +124,4 @@ def create_photo_detector(
     if photo.pad > 0:
         padded = create_detector(replace(base, downscale_width=photo.pad_width), method, confirmer)
         passes.append((PadDetector(padded, photo.pad), 0))
-    return PhotoDetector(passes, cfg.nms_iou)
+    return PassesDetector(passes, cfg.nms_iou)

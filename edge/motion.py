@@ -26,9 +26,15 @@ class SceneWatch:
         """The detector ran on this frame."""
         self._seen = thumbnail(image)
 
-    def changed(self, image: np.ndarray) -> bool:
-        """True unless this frame looks like the one the detector last ran on."""
+    def changed(self, image: np.ndarray, ignore: list[tuple] = (), margin: float = 0.0) -> bool:
+        """True unless this frame looks like the one the detector last ran on, apart from the
+        `ignore` boxes (`image` px, each grown by `margin` of its size on every side)."""
         if self._seen is None:
             return True
         moved = cv2.absdiff(thumbnail(image), self._seen) > LEVELS
+        sx, sy = THUMB[0] / image.shape[1], THUMB[1] / image.shape[0]
+        for x, y, w, h in ignore:
+            m = margin * max(w, h)
+            x0, y0 = max(0, int((x - m) * sx)), max(0, int((y - m) * sy))
+            moved[y0 : int((y + h + m) * sy) + 1, x0 : int((x + w + m) * sx) + 1] = False
         return int(np.count_nonzero(moved)) > FRACTION * moved.size

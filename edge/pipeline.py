@@ -21,6 +21,7 @@ import cv2
 from edge.capture import Frame, Source, open_source
 from edge.config import Config, ConfigError, load_config
 from edge.decide import UNKNOWN, Emitted, Judge, Presence
+from edge.detectors.twostage import NEAR_MARGIN
 from edge.errors import UserError
 from edge.motion import SceneWatch
 from edge.notify import Notifier
@@ -58,9 +59,9 @@ def build_stages(cfg: Config) -> Stages:
 
     Raises UserError/ModelError (one line) when a model file is bad or explicitly missing.
     """
-    from edge.detect import create_detector
+    from edge.detect import create_live_detector
 
-    detector = create_detector(cfg.detect)
+    detector = create_live_detector(cfg.detect)
     path = cfg.recognize.model
     if not path:
         log.info("recognize.model is empty: detect only, every face is unknown")
@@ -316,7 +317,11 @@ class Loop:
             due and (self.tracker.tracks or self.scene.changed(view))  # an empty, still scene: skip
         ):
             with st.stage("detect"):
-                faces = self.stages.detector.detect(frame.image, frame.small)
+                near = self._near(frame, view)
+                if near:
+                    faces = self.stages.detector.detect_near(frame.image, frame.small, near)
+                else:
+                    faces = self.stages.detector.detect(frame.image, frame.small)
                 self.scene.looked(view)
         with st.stage("track"):
             if faces is not None:
@@ -327,6 +332,19 @@ class Loop:
             self.judge.step(self.tracker.tracks, frame.source_time)
         with st.stage("publish"):
             self._publish(self.presence.update(frame, self.tracker.tracks, ended))
+
+    def _near(self, frame: Frame, view: Any) -> list[tuple] | None:
+        """The tracked faces' boxes when the detector need look only around them: it can
+        (detect_near), every face is tracked and nothing moved elsewhere; else None."""
+        tracks = self.tracker.tracks
+        if not tracks or not hasattr(self.stages.detector, "detect_near"):
+            return None
+        boxes = [t.box for t in tracks]
+        sx = view.shape[1] / frame.image.shape[1]
+        small = [tuple(v * sx for v in b) for b in boxes]
+        if self.scene.changed(view, small, NEAR_MARGIN):
+            return None
+        return boxes
 
     def _publish(self, emitted: list[Emitted]) -> None:
         for e in emitted:

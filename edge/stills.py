@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.config import Config
+from edge.config import Config, DetectConfig
 from edge.recognize import UNKNOWN
 
 AMBIGUOUS_RATIO = 0.8  # a second face this large (area vs the largest) makes a photo ambiguous
@@ -24,6 +24,39 @@ def main_face(faces: list) -> tuple[object | None, str]:
     if a1 >= AMBIGUOUS_RATIO * a0:
         return None, f"ambiguous: {len(faces)} faces of similar size"
     return faces[0], f"{len(faces)} faces; using the largest"
+
+
+class PhotoCropper:
+    """Photo -> aligned crop of its main face: the photo profile and the aligner, built once.
+
+    The one path from a photo to a face crop (training, enrolment, the library)."""
+
+    def __init__(self, cfg: DetectConfig) -> None:
+        from edge.align import Aligner
+        from edge.detect import create_photo_detector
+
+        self.detector = create_photo_detector(cfg)
+        self.aligner = Aligner(cfg)
+
+    def __call__(self, image: np.ndarray, size: int) -> tuple[np.ndarray | None, str]:
+        """(aligned size x size BGR crop, warning or ""), or (None, why there is none)."""
+        face, note = main_face(self.detector.detect(image))
+        if face is None:
+            why = getattr(self.detector, "why_none", None)
+            return None, why(image) if note == "no face found" and why else note
+        return self.aligner.crop(image, face, size), note
+
+
+_croppers: dict[str, PhotoCropper] = {}
+
+
+def main_crop(image: np.ndarray, cfg: DetectConfig, size: int) -> tuple[np.ndarray | None, str]:
+    """The aligned crop of the photo's main face, or (None, why not); see PhotoCropper. The
+    detector and aligner are built once per process and detection config."""
+    key = repr(cfg)
+    if key not in _croppers:
+        _croppers[key] = PhotoCropper(cfg)
+    return _croppers[key](image, size)
 
 
 @dataclass
@@ -53,13 +86,11 @@ class StillRecognizer:
     """Photo-profile detector + aligner + face model, built once, applied to many images."""
 
     def __init__(self, cfg: Config, model_path: str | None = None) -> None:
-        from edge.align import Aligner
-        from edge.detect import create_photo_detector
         from edge.recognize import FaceModel
 
         self.model = FaceModel.load(model_path or cfg.recognize.model, cfg.recognize)
-        self.detector = create_photo_detector(cfg.detect)
-        self.aligner = Aligner(cfg.detect)
+        cropper = PhotoCropper(cfg.detect)
+        self.detector, self.aligner = cropper.detector, cropper.aligner
 
     def __call__(self, image: np.ndarray) -> list[StillFace]:
         """Every face in `image` with its name ('unknown' when rejected) and embedding."""

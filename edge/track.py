@@ -152,10 +152,11 @@ class Track:
         x, y, w, h = self.face.box
         self.box = (round(x + self.velocity[0] * dt), round(y + self.velocity[1] * dt), w, h)
 
-    def best_untried(self, min_size: int) -> Crop | None:
-        """The best crop not yet recognized that is large enough and not clipped."""
+    def best_untried(self, min_size: int, clipped: bool = False) -> Crop | None:
+        """The best crop not yet recognized that is large enough and not clipped (or, with
+        `clipped`, clipped too: the best of them still ranks first, clipped ones score lower)."""
         for c in self.crops:
-            if not c.tried and not c.clipped and c.size >= min_size:
+            if not c.tried and (clipped or not c.clipped) and c.size >= min_size:
                 return c
         return None
 

@@ -4,7 +4,9 @@ One person at a time walks in (sliding and growing), stays a few seconds, walks 
 people use their held-out photos only (tests.splits), strangers their own photos; no-face
 spells separate the visits. Also scores a run's events against the timeline.
 
-    python tests/doorbell.py --out DIR [--visits 20] [--seed N]
+    python tests/doorbell.py --out DIR [--visits 20] [--seed N] [--zoom 2] [--ir]
+
+tests/closeup.py builds its close-up version (zoom 2); zoom 0.5 is the far one.
 """
 
 from __future__ import annotations
@@ -128,12 +130,49 @@ def _positions(v: dict[str, Any]) -> list[tuple[float, float, int]]:
     return out
 
 
-def make_clip(data_dir: Path, out: Path, visits: int = 20, seed: int = 0) -> dict[str, Any]:
-    """Write out/clip.mp4 and out/timeline.json; returns the timeline."""
+def _zoomed(cx: float, cy: float, size: int, zoom: float) -> tuple[float, float, int]:
+    """(cx, cy, size) as seen by a camera zoomed `zoom` x on the middle of the door."""
+    return (
+        (cx - WIDTH / 2) * zoom + WIDTH / 2,
+        (cy - HEIGHT / 2) * zoom + HEIGHT / 2,
+        max(2, round(size * zoom)),
+    )
+
+
+def _zoom_background(image: np.ndarray, zoom: float) -> np.ndarray:
+    """The middle 1/zoom of a (static) background blown up to the clip size (zoom > 1 only)."""
+    if zoom <= 1.0:
+        return image
+    w, h = round(WIDTH / zoom), round(HEIGHT / zoom)
+    x0, y0 = (WIDTH - w) // 2, (HEIGHT - h) // 2
+    return cv2.resize(image[y0 : y0 + h, x0 : x0 + w], (WIDTH, HEIGHT))
+
+
+def infrared(frame: np.ndarray) -> np.ndarray:
+    """A night-vision look: grey, washed out (low contrast, lifted blacks), still 3 channels."""
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    gray = np.clip(gray * 0.6 + 60.0, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+
+
+def make_clip(
+    data_dir: Path,
+    out: Path,
+    visits: int = 20,
+    seed: int = 0,
+    zoom: float = 1.0,
+    ir: bool = False,
+) -> dict[str, Any]:
+    """Write out/clip.mp4 and out/timeline.json; returns the timeline.
+
+    `zoom` scales the scene about the frame's middle (2: a close-up camera, faces half the
+    frame or more and some cut by its edge; 0.5: a far one); `ir` renders it grey and washed
+    out like a night-vision camera. The visits are the same for every zoom and look.
+    """
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     nprng = np.random.default_rng(seed)
-    background = _background(data_dir, rng)
+    background = _zoom_background(_background(data_dir, rng), zoom)
     clip = out / "clip.mp4"
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
     if not writer.isOpened():
@@ -144,6 +183,8 @@ def make_clip(data_dir: Path, out: Path, visits: int = 20, seed: int = 0) -> dic
 
     def write(frame: np.ndarray) -> None:
         nonlocal frame_no
+        if ir:
+            frame = infrared(frame)
         noisy = frame.astype(np.int16) + noises[frame_no % len(noises)]
         writer.write(np.clip(noisy, 0, 255).astype(np.uint8))
         frame_no += 1
@@ -157,7 +198,8 @@ def make_clip(data_dir: Path, out: Path, visits: int = 20, seed: int = 0) -> dic
     for v in plan_visits(data_dir, visits, seed + 1):
         photo = cv2.imread(v["photo"], cv2.IMREAD_COLOR)
         first = last = face_first = None
-        for cx, cy, size in _positions(v):
+        for place in _positions(v):
+            cx, cy, size = _zoomed(*place, zoom)
             frame = background.copy()
             if _paste(frame, photo, cx, cy, size):
                 first = frame_no if first is None else first
@@ -179,6 +221,8 @@ def make_clip(data_dir: Path, out: Path, visits: int = 20, seed: int = 0) -> dic
     empty(TAIL_S - GAP_S[0])
     writer.release()
     result = {
+        "zoom": zoom,
+        "ir": ir,
         "fps": FPS,
         "width": WIDTH,
         "height": HEIGHT,
@@ -268,11 +312,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--visits", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", type=Path, default=DATA, help="shared data folder")
+    p.add_argument("--zoom", type=float, default=1.0, help="2 = close-up camera, 0.5 = far")
+    p.add_argument("--ir", action="store_true", help="grey, washed-out night-vision look")
     args = p.parse_args(argv)
     if not (args.data / "faces").is_dir():
         print(f"error: no faces folder under {args.data}", file=sys.stderr)
         return 2
-    tl = make_clip(args.data, args.out, args.visits, args.seed)
+    tl = make_clip(args.data, args.out, args.visits, args.seed, args.zoom, args.ir)
     known = sum(v["known"] for v in tl["visits"])
     print(
         f"{args.out / 'clip.mp4'}: {tl['frames']} frames ({tl['frames'] / FPS:.1f} s), "

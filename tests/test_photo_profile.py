@@ -4,6 +4,7 @@ a large group photo, no false boxes; `edge detect`/`identify` use it, `--profile
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,7 @@ def test_group_photos_all_but_one_face_and_no_false_box(cfg, group, data_dir):
         a, b, c = match(photo.detect(image), truth)
         tp, fp, fn = tp + a, fp + b, fn + c
     assert fp == 0
-    assert tp / (tp + fn) >= 0.97  # 42 of 43 measured
+    assert tp / (tp + fn) >= 0.93  # 40 of 43 measured (min_face 32, scale 1.2: the fast profile)
     no_face = [read_image(p) for p in sorted((data_dir / "no_face").iterdir())]
     assert sum(len(photo.detect(im)) for im in no_face) <= 1
 
@@ -85,3 +86,24 @@ def test_identify_names_a_held_out_face_filling_photo(trained_model, filling, da
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [[f["name"] for f in line["faces"]] for line in lines] == [[name]] * len(probes)
+
+
+def test_tight_crops_are_found_and_a_photo_without_a_face_says_why(cfg, data_dir):
+    """A photo cut to the face box itself (no margin) still gives its face crop; a tiny
+    photo says it is too small, a no-face photo that it has no face."""
+    from edge.stills import PhotoCropper
+
+    cropper = PhotoCropper(cfg)
+    reference = create_detector(replace(cfg, downscale_width=4096), "dnn", "res10")
+    faces = data_dir / "faces"
+    for name in known(faces)[:4]:
+        for path in heldout_photos(faces, name):
+            image = read_image(path)
+            x, y, w, h = max(reference.detect(image), key=lambda f: f.box[2] * f.box[3]).box
+            crop, note = cropper(image[y : y + h, x : x + w], 160)
+            assert crop is not None and crop.shape[:2] == (160, 160), (path, note)
+    tiny = read_image(heldout_photos(faces, known(faces)[0])[0])[100:120, 100:120]
+    crop, why = cropper(tiny, 160)
+    assert crop is None and why.startswith("photo too small (20x20 px"), why
+    crop, why = cropper(read_image(data_dir / "no_face" / "brick.png"), 160)
+    assert (crop, why) == (None, "no face found")

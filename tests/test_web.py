@@ -368,6 +368,16 @@ def test_people_api_with_a_real_model(trained_model, data_dir, tmp_path, monkeyp
         assert status == 200, body
         people = {p["name"]: p for p in json.loads(_req(app, "GET", "/api/people")[2])}
         assert "Dora" not in people and people["Dee"] == {"name": "Dee", "in_model": True, "photos": ["evil_one.jpg"], "unused": [], "faces_learned": 1}  # fmt: skip
+        # someone else's face: refused with the distance, added on the second click
+        other_face = heldout_photos(data_dir / "faces", strangers(data_dir / "faces")[2])[0]
+        add = {**up, "X-Filename": "other.jpg"}
+        status, _, body = _req(app, "POST", "/api/people/Dee/photos", other_face.read_bytes(), add)
+        assert status == 400 and b"from Dee's other photos" in body and b"anyway" in body, body
+        status, _, body = _req(app, "POST", "/api/people/Dee/photos", other_face.read_bytes(), {**add, "X-Force": "1"})  # fmt: skip
+        assert status == 200, body
+        known_one = store().labels[0]
+        status, _, body = _req(app, "POST", "/api/people/Dee/rename", json.dumps({"name": known_one.lower()}).encode(), WRITE)  # fmt: skip
+        assert status == 400 and b"(--merge)" in body, body
         assert _req(app, "POST", "/api/people/Dee/forget", headers=WRITE)[0] == 200
         assert "Dee" not in store().labels and not (tmp_path / "dataset" / "Dee").exists()
         assert _req(app, "POST", "/api/people/Nobody/forget", headers=WRITE)[0] == 400

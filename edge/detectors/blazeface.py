@@ -95,8 +95,8 @@ class BlazeFaceDetector(Detector):
         rgb = cv2.cvtColor(cv2.resize(image, (self.size, self.size)), cv2.COLOR_BGR2RGB)
         return rgb, side
 
-    def _run(self, image: np.ndarray) -> list[Face]:
-        """Faces in one BGR image, in its own px."""
+    def _run(self, image: np.ndarray, min_score: float | None = None) -> list[Face]:
+        """Faces in one BGR image, in its own px, scored from `min_score` (or the confidence)."""
         rgb, side = self._square(image)
         tensor = (rgb.astype(np.float32) / 127.5 - 1.0)[None]
         self.interpreter.set_tensor(self.input_index, tensor)
@@ -104,7 +104,7 @@ class BlazeFaceDetector(Detector):
         raw = self.interpreter.get_tensor(self.reg_index)[0]
         logits = self.interpreter.get_tensor(self.score_index)[0, :, 0]
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -100.0, 100.0)))
-        keep = scores >= self.cfg.confidence
+        keep = scores >= (self.cfg.confidence if min_score is None else min_score)
         if not keep.any():
             return []
         raw, scores, anchors = raw[keep] / self.size, scores[keep], self.anchors[keep]
@@ -126,9 +126,11 @@ class BlazeFaceDetector(Detector):
                 faces.append(face)
         return faces
 
-    def detect_crops(self, crops: list[np.ndarray]) -> list[list[Face]]:
-        """Faces in each crop, boxes and keypoints in the crop's px."""
-        return [self._run(crop) for crop in crops]
+    def detect_crops(
+        self, crops: list[np.ndarray], min_score: float | None = None
+    ) -> list[list[Face]]:
+        """Faces in each crop, boxes and keypoints in the crop's px; scores from `min_score`."""
+        return [self._run(crop, min_score) for crop in crops]
 
     def detect(self, frame: np.ndarray, small: np.ndarray | None = None) -> list[Face]:
         """Faces in `frame`, boxes and keypoints in its own px."""

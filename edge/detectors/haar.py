@@ -40,26 +40,32 @@ class HaarDetector(Detector):
         self.frontal = load_cascade(FRONTAL)
         self.profile = load_cascade(PROFILE) if cfg.haar.profile else None
 
-    def _run(self, cascade: cv2.CascadeClassifier, gray: np.ndarray) -> list[Face]:
+    def _run(
+        self, cascade: cv2.CascadeClassifier, gray: np.ndarray, max_size: int = 0
+    ) -> list[Face]:
         h = self.cfg.haar
+        if max_size and max_size < h.min_size:
+            return []
         boxes, votes = cascade.detectMultiScale2(
             gray,
             scaleFactor=h.scale_factor,
             minNeighbors=h.min_neighbors,
             minSize=(h.min_size, h.min_size),
+            maxSize=(max_size, max_size) if max_size else (0, 0),
         )
         return [
             Face(tuple(int(v) for v in box), float(n) / (float(n) + 5.0))
             for box, n in zip(boxes, votes, strict=True)
         ]
 
-    def proposals(self, gray: np.ndarray) -> list[Face]:
-        """Faces on an equalized gray frame, in its own px, largest first, near-duplicates merged."""
-        faces = self._run(self.frontal, gray)
+    def proposals(self, gray: np.ndarray, max_size: int = 0) -> list[Face]:
+        """Faces on an equalized gray frame, in its own px, largest first, near-duplicates
+        merged; none larger than `max_size` px when it is given."""
+        faces = self._run(self.frontal, gray, max_size)
         if self.profile is not None:
-            faces += self._run(self.profile, gray)
+            faces += self._run(self.profile, gray, max_size)
             width = gray.shape[1]
-            for f in self._run(self.profile, cv2.flip(gray, 1)):
+            for f in self._run(self.profile, cv2.flip(gray, 1), max_size):
                 x, y, w, h = f.box
                 faces.append(Face((width - x - w, y, w, h), f.score))
         faces.sort(key=lambda f: -f.box[2] * f.box[3])

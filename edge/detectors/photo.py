@@ -1,11 +1,17 @@
-"""The still-photo profile: the live detector run in several passes, merged by NMS.
+"""The still-photo profile: the live detector's method in several passes, merged by NMS.
 
 A photo is not a camera frame: its face may fill it (a passport photo, an LFW crop) or be
-one of many small ones (a group photo). So, with the live detector's method and confirmer:
-- a main pass at `photo.width`;
-- a pass at `photo.large_width` when the photo is wider than `photo.width` (small faces);
-- a pass on the photo padded by `photo.pad` at `photo.pad_width`: a face that fills the
-  photo gets the context that Haar's window and the DNN need around it.
+one of many small ones (a group photo). Two-stage (the default) runs up to three Haar passes
+with one cascade and one confirmer, cheapest first, each looking only for the faces the
+earlier ones could not find (smaller than their smallest window, with some overlap):
+- padded: the photo with a gray border of `photo.pad` x its longer side, at `photo.pad_width`
+  (a face that fills the photo gets the context Haar's window and the DNN need around it);
+- main: at `photo.width`, skipped when the padded pass already ran at that scale;
+- large: at `photo.large_width`, for photos wider than `photo.width` (small faces).
+Every proposal is confirmed by the DNN on a margin crop of the full-resolution photo. When
+no pass finds a face, the whole photo is taken as one proposal (a crop tighter than the
+padded pass can handle): a face the DNN confirms there that fills it is kept.
+Other methods (haar, dnn) run the same passes whole, each as its own detector.
 """
 
 from __future__ import annotations
@@ -13,9 +19,101 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from edge.config import PhotoConfig
 from edge.detectors.base import Detector, Face, clamp_face, nms, scale_face
+from edge.detectors.haar import equalized_gray
+from edge.detectors.twostage import TwoStageDetector
 
 PAD_GRAY = (127, 127, 127)
+OVERLAP = 1.25  # a later pass also looks at faces this much larger than an earlier one's smallest
+FILLING = 0.5  # the whole-photo proposal keeps a face at least this share of the shorter side
+TIGHT_SCORE = 0.2  # a DNN score from here up to `confidence`: "too tight" rather than "no face"
+
+
+def photo_passes(
+    width: int, height: int, photo: PhotoConfig, window: int
+) -> list[tuple[str, float]]:
+    """(kind, scale) of each pass for a photo of this size, cheapest (smallest) first; no
+    pass is finer than needed for a face of `photo.min_face` px (Haar's `window`)."""
+    finest = min(1.0, window / photo.min_face)
+    out: list[tuple[str, float]] = []
+    if photo.pad > 0:
+        padded = width + 2 * photo.pad * max(width, height)
+        out.append(("padded", min(finest, photo.pad_width / padded)))
+    out.append(("main", min(finest, photo.width / width)))
+    if photo.large_width > photo.width and width > photo.width:
+        out.append(("large", min(finest, photo.large_width / width)))
+    out.sort(key=lambda p: p[1])
+    kept: list[tuple[str, float]] = []
+    for kind, scale in out:  # a plain pass at a scale already covered adds nothing
+        if kept and scale <= kept[-1][1] + 1e-6:
+            continue
+        kept.append((kind, scale))
+    return kept
+
+
+class PhotoDetector(Detector):
+    """Two-stage passes over a photo (see the module doc), proposals confirmed by `twostage`."""
+
+    def __init__(self, twostage: TwoStageDetector, photo: PhotoConfig, nms_iou: float) -> None:
+        self.twostage = twostage
+        self.photo = photo
+        self.nms_iou = nms_iou
+
+    def _proposals(self, image: np.ndarray, kind: str, scale: float, max_size: int) -> list[Face]:
+        """Haar proposals of one pass, in the photo's px."""
+        h, w = image.shape[:2]
+        if scale < 1.0:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        gray = equalized_gray(image)  # before padding: the border must not shift the histogram
+        p = 0
+        if kind == "padded":
+            p = round(self.photo.pad * max(gray.shape))
+            gray = cv2.copyMakeBorder(gray, p, p, p, p, cv2.BORDER_CONSTANT, value=PAD_GRAY[0])
+        haar = self.twostage.haar
+        found = haar.proposals(gray, max_size)[: self.photo.max_proposals]
+        out = []
+        for f in found:
+            f = scale_face(f, 1.0 / scale, -p / scale, -p / scale)
+            x, y, fw, fh = f.box
+            if 0 <= x + fw / 2 < w and 0 <= y + fh / 2 < h:  # centred inside the photo
+                out.append(f)
+        return out
+
+    def detect(self, frame: np.ndarray, small: np.ndarray | None = None) -> list[Face]:
+        """Faces in the photo `frame`, boxes in its own px; `small` is ignored."""
+        h, w = frame.shape[:2]
+        min_size = self.twostage.haar.cfg.haar.min_size
+        covered = float("inf")  # the smallest face (photo px) the passes so far could find
+        faces: list[Face] = []
+        for kind, scale in photo_passes(w, h, self.photo, min_size):
+            max_size = 0 if covered == float("inf") else int(covered * scale * OVERLAP)
+            proposals = self._proposals(frame, kind, scale, max_size)
+            faces += self.twostage.confirm(frame, proposals)
+            covered = min(covered, min_size / scale)
+        if not faces:
+            faces = [f for f in self._whole(frame) if f.score >= self.twostage.cfg.confidence]
+        return [clamp_face(f, w, h) for f in nms(faces, self.nms_iou)]
+
+    def _whole(self, frame: np.ndarray) -> list[Face]:
+        """The DNN's faces (any score) on the whole photo as one proposal, that fill it."""
+        h, w = frame.shape[:2]
+        found = self.twostage.confirm(frame, [Face((0, 0, w, h), 1.0)], TIGHT_SCORE)
+        return [f for f in found if min(f.box[2], f.box[3]) >= FILLING * min(w, h)]
+
+    def why_none(self, frame: np.ndarray) -> str:
+        """Why `detect` found no face in this photo: too small, too tight, or no face."""
+        h, w = frame.shape[:2]
+        if min(w, h) < self.photo.min_face:
+            return f"photo too small ({w}x{h} px; a face needs {self.photo.min_face} px or more)"
+        best = max((f.score for f in self._whole(frame)), default=0.0)
+        if best >= TIGHT_SCORE:
+            return (
+                f"too tight: what may be a face fills the photo (score {best:.2f}); "
+                "a photo with some room around the face works"
+            )
+        return "no face found"
 
 
 class PadDetector(Detector):
@@ -39,8 +137,9 @@ class PadDetector(Detector):
         return faces
 
 
-class PhotoDetector(Detector):
-    """The union of `passes` (detector, only for photos wider than this) after NMS."""
+class PassesDetector(Detector):
+    """The union of whole-detector `passes` (detector, only for photos wider than this) after
+    NMS: the photo profile of the haar and dnn methods."""
 
     def __init__(self, passes: list[tuple[Detector, int]], nms_iou: float) -> None:
         self.passes = passes

@@ -54,13 +54,16 @@ class Res10Detector(Detector):
         self.net = load_res10(cfg.res10_prototxt, cfg.res10_model)
         cv2.setNumThreads(cfg.threads)
 
-    def _faces(self, out: np.ndarray, sizes: list[tuple[int, int]]) -> list[list[Face]]:
+    def _faces(
+        self, out: np.ndarray, sizes: list[tuple[int, int]], min_score: float | None = None
+    ) -> list[list[Face]]:
         """SSD rows (image, class, score, x0, y0, x1, y1 normalized) -> faces per image."""
         faces: list[list[Face]] = [[] for _ in sizes]
+        floor = self.cfg.confidence if min_score is None else min_score
         for row in out.reshape(-1, 7):
             score = float(row[2])
             index = int(row[0])
-            if score < self.cfg.confidence or not 0 <= index < len(sizes):
+            if score < floor or not 0 <= index < len(sizes):
                 continue
             w, h = sizes[index]
             x0, y0, x1, y1 = (float(v) for v in row[3:7])
@@ -70,15 +73,18 @@ class Res10Detector(Detector):
                 faces[index].append(face)
         return faces
 
-    def detect_crops(self, crops: list[np.ndarray]) -> list[list[Face]]:
-        """Faces in each crop (one batched forward pass), boxes in the crop's px."""
+    def detect_crops(
+        self, crops: list[np.ndarray], min_score: float | None = None
+    ) -> list[list[Face]]:
+        """Faces in each crop (one batched forward pass), boxes in the crop's px; scores from
+        `min_score` (default `detect.confidence`)."""
         if not crops:
             return []
         blob = cv2.dnn.blobFromImages(
             crops, 1.0, (self.cfg.confirm_size, self.cfg.confirm_size), MEAN
         )
         self.net.setInput(blob)
-        return self._faces(self.net.forward(), [(c.shape[1], c.shape[0]) for c in crops])
+        return self._faces(self.net.forward(), [(c.shape[1], c.shape[0]) for c in crops], min_score)
 
     def detect(self, frame: np.ndarray, small: np.ndarray | None = None) -> list[Face]:
         """Faces in `frame`, boxes in its own px."""

@@ -34,12 +34,11 @@ class Embedded:
 
 
 class Embedder:
-    """The int8 face model and the still-photo detector, loaded on first use."""
+    """The int8 face model; photos go through the one photo -> crop path (edge/stills.py)."""
 
     def __init__(self, cfg: Config, model: Path) -> None:
         self.cfg = cfg
         self.model = FaceModel.load(model, cfg.recognize)
-        self._detector = self._aligner = None
 
     def embed(self, paths: list[Path], known: set[str], aligned: bool = False) -> Embedded:
         """The main face of each photo, 4 augmented crops each; `aligned`: the files are
@@ -71,14 +70,6 @@ class Embedder:
 
     def _main_crop(self, image: np.ndarray) -> tuple[np.ndarray | None, str]:
         """The aligned crop of the photo's main face, or (None, why not)."""
-        from edge.align import Aligner
-        from edge.detect import create_photo_detector
-        from edge.stills import main_face
+        from edge.stills import main_crop
 
-        if self._detector is None:
-            self._detector = create_photo_detector(self.cfg.detect)
-            self._aligner = Aligner(self.cfg.detect)
-        face, note = main_face(self._detector.detect(image))
-        if face is None:
-            return None, note
-        return self._aligner.crop(image, face, self.model.input_size), note
+        return main_crop(image, self.cfg.detect, self.model.input_size)

@@ -318,8 +318,8 @@ def _handler_for(app: WebApp, timeout_s: float) -> type[BaseHTTPRequestHandler]:
                 raise HttpError(400, "the body must be a JSON object")
             return obj
 
-        def _name_field(self) -> str:
-            name = self._json_body().get("name")
+        def _name_of(self, body: dict) -> str:
+            name = body.get("name")
             if not isinstance(name, str) or not name.strip():
                 raise HttpError(400, 'the body needs {"name": "..."}')
             return _person(name)
@@ -382,8 +382,9 @@ def _handler_for(app: WebApp, timeout_s: float) -> type[BaseHTTPRequestHandler]:
                 case ("GET", "visitors", vid, "crops", image):
                     self._file(library.crop_path(_int(vid, "visitor"), image))
                 case ("POST", "visitors", vid, "name"):
-                    name = self._name_field()
-                    self._json(app.work(library.name_visitor, _int(vid, "visitor"), name))
+                    body = self._json_body()
+                    name, force = self._name_of(body), body.get("force") is True
+                    self._json(app.work(library.name_visitor, _int(vid, "visitor"), name, force))
                 case ("POST", "visitors", vid, "ignore"):
                     self._json(app.work(library.name_visitor, _int(vid, "visitor"), None))
                 case ("DELETE", "visitors", vid):
@@ -396,11 +397,14 @@ def _handler_for(app: WebApp, timeout_s: float) -> type[BaseHTTPRequestHandler]:
                     _person(name)
                     data = self._body(max_upload)
                     filename = unquote(self.headers.get("X-Filename", ""))
-                    self._json(app.work(library.add_photo, name, filename, data))
+                    force = self.headers.get("X-Force") == "1"  # the second click: "Add anyway"
+                    self._json(app.work(library.add_photo, name, filename, data, force))
                 case ("DELETE", "people", name, "photos", file):
                     self._json(app.work(library.remove_photo, name, file))
                 case ("POST", "people", name, "rename"):
-                    self._json(app.work(library.rename, name, self._name_field()))
+                    body = self._json_body()
+                    merge = body.get("merge") is True
+                    self._json(app.work(library.rename, name, self._name_of(body), merge))
                 case ("POST", "people", name, "forget"):
                     self._json(app.work(library.forget, name))
                 case _:

@@ -11,8 +11,18 @@ function say(text, kind) {
   msg.className = kind;
 }
 
-async function call(method, url, body, contentType) {
-  const headers = { "X-Edge-Request": "1" };  // the server refuses writes without it (CSRF)
+const ANYWAY = "; add it anyway with --force";  // the library's refusal of someone else's face
+const MERGE = " (--merge)";  // the library's refusal of a rename onto an existing person
+
+// A refusal the user may overrule: ask (the second click), then `again()`; else rethrow.
+async function overrule(err, hint, question, again) {
+  if (!err.message.includes(hint)) throw err;
+  if (!confirm(`${err.message.replace(hint, "")}\n\n${question}`)) throw new Error("kept as it was");
+  return again();
+}
+
+async function call(method, url, body, contentType, extra) {
+  const headers = { "X-Edge-Request": "1", ...(extra || {}) };  // writes need it (CSRF)
   let payload = body;
   if (body !== undefined && !(body instanceof Blob)) {
     headers["Content-Type"] = "application/json";
@@ -108,7 +118,9 @@ async function upload(input) {
   for (const file of files) {  // one by one: a bad photo does not stop the others
     say(`uploading ${file.name} (${added + failed.length + 1} of ${files.length}) ...`, "info");
     try {
-      await call("POST", `/api/people/${part(name)}/photos`, file);
+      const url = `/api/people/${part(name)}/photos`;
+      await call("POST", url, file).catch((err) => overrule(err, ANYWAY, "Add this photo anyway?",
+        () => call("POST", url, file, undefined, { "X-Force": "1" })));
       added += 1;
     } catch (err) {
       failed.push(err.message.startsWith(`${file.name}: `) ? err.message : `${file.name}: ${err.message}`);
@@ -124,7 +136,9 @@ const actions = {
   async "name-visitor"(b) {
     const name = valueOf(b, "name");
     if (!name) throw new Error("type a name first");
-    const r = await call("POST", `/api/visitors/${b.dataset.id}/name`, { name });
+    const url = `/api/visitors/${b.dataset.id}/name`;
+    const r = await call("POST", url, { name }).catch((err) => overrule(err, ANYWAY,
+      `Name this visitor ${name} anyway?`, () => call("POST", url, { name, force: true })));
     return `visitor ${b.dataset.id} named ${r.name}: recognized from their next visit`;
   },
   async "ignore-visitor"(b) {
@@ -144,11 +158,14 @@ const actions = {
   async rename(b) {
     const name = valueOf(b, "new-name");
     if (!name) throw new Error("type the new name first");
-    await call("POST", `/api/people/${part(b.dataset.name)}/rename`, { name });
+    const url = `/api/people/${part(b.dataset.name)}/rename`;
+    await call("POST", url, { name }).catch((err) => overrule(err, MERGE,
+      `Make ${b.dataset.name} and ${name} one person (their photos together)?`,
+      () => call("POST", url, { name, merge: true })));
     return `${b.dataset.name} is now ${name}`;
   },
   async forget(b) {
-    if (!confirm(`Forget ${b.dataset.name} and delete their photos?`)) return null;
+    if (!confirm(`Forget ${b.dataset.name}? Their photos go to the trash (dataset/.trash) and can be restored for a while.`)) return null;
     await call("POST", `/api/people/${part(b.dataset.name)}/forget`);
     return `${b.dataset.name} forgotten`;
   },

@@ -1,0 +1,53 @@
+"""The live loop's close-up pass: faces that fill the frame or are cut by its edge.
+
+Haar on the 320-px frame cannot propose a face taller than the frame, nor one whose edge is
+outside it, and such faces are the common ones at a doorbell. BlazeFace short range (made
+for faces near the camera, ~2 ms on the 128-px letterboxed frame) proposes the large faces;
+each one the main detector did not already find is confirmed by the main detector's DNN on a
+margin crop of the full-resolution frame (black past the frame's edge), so a close-up is
+held to the same confirmation as every other face.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge.detectors.base import Detector, Face, clamp_face, iou, scale_face, small_frame
+from edge.detectors.twostage import TwoStageDetector
+
+SAME_FACE_IOU = 0.3  # a close-up overlapping a main-pass face this much is that face
+
+
+class CloseUpDetector(Detector):
+    """`main` plus large faces (height >= `min_fraction` of the frame) from `proposer`,
+    each confirmed by `main`'s DNN."""
+
+    def __init__(self, main: TwoStageDetector, proposer: Detector, min_fraction: float) -> None:
+        self.main = main
+        self.proposer = proposer
+        self.min_fraction = min_fraction
+
+    def large(self, frame: np.ndarray, small: np.ndarray | None, known: list[Face]) -> list[Face]:
+        """Confirmed faces at least `min_fraction` of the frame high, not among `known`."""
+        small, scale = small_frame(frame, small, self.main.cfg.downscale_width)
+        limit = self.min_fraction * small.shape[0]
+        proposals = [
+            scale_face(f, 1.0 / scale)
+            for f in self.proposer.detect(small, small)
+            if f.box[3] >= limit
+        ]
+        proposals = [p for p in proposals if all(iou(p.box, k.box) < SAME_FACE_IOU for k in known)]
+        height, width = frame.shape[:2]
+        return [clamp_face(f, width, height) for f in self.main.confirm(frame, proposals)]
+
+    def detect(self, frame: np.ndarray, small: np.ndarray | None = None) -> list[Face]:
+        """The main detector's faces, then the confirmed close-ups it missed."""
+        faces = self.main.detect(frame, small)
+        return faces + self.large(frame, small, faces)
+
+    def detect_near(
+        self, frame: np.ndarray, small: np.ndarray | None, boxes: list[tuple]
+    ) -> list[Face]:
+        """The main detector's faces around `boxes`, then close-ups anywhere (BlazeFace is cheap)."""
+        faces = self.main.detect_near(frame, small, boxes)
+        return faces + self.large(frame, small, faces)
