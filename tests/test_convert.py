@@ -87,7 +87,8 @@ def test_bad_files_are_reported_and_the_rest_is_used(tmp_path, data_dir):
     assert f"skipped {odd['fifo']}: not a regular file" in err
     assert f"skipped {odd['loop']}: unreadable (Too many levels of symbolic links)" in err
     store = json.loads((out / "faces.json").read_text())["store"]
-    assert sorted(p.name for p in out.iterdir()) == ["faces.json", store, "faces.tflite"]
+    written = ["faces.json", "faces.slugs.json", store, "faces.tflite", ".faces.lock"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(written)  # no temp file, no journal
     assert f"skipped {ds / a / 'broken.jpg'}: not a readable image" in err
     assert f"skipped {ds / a / 'brick.png'}: no face found" in err
     assert f"skipped {ds / 'notes.txt'}: not a jpg/jpeg/png/webp image" in err
