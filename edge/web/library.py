@@ -23,6 +23,7 @@ from edge.images import IMAGE_SUFFIXES
 from edge.library import FaceLibrary
 from edge.names import UNKNOWN_DIR, check_name
 from edge.recognize import labels_path
+from edge.vectors import cosine_distance, unit
 from edge.web.uploads import prepare_upload, safe_upload_name
 
 log = logging.getLogger(__name__)
@@ -186,8 +187,7 @@ class Library:
             embs = [self._embedding(c) for c in caps]
             embs = [e for e in embs if e is not None]
             if embs:
-                v = np.mean(embs, axis=0)
-                means[visit] = v / (np.linalg.norm(v) or 1.0)
+                means[visit] = unit(np.mean(embs, axis=0))
         out = []
         for visit in sorted(found, reverse=True):
             caps = found[visit]
@@ -196,7 +196,7 @@ class Library:
                 for other in sorted(means)
                 if other != visit
                 and visit in means
-                and float(1.0 - means[visit] @ means[other]) <= SAME_UNKNOWN_DISTANCE
+                and float(cosine_distance(means[visit], means[other])) <= SAME_UNKNOWN_DISTANCE
             ]
             out.append(
                 {
