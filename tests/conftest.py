@@ -146,5 +146,7 @@ def device(trained_model: Path, tmp_path: Path) -> tuple[Path, Path]:
     config.write_text(
         f"recognize:\n  model: {models / 'faces.tflite'}\n  watch_s: 0.2\n"
         f"enroll:\n  dataset: {tmp_path / 'dataset'}\n"
-    )
+        f"unknown_faces:\n  dir: {tmp_path / 'unknown'}\n"
+        f"history:\n  path: {tmp_path / 'history' / 'events.db'}\n"
+    )  # every path in tmp: tests run side by side
     return models / "faces.tflite", config

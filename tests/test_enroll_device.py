@@ -170,7 +170,6 @@ def test_a_stranger_seen_once_is_named_and_recognized_at_the_next_visit(device, 
     from tests.doorbell import make_clip
 
     model, config = device
-    config.write_text(config.read_text() + f"unknown_faces:\n  dir: {tmp_path / 'unknown'}\n")
     first, second, stranger = _clips_sharing_one_stranger(data_dir)
     make_clip(data_dir, tmp_path / "one", visits=4, seed=first)
     events = _events(config, tmp_path / "one" / "clip.mp4")
@@ -206,7 +205,6 @@ def test_a_saved_visitor_can_be_ignored(device, data_dir, tmp_path):
     from edge.unknowns import UnknownStore
 
     model, config = device
-    config.write_text(config.read_text() + f"unknown_faces:\n  dir: {tmp_path / 'unknown'}\n")
     cfg = load_config(config)
     recognizer = StillRecognizer(cfg)
     faces = data_dir / "faces"

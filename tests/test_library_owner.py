@@ -67,9 +67,11 @@ def _visitor(cfg, data_dir: Path, person: str, visit: int, n: int = 3) -> None:
 
     recognizer = StillRecognizer(cfg)
     crops = []
-    for photo in heldout_photos(data_dir / "faces", person)[:n]:
+    for photo in heldout_photos(data_dir / "faces", person):
         faces = sorted(recognizer(read_image(photo)), key=lambda f: -f.face.box[2])
-        crops.append((faces[0].crop, faces[0].embedding, 1.0))
+        if faces and len(crops) < n:  # a photo the detector misses is not this test's subject
+            crops.append((faces[0].crop, faces[0].embedding, 1.0))
+    assert len(crops) == n
     assert UnknownStore(cfg.unknown_faces).save_visit(
         crops, visit=visit, track=1, name="unknown", confidence=0.3
     )
@@ -283,7 +285,6 @@ def test_forget_and_rename_reach_the_event_history(device, data_dir, tmp_path):
     from edge.history import History, HistoryReader
 
     model, config = device
-    config.write_text(config.read_text() + f"history:\n  path: {tmp_path / 'h' / 'events.db'}\n")
     cfg = load_config(config)
     faces = data_dir / "faces"
     first, second = known(faces)[0], known(faces)[1]
