@@ -444,3 +444,67 @@ def test_library_changes_run_on_one_thread_behind_the_loop(app):
     first, second = app.work(where), app.work(where)
     assert first[0] == second[0] != threading.get_native_id()  # one worker thread
     assert first[1] == 10 and os.getpriority(os.PRIO_PROCESS, 0) == 0  # niced, not the process
+
+
+def test_one_card_per_stranger_and_a_wrong_name_corrected(
+    trained_model, data_dir, tmp_path, monkeypatch
+):
+    """Two visits of one stranger are one card, named together; an event's face the model
+    named wrongly joins the right person (or is never named) through the library owner."""
+    from edge.facestore import FaceStore
+    from edge.images import read_image
+    from edge.stills import StillRecognizer
+    from tests.splits import heldout_photos, known, strangers
+
+    monkeypatch.delenv("EDGE_TEST_WEB_PW", raising=False)
+    models = tmp_path / "models"
+    models.mkdir()
+    meta = json.loads(trained_model.with_suffix(".json").read_text())
+    for name in (trained_model.name, trained_model.with_suffix(".json").name, meta["store"]):
+        (models / name).write_bytes(trained_model.with_name(name).read_bytes())
+    app = WebApp(_cfg(tmp_path, **{"recognize.model": str(models / "faces.tflite")}))
+    faces = data_dir / "faces"
+    recognizer = StillRecognizer(app.cfg)
+
+    def face(photo):
+        return max(recognizer(read_image(photo)), key=lambda f: f.face.box[2])
+
+    store = UnknownStore(app.cfg.unknown_faces)
+    stranger, other = strangers(faces)[0], strangers(faces)[2]
+    for visit, photo in ((4, heldout_photos(faces, stranger)[0]), (9, heldout_photos(faces, stranger)[1]),
+                         (6, heldout_photos(faces, other)[0])):  # fmt: skip
+        f = face(photo)
+        assert store.save_visit([(f.crop, f.embedding, 1.0)], visit=visit, track=visit,
+                                name="unknown", confidence=0.3)  # fmt: skip
+    try:
+        listed = {v["id"]: v for v in json.loads(_req(app, "GET", "/api/visitors")[2])}
+        assert listed[9]["group"] == [9, 4] and listed[6]["group"] == [6], listed
+        page = _req(app, "GET", "/visitors")[2].decode()
+        assert page.count('class="card visitor"') == 2 and "2 visits: 9, 4" in page
+        body = json.dumps({"name": "Stan", "together": True}).encode()
+        status, _, answer = _req(app, "POST", "/api/visitors/9/name", body, WRITE)
+        assert status == 200 and json.loads(answer)["visitors"] == [9, 4], answer
+        assert [v["id"] for v in json.loads(_req(app, "GET", "/api/visitors")[2])] == [6]
+        labels = json.loads((models / "faces.json").read_text())["labels"]
+        assert "Stan" in labels
+
+        # an event whose face the model named wrongly (here: a known man's held-out face)
+        wrong = face(heldout_photos(faces, known(faces)[2])[0])
+        ok, jpeg = cv2.imencode(".jpg", wrong.crop)
+        event = {"type": "recognized", "name": known(faces)[0], "confidence": 0.9, "track": 1,
+                 "visit": 11, "box": [1, 2, 50, 60], "frame": 1, "source_time": 0.0,
+                 "time": time.time()}  # fmt: skip
+        app.feed.event(Emitted(event), jpeg.tobytes(), None, app.cfg.recognize)
+        (row,) = json.loads(_req(app, "GET", "/api/events?limit=1")[2])
+        assert "wrong person?" in _req(app, "GET", "/events")[2].decode()
+        body = json.dumps({"name": known(faces)[2]}).encode()
+        status, _, answer = _req(app, "POST", f"/api/events/{row['id']}/correct", body, WRITE)
+        assert status == 200, answer
+        meta = json.loads((models / "faces.json").read_text())
+        counts = FaceStore.load(models / meta["store"]).counts()
+        assert counts[known(faces)[2]] == 8  # 7 trained + the corrected face
+        status, _, answer = _req(app, "POST", f"/api/events/{row['id']}/correct", b'{"name": null}', WRITE)  # fmt: skip
+        assert status == 400 and b"already enrolled" in answer, answer
+        assert _req(app, "POST", "/api/events/999/correct", b'{"name": null}', WRITE)[0] == 404
+    finally:
+        app.close()

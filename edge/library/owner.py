@@ -255,41 +255,72 @@ class FaceLibrary:
     def name_visitor(self, visit: int, name: str | None, force: bool = False) -> dict[str, Any]:
         """Name an unknown visitor from their saved crops (None: ignore them, i.e. teach the
         model never to name that face); the crops move to dataset/<name>/ or dataset/_unknown/."""
+        return self.name_visitors([visit], name, force)
+
+    def name_visitors(
+        self, visits: list[int], name: str | None, force: bool = False
+    ) -> dict[str, Any]:
+        """Name (or ignore) the visits of one stranger together, in one change."""
         t0 = time.monotonic()
         label = check_name(name) if name is not None else None
         with self._changing() as state:
             if label is not None and label not in state.store.labels:
                 self._check_new_name(state, label)
-            captures = self.visitor_captures(visit)
-            images = [Path(c["path"]).with_name(c["image"]) for c in captures]
-            rows = self._embedder_for().embed(images, set(state.store.keys), aligned=True)
-            if not rows.used:
-                raise UserError(
-                    f"visitor {visit}: none of the {len(images)} crop(s) is readable and new"
-                )
-            if label is not None and not force:
-                self._guard_visit(state, label, rows, visit)
-            store = state.store
-            first = min(c["time"] for c in captures)
-            self._add(store, label, rows, f"visit:{visit}:{first:.0f}")
-            plan, taken = Plan(), set()
+            store, plan, taken, added = state.store, Plan(), set(), 0
             folder = self.dataset / (label or UNKNOWN_DIR)
-            for path in rows.used:
-                plan.copy(path, self._photo_target(folder, path.name, taken))
-            for c in captures:
-                for suffix in (".json", ".jpg", ".npy"):
-                    plan.remove_after(Path(c["path"]).with_suffix(suffix))
+            for visit in visits:
+                captures = self.visitor_captures(visit)
+                images = [Path(c["path"]).with_name(c["image"]) for c in captures]
+                rows = self._embedder_for().embed(images, set(store.keys), aligned=True)
+                if not rows.used:
+                    raise UserError(
+                        f"visitor {visit}: none of the {len(images)} crop(s) is readable and new"
+                    )
+                if label is not None and not force:
+                    self._guard_visit(state, label, rows, visit)
+                first = min(c["time"] for c in captures)
+                self._add(store, label, rows, f"visit:{visit}:{first:.0f}")
+                added += len(rows.used)
+                for path in rows.used:
+                    plan.copy(path, self._photo_target(folder, path.name, taken))
+                for c in captures:
+                    for suffix in (".json", ".jpg", ".npy"):
+                        plan.remove_after(Path(c["path"]).with_suffix(suffix))
             result = self._write(state, store, plan)
         what = f"named {label}" if label else "ignored (never to be named)"
-        log.info("visitor %d %s: %d crop(s), kept in %s", visit, what, len(rows.used), folder)
+        log.info("visitor(s) %s %s: %d crop(s), kept in %s", visits, what, added, folder)
         return {
-            "visitor": visit,
+            "visitor": visits[0],
+            "visitors": list(visits),
             "name": label,
-            "added": len(rows.used),
+            "added": added,
             **result,
             "dataset": str(folder),
             "seconds": round(time.monotonic() - t0, 2),
         }
+
+    def correct(self, photo: Path, name: str | None, force: bool = False) -> dict[str, Any]:
+        """A face the model named wrongly (an event's aligned crop): it joins `name`, or with
+        None becomes a face never to be named; kept in dataset/ like any enrolment."""
+        label = check_name(name) if name is not None else None
+        with self._changing() as state:
+            if label is not None and label not in state.store.labels:
+                self._check_new_name(state, label)
+            rows = self._embedder_for().embed([photo], set(state.store.keys), aligned=True)
+            if not rows.used:
+                why = rows.skipped[0][1] if rows.skipped else "no face"
+                raise UserError(f"{photo.name}: {why}")
+            if label is not None:
+                refused = self._guard(state, label, rows, force)
+                if refused:
+                    raise UserError(f"{photo.name}: {refused[0][1]}")
+            store, plan = state.store, Plan()
+            self._add(store, label, rows, None)
+            folder = self.dataset / (label or UNKNOWN_DIR)
+            plan.copy(photo, self._photo_target(folder, photo.name, set()))
+            result = self._write(state, store, plan)
+        log.info("%s: corrected to %s", photo.name, label or "never to be named")
+        return {"name": label, "file": plan.copies[0][1].name, **result}
 
     def _guard_visit(self, state: State, label: str, rows: Embedded, visit: int) -> None:
         """A visit is one face: refuse it whole when it is someone else's."""

@@ -43,6 +43,24 @@ def _listed(folder: Path, name: str, suffixes: set[str] | None = None) -> Path:
     return path
 
 
+def _strangers(same_as: dict[int, list[int]]) -> dict[int, list[int]]:
+    """Visit -> every visit of the same stranger (linked by "same as", newest first)."""
+    groups: dict[int, list[int]] = {}
+    for start in sorted(same_as, reverse=True):
+        if start in groups:
+            continue
+        seen, todo = {start}, [start]
+        while todo:
+            for other in same_as.get(todo.pop(), []):
+                if other in same_as and other not in seen:
+                    seen.add(other)
+                    todo.append(other)
+        group = sorted(seen, reverse=True)
+        for visit in group:
+            groups[visit] = group
+    return groups
+
+
 class Library:
     """People, photos and visitors as the pages see them, and the changes to them (made by
     the library owner, one at a time)."""
@@ -207,7 +225,17 @@ class Library:
                     "same_as": same,
                 }
             )
+        groups = _strangers({v["id"]: v["same_as"] for v in out})
+        for v in out:
+            v["group"] = groups[v["id"]]
         return out
+
+    def group_of(self, visit: int) -> list[int]:
+        """The visits of the stranger `visit` belongs to (newest first), `visit` itself first."""
+        for v in self.visitors():
+            if v["id"] == visit:
+                return [visit] + [g for g in v["group"] if g != visit]
+        return [visit]
 
     def _embedding(self, capture: dict) -> np.ndarray | None:
         name = capture.get("embedding")
@@ -238,9 +266,20 @@ class Library:
             self._owner = (key, FaceLibrary(self.cfg))
         return self._owner[1]
 
-    def name_visitor(self, visit: int, name: str | None, force: bool = False) -> dict[str, Any]:
-        """Name a visitor (an existing or a new person), or ignore them (name None)."""
-        return self.owner.name_visitor(visit, name, force=force)
+    def name_visitor(
+        self, visit: int, name: str | None, force: bool = False, together: bool = False
+    ) -> dict[str, Any]:
+        """Name a visitor (an existing or a new person), or ignore them (name None);
+        `together`: with every visit of the same stranger, in one change."""
+        visits = self.group_of(visit) if together else [visit]
+        return self.owner.name_visitors(visits, name, force=force)
+
+    def correct_event(self, crop_jpeg: bytes, event_id: int, name: str | None, force: bool) -> dict:
+        """An event's face named wrongly: it joins `name`, or (None) is never to be named."""
+        with tempfile.TemporaryDirectory(prefix="edge-correct-") as tmp:
+            path = Path(tmp) / f"event-{event_id}.jpg"
+            path.write_bytes(crop_jpeg)
+            return self.owner.correct(path, name, force=force)
 
     def delete_visitor(self, visit: int) -> dict[str, Any]:
         """Remove a visitor's saved crops without teaching the model anything."""

@@ -167,7 +167,8 @@ def events(
             f'<li class="event" id="event-{e["id"]}" data-type="{escape(e["type"])}">{img}'
             f'<div><b class="{kind}">{escape(verdict(e))}</b><br>'
             f"<small>{_when(e['time'])}{where} &middot; {_who(e, visitor_ids)}</small>"
-            f"{'' if e['type'] == 'left' else _numbers(e)}</div></li>"
+            f"{'' if e['type'] == 'left' else _numbers(e)}"
+            f"{_correct(e) if e['snapshot'] and e['type'] != 'left' else ''}</div></li>"
         )
     listing = (
         f'<ul class="events" id="events" data-region>{"".join(rows)}</ul>'
@@ -191,6 +192,19 @@ def events(
     return layout("/events", "Events", body, live="" if filters.get("before") else "events")
 
 
+def _correct(e: dict[str, Any]) -> str:
+    """The folded "wrong person?" (a recognized face) or "who is this?" control of an event."""
+    eid = e["id"]
+    ask = "wrong person?" if e["type"] == "recognized" else "who is this?"
+    return (
+        f'<details class="correct" data-scope><summary>{ask}</summary><div class="row">'
+        f'<input name="name" list="people" maxlength="{MAX_NAME}" placeholder="who is it?" '
+        f'autocomplete="off"><button data-action="correct-event" data-id="{eid}">This is them</button>'
+        f'<button data-action="never-event" data-id="{eid}">Never name this face</button>'
+        "</div></details>"
+    )
+
+
 def _people_list(names: list[str]) -> str:
     return (
         '<datalist id="people">'
@@ -200,32 +214,41 @@ def _people_list(names: list[str]) -> str:
 
 
 def visitors(items: list[dict[str, Any]], names: list[str]) -> str:
-    """Unknown visitors with their crops and times; name, ignore, delete."""
-    cards = []
+    """One card per stranger (their visits that look alike grouped), with crops and times;
+    name, ignore or delete all of them at once."""
+    cards, shown = [], set()
+    by_id = {v["id"]: v for v in items}
     for v in items:
+        if v["id"] in shown:
+            continue
+        group = [by_id[g] for g in v.get("group", [v["id"]]) if g in by_id]
+        shown |= {g["id"] for g in group}
         vid = v["id"]
         thumbs = "".join(
-            f'<a href="/api/visitors/{vid}/crops/{_u(c)}" target="_blank">'
-            f'<img src="/api/visitors/{vid}/crops/{_u(c)}" alt="visitor {vid}"></a>'
-            for c in v["crops"]
+            f'<a href="/api/visitors/{g["id"]}/crops/{_u(c)}" target="_blank">'
+            f'<img src="/api/visitors/{g["id"]}/crops/{_u(c)}" alt="visitor {g["id"]}"></a>'
+            for g in group
+            for c in g["crops"][:4]
         )
-        same = (
-            "<p><small>Looks like "
-            + ", ".join(f'<a href="#visitor-{s}">visitor {s}</a>' for s in v["same_as"])
-            + " (maybe the same person)</small></p>"
-            if v["same_as"]
-            else ""
+        first, last = min(g["first"] for g in group), max(g["last"] for g in group)
+        span = f" to {_when(last)}" if last - first > 1 else ""
+        ids = [g["id"] for g in group]
+        title = (
+            f"Visitor {vid}"
+            if len(ids) == 1
+            else f"Visitor {vid} <small>({len(ids)} visits: {', '.join(map(str, ids))})</small>"
         )
-        span = f" to {_when(v['last'])}" if v["last"] - v["first"] > 1 else ""
+        each = " (every visit)" if len(ids) > 1 else ""
         cards.append(
-            f'<div class="card visitor" id="visitor-{vid}" data-scope><h2>Visitor {vid}</h2>'
-            f'<div class="thumbs">{thumbs}</div><p><small>{_when(v["first"])}{span}</small></p>{same}'
+            f'<div class="card visitor" id="visitor-{vid}" data-scope data-together><h2>{title}</h2>'
+            f'<div class="thumbs">{thumbs}</div><p><small>{_when(first)}{span}</small></p>'
             f'<div class="row"><input name="name" list="people" maxlength="{MAX_NAME}" '
             'placeholder="who is this? (name)" autocomplete="off">'
-            f'<button data-action="name-visitor" data-id="{vid}">Name</button></div>'
+            f'<button data-action="name-visitor" data-id="{vid}">Name{each}</button></div>'
             f"<details><summary>not someone to name</summary>"
             f'<div class="row"><button data-action="ignore-visitor" data-id="{vid}">Never name this face</button>'
-            f'<button class="danger" data-action="delete-visitor" data-id="{vid}">Delete the pictures</button></div>'
+            f'<button class="danger" data-action="delete-visitor" data-id="{vid}" '
+            f'data-ids="{",".join(map(str, ids))}">Delete the pictures</button></div>'
             "</details></div>"
         )
     body = (

@@ -384,9 +384,21 @@ def _handler_for(app: WebApp, timeout_s: float) -> type[BaseHTTPRequestHandler]:
                 case ("POST", "visitors", vid, "name"):
                     body = self._json_body()
                     name, force = self._name_of(body), body.get("force") is True
-                    self._json(app.work(library.name_visitor, _int(vid, "visitor"), name, force))
+                    together = body.get("together") is True  # every visit of this stranger
+                    self._json(app.work(library.name_visitor, _int(vid, "visitor"), name, force, together))  # fmt: skip
                 case ("POST", "visitors", vid, "ignore"):
-                    self._json(app.work(library.name_visitor, _int(vid, "visitor"), None))
+                    sent = self.headers.get("Content-Type", "").startswith("application/json")
+                    together = sent and self._json_body().get("together") is True
+                    self._json(app.work(library.name_visitor, _int(vid, "visitor"), None, False, together))  # fmt: skip
+                case ("POST", "events", eid, "correct"):
+                    body = self._json_body()
+                    event = _int(eid, "event")
+                    crop = app.events.snapshot(event)
+                    if crop is None:
+                        raise HttpError(404, f"no face kept for event {eid}")
+                    name = None if body.get("name") is None else self._name_of(body)
+                    force = body.get("force") is True
+                    self._json(app.work(library.correct_event, crop, event, name, force))
                 case ("DELETE", "visitors", vid):
                     self._json(app.work(library.delete_visitor, _int(vid, "visitor")))
                 case ("GET", "people"):

@@ -137,18 +137,32 @@ const actions = {
     const name = valueOf(b, "name");
     if (!name) throw new Error("type a name first");
     const url = `/api/visitors/${b.dataset.id}/name`;
-    const r = await call("POST", url, { name }).catch((err) => overrule(err, ANYWAY,
-      `Name this visitor ${name} anyway?`, () => call("POST", url, { name, force: true })));
+    const together = true;  // every visit of this stranger (the card shows them all)
+    const r = await call("POST", url, { name, together }).catch((err) => overrule(err, ANYWAY,
+      `Name this visitor ${name} anyway?`, () => call("POST", url, { name, together, force: true })));
     return `visitor ${b.dataset.id} named ${r.name}: recognized from their next visit`;
   },
   async "ignore-visitor"(b) {
-    await call("POST", `/api/visitors/${b.dataset.id}/ignore`);
+    await call("POST", `/api/visitors/${b.dataset.id}/ignore`, { together: true });
     return `visitor ${b.dataset.id}: this face will never be named`;
   },
   async "delete-visitor"(b) {
-    if (!confirm(`Delete visitor ${b.dataset.id}'s pictures?`)) return null;
-    await call("DELETE", `/api/visitors/${b.dataset.id}`);
+    const ids = (b.dataset.ids || b.dataset.id).split(",");
+    if (!confirm(`Delete the pictures of visit(s) ${ids.join(", ")}?`)) return null;
+    for (const id of ids) await call("DELETE", `/api/visitors/${id}`);
     return `visitor ${b.dataset.id} deleted`;
+  },
+  async "correct-event"(b) {
+    const name = valueOf(b, "name");
+    if (!name) throw new Error("type who it is first");
+    const url = `/api/events/${b.dataset.id}/correct`;
+    await call("POST", url, { name }).catch((err) => overrule(err, ANYWAY,
+      `Add this face to ${name} anyway?`, () => call("POST", url, { name, force: true })));
+    return `this face is now one of ${name}'s: recognized as them from now on`;
+  },
+  async "never-event"(b) {
+    await call("POST", `/api/events/${b.dataset.id}/correct`, { name: null });
+    return "this face will never be named";
   },
   async "delete-photo"(b) {
     if (!confirm(`Delete ${b.dataset.file}?`)) return null;
