@@ -303,6 +303,7 @@ class Loop:
                 log.debug("recognition switched off")
                 self.tracker.clear()
                 self.presence.people.clear()
+                self.scene = SceneWatch()  # switched on again: the first frame is looked at
                 self._was_enabled = False
             return
         if not self._was_enabled:
