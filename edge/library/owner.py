@@ -112,10 +112,9 @@ class FaceLibrary:
             self._embedder = (key, Embedder(self.cfg, self.model))
         return self._embedder[1]
 
-    def _check_new_name(self, state: State, name: str, allow: str | None = None) -> None:
+    def _check_new_name(self, state: State, name: str) -> None:
         """UserError when `name` would be a second spelling of someone already there."""
-        others = (set(state.store.labels) | set(self.folders())) - {allow}
-        clash = same_name(name, others)
+        clash = same_name(name, set(state.store.labels) | set(self.folders()))
         if clash is not None:
             raise UserError(
                 f"{shown_name(name)}: the library already has {clash!r} (names that differ only "
@@ -178,14 +177,9 @@ class FaceLibrary:
         taken.add(target)
         return target
 
-    def _write(
-        self, state: State, store: FaceStore, plan: Plan, refit: bool = True
-    ) -> dict[str, Any]:
-        """Refit (unless only names changed) and commit; the common part of the summary."""
-        if refit:
-            meta, note = self._refit(state, store)
-        else:
-            meta, note = {**state.meta, "labels": list(store.labels)}, "thresholds unchanged"
+    def _write(self, state: State, store: FaceStore, plan: Plan) -> dict[str, Any]:
+        """Refit and commit; the common part of the summary."""
+        meta, note = self._refit(state, store)
         gen = commit(state, meta, store, self._slugs(state, store.labels), plan)
         log.info("face library generation %d: %s", gen, note)
         return {"people": len(store.labels), "generation": gen, "thresholds": note}
