@@ -82,6 +82,13 @@ class FaceStore:
         np.savez(buf, **arrays)
         return buf.getvalue()
 
+    def keep(self, rows: np.ndarray) -> None:
+        """Keep only the rows where the boolean mask `rows` is True."""
+        self.emb, self.y = self.emb[rows], self.y[rows]
+        self.keys = [k for k, ok in zip(self.keys, rows, strict=True) if ok]
+        groups = self.groups if self.groups is not None else self.keys
+        self.groups = [g for g, ok in zip(groups, rows, strict=True) if ok]
+
     def counts(self) -> dict[str, int]:
         """Photos per person."""
         return {name: int(np.sum(self.y == i)) for i, name in enumerate(self.labels)}

@@ -338,17 +338,22 @@ def test_status_and_the_live_stream_only_while_watched(app):
 
 
 @pytest.mark.slow
-def test_people_api_with_a_real_model(trained_model, data_dir, tmp_path, monkeypatch):
-    from edge.facestore import FaceStore
-    from tests.splits import heldout_photos, strangers
-
-    monkeypatch.delenv("EDGE_TEST_WEB_PW", raising=False)
+def _app_with_model(trained_model: Path, tmp_path: Path) -> tuple[Path, WebApp]:
+    """A web app on a copy of the test model (its labels and store) in tmp_path/models."""
     models = tmp_path / "models"
     models.mkdir()
     meta = json.loads(trained_model.with_suffix(".json").read_text())
     for name in (trained_model.name, trained_model.with_suffix(".json").name, meta["store"]):
         (models / name).write_bytes(trained_model.with_name(name).read_bytes())
-    app = WebApp(_cfg(tmp_path, **{"recognize.model": str(models / "faces.tflite")}))
+    return models, WebApp(_cfg(tmp_path, **{"recognize.model": str(models / "faces.tflite")}))
+
+
+def test_people_api_with_a_real_model(trained_model, data_dir, tmp_path, monkeypatch):
+    from edge.facestore import FaceStore
+    from tests.splits import heldout_photos, strangers
+
+    monkeypatch.delenv("EDGE_TEST_WEB_PW", raising=False)
+    models, app = _app_with_model(trained_model, tmp_path)
 
     def store() -> FaceStore:
         meta = json.loads((models / "faces.json").read_text())
@@ -457,12 +462,7 @@ def test_one_card_per_stranger_and_a_wrong_name_corrected(
     from tests.splits import heldout_photos, known, strangers
 
     monkeypatch.delenv("EDGE_TEST_WEB_PW", raising=False)
-    models = tmp_path / "models"
-    models.mkdir()
-    meta = json.loads(trained_model.with_suffix(".json").read_text())
-    for name in (trained_model.name, trained_model.with_suffix(".json").name, meta["store"]):
-        (models / name).write_bytes(trained_model.with_name(name).read_bytes())
-    app = WebApp(_cfg(tmp_path, **{"recognize.model": str(models / "faces.tflite")}))
+    models, app = _app_with_model(trained_model, tmp_path)
     faces = data_dir / "faces"
     recognizer = StillRecognizer(app.cfg)
 

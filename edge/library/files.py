@@ -45,19 +45,8 @@ def write_atomic(path: Path, data: bytes, mode: int) -> None:
 
 
 def copy_atomic(src: Path, dst: Path, mode: int = 0o600) -> None:
-    """Copy `src` to `dst` through a synced temp file; `dst` appears whole or not at all."""
-    tmp = temp_beside(dst)
-    try:
-        with open(src, "rb") as fin, open(tmp, "xb") as fout:
-            shutil.copyfileobj(fin, fout)
-            os.fchmod(fout.fileno(), mode)
-            fout.flush()
-            os.fsync(fout.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    sync_dir(dst.parent)
+    """Copy `src` (a photo or a crop) to `dst`; `dst` appears whole or not at all."""
+    write_atomic(dst, src.read_bytes(), mode)
 
 
 def move(src: Path, dst: Path) -> bool:

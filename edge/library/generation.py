@@ -140,13 +140,18 @@ def commit(state: State, meta: dict, store: FaceStore, slugs: dict[str, str], pl
     return gen
 
 
-def _finish(model: Path, journal: dict) -> None:
-    """The steps after a commit; each can run again after a crash."""
-    for step in journal.get("after", []):
+def run_steps(steps: list[list[str]]) -> None:
+    """A plan's after-steps (moves and removals); each can run again after a crash."""
+    for step in steps:
         if step[0] == "move":
             files.move(Path(step[1]), Path(step[2]))
         elif step[0] == "remove":
             files.remove(Path(step[1]))
+
+
+def _finish(model: Path, journal: dict) -> None:
+    """The steps after a commit; each can run again after a crash."""
+    run_steps(journal.get("after", []))
     meta = read_meta(model)
     keep = {meta.get("store"), meta.get("previous_store")}  # a reader may still be on the previous
     for old in model.parent.glob(f"{model.stem}.store-*.npz"):

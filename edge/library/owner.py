@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,15 @@ from edge.facestore import FaceStore
 from edge.head import N_AUG, fit_head
 from edge.library import files, thresholds
 from edge.library.embed import Embedded, Embedder
-from edge.library.generation import Plan, State, commit, read_meta, read_state, recover
+from edge.library.generation import (
+    Plan,
+    State,
+    commit,
+    read_meta,
+    read_state,
+    recover,
+    run_steps,
+)
 from edge.library.guard import far_from_person, looks_like_other
 from edge.library.lock import library_lock
 from edge.names import UNKNOWN_DIR, check_name, same_name, shown_name
@@ -255,6 +263,8 @@ class FaceLibrary:
         self, visits: list[int], name: str | None, force: bool = False
     ) -> dict[str, Any]:
         """Name (or ignore) the visits of one stranger together, in one change."""
+        from edge.unknowns import SUFFIXES
+
         t0 = time.monotonic()
         label = check_name(name) if name is not None else None
         with self._changing() as state:
@@ -278,7 +288,7 @@ class FaceLibrary:
                 for path in rows.used:
                     plan.copy(path, self._photo_target(folder, path.name, taken))
                 for c in captures:
-                    for suffix in (".json", ".jpg", ".npy"):
+                    for suffix in SUFFIXES:
                         plan.remove_after(Path(c["path"]).with_suffix(suffix))
             result = self._write(state, store, plan)
         what = f"named {label}" if label else "ignored (never to be named)"
@@ -326,10 +336,12 @@ class FaceLibrary:
 
     def delete_visitor(self, visit: int) -> dict[str, Any]:
         """Remove a visitor's saved crops without teaching the model anything."""
-        with library_lock(self.model) if self.model.is_file() else _nothing():
+        from edge.unknowns import SUFFIXES
+
+        with library_lock(self.model) if self.model.is_file() else nullcontext():
             caps = self.visitor_captures(visit)
             for c in caps:
-                for suffix in (".json", ".jpg", ".npy"):
+                for suffix in SUFFIXES:
                     Path(c["path"]).with_suffix(suffix).unlink(missing_ok=True)
         log.info("visitor %d deleted (%d crop(s))", visit, len(caps))
         return {"visitor": visit, "deleted": len(caps)}
@@ -352,13 +364,10 @@ class FaceLibrary:
                 cls = store.labels.index(name)
                 if not np.any((store.y == cls) & ~drop):
                     raise UserError(f"{file}: {name}'s last enrolled photo; forget {name} instead")
-                store.emb, store.y = store.emb[~drop], store.y[~drop]
-                store.keys = [k for k, d in zip(store.keys, drop, strict=True) if not d]
-                store.groups = [g for g, d in zip(store.groups, drop, strict=True) if not d]
+                store.keep(~drop)
                 result = self._write(state, store, plan)
-            else:
-                for step in plan.after:
-                    files.move(Path(step[1]), Path(step[2]))
+            else:  # not in the model: nothing to commit, only the move
+                run_steps(plan.after)
                 result = {}
         log.info("%s: photo %s moved to the trash (%d model row(s))", name, file, removed)
         return {"name": name, "file": file, "model_rows_removed": removed, **result}
@@ -385,16 +394,12 @@ class FaceLibrary:
                 idx = store.labels.index(name)
                 keep = store.y != idx
                 removed = int(np.sum(~keep))
-                store.emb = store.emb[keep]
-                store.keys = [k for k, ok in zip(store.keys, keep, strict=True) if ok]
-                store.groups = [g for g, ok in zip(store.groups, keep, strict=True) if ok]
-                y = store.y[keep]
-                store.y = np.where(y > idx, y - 1, y)
+                store.keep(keep)
+                store.y = np.where(store.y > idx, store.y - 1, store.y)
                 del store.labels[idx]
                 result = {"removed": removed, **self._write(state, store, plan)}
-            else:
-                for step in plan.after:
-                    files.move(Path(step[1]), Path(step[2]))
+            else:  # only a dataset folder: nothing to commit, only the move
+                run_steps(plan.after)
         self._history("forget_person", name)
         days = self.cfg.library.trash_days
         kept = str(trash) if plan.after else None
@@ -522,8 +527,3 @@ class FaceLibrary:
             if when < cutoff:
                 files.remove(entry)
                 log.info("trash: %s removed after %g days", entry.name, days)
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
