@@ -49,8 +49,8 @@ def app(tmp_path, monkeypatch, models_dir):
     web.close()
 
 
-def _req(app, method, path, body=None, headers=None, source="127.0.0.1"):
-    conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=10, source_address=(source, 0))
+def _req(app, method, path, body=None, headers=None, source="127.0.0.1", timeout=10):
+    conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=timeout, source_address=(source, 0))  # fmt: skip
     try:
         conn.request(method, path, body=body, headers={"Host": f"127.0.0.1:{app.port}", **(headers or {})})  # fmt: skip
         r = conn.getresponse()

@@ -5,7 +5,6 @@ on a free port; a real edge process for SIGHUP)."""
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import logging
 import math
@@ -16,33 +15,21 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from edge.config import load_config
 from edge.unknowns import UnknownStore
 from edge.web.server import WebApp
 from tests.broker import free_port
 from tests.conftest import ROOT
+from tests.test_web import _cfg, _req
 
 WRITE = {"X-Edge-Request": "1", "Content-Type": "application/json"}
 PW = "door bell"
 GOOD = {"Authorization": "Basic " + base64.b64encode(f"me:{PW}".encode()).decode()}
 BAD = {"Authorization": "Basic " + base64.b64encode(b"me:guess").decode()}
-
-
-def _cfg(tmp_path: Path, **over):
-    base = {
-        "web.port": 0,
-        "web.password_env": "EDGE_TEST_WEB_PW",
-        "recognize.model": "",
-        "unknown_faces.dir": str(tmp_path / "unknown"),
-        "enroll.dataset": str(tmp_path / "dataset"),
-    }
-    return load_config(None, {**base, **over})
 
 
 @pytest.fixture
@@ -60,16 +47,6 @@ def locked(tmp_path, monkeypatch, models_dir):
     web = WebApp(_cfg(tmp_path, **{"web.bind": "0.0.0.0"}))
     yield web
     web.close()
-
-
-def _req(app, method, path, body=None, headers=None, source="127.0.0.1", timeout=10):
-    conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=timeout, source_address=(source, 0))  # fmt: skip
-    try:
-        conn.request(method, path, body=body, headers={"Host": f"127.0.0.1:{app.port}", **(headers or {})})  # fmt: skip
-        r = conn.getresponse()
-        return r.status, dict(r.getheaders()), r.read()
-    finally:
-        conn.close()
 
 
 def _raw(app, data: bytes) -> bytes:
