@@ -1,0 +1,149 @@
+"""The household's face library (edge/share): records merge the same in any order, and two
+libraries exchanging their records through the wire format end up with the same people."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.config import load_config
+from edge.facestore import FaceStore
+from edge.library import FaceLibrary
+from edge.share.records import (
+    NEVER,
+    Person,
+    Photo,
+    RecordError,
+    merge_all,
+    message,
+    read_message,
+)
+from tests.splits import photos, strangers
+
+
+def _person(pid: str, name: str, *adds: tuple[str, int, str]) -> Person:
+    emb = np.ones((4, 8), np.float32)
+    return Person(pid, name, (1, "a"), NEVER, {k: Photo((v, d), k, emb) for k, v, d in adds})
+
+
+def test_merge_is_order_free_and_keeps_both_sides_photos():
+    a = _person("bob", "Bob", ("k1", 1, "front"), ("k2", 2, "front"))
+    b = _person("bob", "Bob", ("k1", 1, "front"), ("k3", 2, "back"))
+    b.removed["k2"] = (3, "back")
+    c = Person("bob", "Robert", (4, "front"))
+    orders = [(a, b, c), (c, b, a), (b, a, c), (a, a, b, c, c)]
+    digests = {merge_all(*({"bob": x} for x in order))["bob"].digest() for order in orders}
+    assert len(digests) == 1
+    merged = merge_all({"bob": a}, {"bob": b}, {"bob": c})["bob"]
+    assert merged.live() == ["k1", "k3"]  # k2 removed after it was added
+    assert merged.name == "Robert"
+
+
+def test_forget_hides_the_photos_it_saw_and_a_later_enrolment_brings_them_back():
+    p = _person("eve", "Eve", ("k1", 1, "a"))
+    p.forgot = (2, "b")
+    assert p.live() == []
+    p.photos["k2"] = Photo((3, "a"), "k2")
+    assert p.live() == ["k2"]
+
+
+def test_a_message_round_trips_and_a_bad_one_is_refused_in_one_line():
+    p = _person("bob", "Bob", ("k1", 1, "front"))
+    p.removed["k0"] = (1, "back")
+    back, device, backbone = read_message(message(p, "front", "abc", "now"))
+    assert (device, backbone) == ("front", "abc")
+    assert back.digest() == p.digest()
+    assert np.allclose(back.photos["k1"].emb, 1.0)
+    for bad in (b"{", b'{"format": 1}', b'{"format": 1, "device": "x", "backbone": "y", "id": "a/b"}'):
+        with pytest.raises(RecordError) as err:
+            read_message(bad)
+        assert "\n" not in str(err.value)
+
+
+@pytest.fixture
+def two_pis(trained_model: Path, tmp_path: Path):
+    """Two Pis (front, back) with copies of the 7-person test model, sharing on."""
+    libs = []
+    meta = json.loads(trained_model.with_suffix(".json").read_text())
+    for device in ("front", "back"):
+        root = tmp_path / device
+        models = root / "models"
+        models.mkdir(parents=True)
+        for name in (trained_model.name, trained_model.with_suffix(".json").name, meta["store"]):
+            shutil.copy2(trained_model.with_name(name), models / name)
+        config = root / "config.yaml"
+        config.write_text(
+            f"recognize:\n  model: {models / 'faces.tflite'}\n"
+            f"enroll:\n  dataset: {root / 'dataset'}\n"
+            f"unknown_faces:\n  dir: {root / 'unknown'}\n"
+            f"history:\n  enabled: false\n"
+            f"mqtt:\n  device_id: {device}\n"
+            f"library:\n  share: true\n"
+        )
+        libs.append(FaceLibrary(load_config(config)))
+    return libs
+
+
+def _exchange(*libs: FaceLibrary) -> list[dict[str, Person]]:
+    """Each library's records through the wire format, then each adopts all of them (twice:
+    the second round must change nothing)."""
+    wire: dict[str, Person] = {}
+    for lib in libs:
+        people, store = lib.adopt_household({})
+        rows = {k: store.emb[i] for i, k in enumerate(store.keys)}
+        for pid, p in people.items():
+            for k in p.live():
+                p.photos[k] = Photo(p.photos[k].at, p.photos[k].group, rows[k])
+            got, _, _ = read_message(message(p, "x", "y", "now"))
+            wire[pid] = wire[pid].merged(got) if pid in wire else got
+    out = [lib.adopt_household(wire)[0] for lib in libs]
+    gens = [json.loads(lib.model.with_suffix(".json").read_text())["generation"] for lib in libs]
+    again = [lib.adopt_household(wire)[0] for lib in libs]
+    assert gens == [
+        json.loads(lib.model.with_suffix(".json").read_text())["generation"] for lib in libs
+    ], "a second adoption of the same records wrote a generation"
+    assert [{k: p.digest() for k, p in x.items()} for x in again] == [
+        {k: p.digest() for k, p in x.items()} for x in out
+    ]
+    return out
+
+
+def _store(lib: FaceLibrary) -> FaceStore:
+    meta = json.loads(lib.model.with_suffix(".json").read_text())
+    return FaceStore.load(lib.model.with_name(meta["store"]))
+
+
+def test_two_libraries_converge_on_enrol_forget_rename_and_concurrent_namings(
+    two_pis, data_dir
+):
+    front, back = two_pis
+    faces = data_dir / "faces"
+    tony, jacques = strangers(faces)[:2]
+    _exchange(front, back)  # both start from the same model: nothing to adopt
+    assert front.labels() == back.labels()
+
+    front.enroll("Tony", photos(faces, tony)[:4])
+    _exchange(front, back)
+    assert "Tony" in back.labels()
+    assert _store(back).counts()["Tony"] == _store(front).counts()["Tony"] >= 3
+
+    back.forget("Hugo_Chavez")
+    _exchange(front, back)
+    assert "Hugo_Chavez" not in front.labels()
+
+    # the same stranger named on both Pis at once, from different photos: both sets kept
+    front.enroll("Jacques", photos(faces, jacques)[:3])
+    back.enroll("Jacques", photos(faces, jacques)[5:8])
+    front.rename("Tony", "Tony B")
+    _exchange(front, back)
+    for lib in (front, back):
+        counts = _store(lib).counts()
+        assert counts["Jacques"] == 6, counts
+        assert "Tony B" in lib.labels() and "Tony" not in lib.labels()
+    assert front.labels() == back.labels() or sorted(front.labels()) == sorted(back.labels())
+    slugs = [json.loads(lib.model.with_suffix(".slugs.json").read_text()) for lib in two_pis]
+    assert slugs[0]["Tony B"] == slugs[1]["Tony B"] == "tony"  # the entity follows the rename
