@@ -58,7 +58,11 @@ def test_a_message_round_trips_and_a_bad_one_is_refused_in_one_line():
     assert (device, backbone) == ("front", "abc")
     assert back.digest() == p.digest()
     assert np.allclose(back.photos["k1"].emb, 1.0)
-    for bad in (b"{", b'{"format": 1}', b'{"format": 1, "device": "x", "backbone": "y", "id": "a/b"}'):
+    for bad in (
+        b"{",
+        b'{"format": 1}',
+        b'{"format": 1, "device": "x", "backbone": "y", "id": "a/b"}',
+    ):
         with pytest.raises(RecordError) as err:
             read_message(bad)
         assert "\n" not in str(err.value)
@@ -117,9 +121,7 @@ def _store(lib: FaceLibrary) -> FaceStore:
     return FaceStore.load(lib.model.with_name(meta["store"]))
 
 
-def test_two_libraries_converge_on_enrol_forget_rename_and_concurrent_namings(
-    two_pis, data_dir
-):
+def test_two_libraries_converge_on_enrol_forget_rename_and_concurrent_namings(two_pis, data_dir):
     front, back = two_pis
     faces = data_dir / "faces"
     tony, jacques = strangers(faces)[:2]
