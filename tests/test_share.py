@@ -4,11 +4,16 @@ libraries exchanging their records through the wire format end up with the same 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
+import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import load_config
 from edge.facestore import FaceStore
@@ -22,6 +27,9 @@ from edge.share.records import (
     message,
     read_message,
 )
+from edge.share.service import ShareOutput
+from tests.broker import Broker, Recorder, retained
+from tests.paths import ROOT
 from tests.splits import photos, strangers
 
 
@@ -149,3 +157,72 @@ def test_two_libraries_converge_on_enrol_forget_rename_and_concurrent_namings(tw
     assert front.labels() == back.labels() or sorted(front.labels()) == sorted(back.labels())
     slugs = [json.loads(lib.model.with_suffix(".slugs.json").read_text()) for lib in two_pis]
     assert slugs[0]["Tony B"] == slugs[1]["Tony B"] == "tony"  # the entity follows the rename
+
+
+def _publish(broker: Broker, topic: str, payload: bytes, **login: str) -> None:
+    """One retained message, QoS 1, from a client of its own (`login`: username, password)."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{time.monotonic_ns()}")
+    if login:
+        client.username_pw_set(login["username"], login["password"])
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    client.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+
+def test_the_documented_acl_keeps_the_faces_to_the_pis(tmp_path):
+    text = (ROOT / "docs" / "household.md").read_text()
+    acl = textwrap.dedent(text.split("```acl\n", 1)[1].split("```", 1)[0])
+    users = {"front-door": "pw1", "back-door": "pw2", "homeassistant": "pw3"}
+    broker = Broker(tmp_path / "broker", users=users)
+    (tmp_path / "acl").write_text(acl)
+    broker.conf.write_text(broker.conf.read_text() + f"acl_file {tmp_path / 'acl'}\n")
+    with broker:
+        pi = {"username": "front-door", "password": "pw1"}
+        ha = {"username": "homeassistant", "password": "pw3"}
+        _publish(broker, "edge/household/people/anna", b"faces", **pi)
+        _publish(broker, "edge/household/people/eve", b"forged", **ha)
+        _publish(broker, "edge/front-door/status", b"online", **pi)
+        seen_by_pi = retained(broker, "#", 0.5, username="back-door", password="pw2")
+        seen_by_ha = retained(broker, "#", 0.5, **ha)
+    assert seen_by_pi.get("edge/household/people/anna") == b"faces"
+    assert "edge/household/people/eve" not in seen_by_pi  # Home Assistant may not teach faces
+    assert not [t for t in seen_by_ha if t.startswith("edge/household/")]
+    assert seen_by_ha.get("edge/front-door/status") == b"online"
+
+
+def test_a_pi_with_another_model_refuses_the_records_with_one_line(device, tmp_path, caplog):
+    model, config = device
+    with Broker(tmp_path / "broker") as broker:
+        foreign = _person("zed", "Zed", ("k1", 1, "garage"))
+        for pid in ("zed", "zoe"):
+            foreign.id = pid
+            _publish(
+                broker, f"home/faces/people/{pid}", message(foreign, "garage", "0" * 64, "now")
+            )
+        cfg = load_config(
+            config,
+            {
+                "mqtt.host": broker.host,
+                "mqtt.port": broker.port,
+                "mqtt.device_id": "front",
+                "library.share": True,
+                "library.share_topic": "home/faces",
+            },
+        )
+        share = ShareOutput(cfg)
+        rec = Recorder(broker, ["home/faces/devices/front/library"], persistent=False).start()
+        try:
+            with caplog.at_level(logging.INFO, logger="edge.share"):
+                share.start([], {})
+                assert rec.wait_for(lambda: rec.messages, 30), "no library state published"
+        finally:
+            share.close()
+            rec.stop()
+    refusals = [r.getMessage() for r in caplog.records if "refusing" in r.getMessage()]
+    assert len(refusals) == 1, refusals
+    assert "garage" in refusals[0] and "same faces.tflite" in refusals[0]
+    assert "Zed" not in FaceLibrary(cfg).labels()
+    state = json.loads(rec.messages[-1].payload)
+    assert "zed" not in state["people"] and len(state["people"]) == 7
