@@ -38,7 +38,10 @@ def make_visits_clip(data_dir: Path, out: Path, visits: list[tuple[str, float]],
     rng = random.Random(seed)
     faces = data_dir / "faces"
     background = _background(data_dir, rng)
+    out.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
+    if not writer.isOpened():
+        raise OSError(f"{out}: cannot write the clip")
     noise = np.random.default_rng(seed).normal(0, 2.0, (HEIGHT, WIDTH, 3)).astype(np.int16)
     frame_no, used = 0, {}
 

@@ -29,6 +29,7 @@ from edge.share.records import (
 )
 from edge.share.service import ShareOutput
 from tests.broker import Broker, Recorder, retained
+from tests.conftest import run_edge
 from tests.paths import ROOT
 from tests.splits import photos, strangers
 
@@ -226,3 +227,13 @@ def test_a_pi_with_another_model_refuses_the_records_with_one_line(device, tmp_p
     assert "Zed" not in FaceLibrary(cfg).labels()
     state = json.loads(rec.messages[-1].payload)
     assert "zed" not in state["people"] and len(state["people"]) == 7
+
+
+def test_share_without_a_broker_is_one_clear_error(device, tmp_path):
+    model, config = device
+    config.write_text(config.read_text() + "library:\n  share: true\n")
+    proc = run_edge("--config", str(config), "--max-frames", "1", timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: {config}: library.share is true but mqtt.host is empty: set the broker"
+    )
