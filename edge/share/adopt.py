@@ -24,7 +24,7 @@ class Adoption:
     notes: list[str] = field(default_factory=list)
 
 
-def _labels(live: dict[str, Person], old: list[str]) -> tuple[dict[str, str], list[str]]:
+def _labels(live: dict[str, Person]) -> tuple[dict[str, str], list[str]]:
     """pid -> label (two ids under one name, from two Pis naming someone at once, share the
     first id's label) and the merges that made; ids in sorted order, so every Pi agrees."""
     label_of, notes, first = {}, [], {}
@@ -47,14 +47,14 @@ def materialize(
     the same people with the same photos as `store`."""
     row_of = {k: i for i, k in enumerate(store.keys)}
     live = {pid: p for pid, p in people.items() if pid != STRANGERS and p.live()}
-    label_of, notes = _labels(live, store.labels)
+    label_of, notes = _labels(live)
     labels = [x for x in store.labels if x in label_of.values()]
     labels += sorted(set(label_of.values()) - set(labels))
+    holders = dict(live)
+    if STRANGERS in people:
+        holders[STRANGERS] = people[STRANGERS]
     owner: dict[str, tuple] = {}  # a key live under two people: the newer addition holds it
-    for pid, p in [
-        *live.items(),
-        *([(STRANGERS, people[STRANGERS])] if STRANGERS in people else []),
-    ]:
+    for pid, p in holders.items():
         for key in p.live():
             if key not in owner or p.photos[key].at > owner[key][1].at:
                 owner[key] = (pid, p.photos[key])

@@ -172,6 +172,7 @@ class ShareOutput(Output):
             if sig == self._last_sig and not self._dirty:
                 continue
             self._dirty = False
+            self._last_sig = sig  # a change committed during the sync is seen at the next look
             try:
                 self._sync()
             except (UserError, ModelError) as exc:
@@ -182,7 +183,6 @@ class ShareOutput(Output):
                 log.error(
                     "household: %s: %s", exc.filename or self.model.parent, exc.strerror or exc
                 )
-            self._last_sig = _signature(self.meta_file)
 
     def _sync(self) -> None:
         """Merge and adopt through the library owner, then publish what the broker lacks."""
