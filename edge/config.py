@@ -259,6 +259,10 @@ class LibraryConfig:
         "edge/household",
         "the household's topic: people under <share_topic>/people/, each Pi under <share_topic>/devices/",
     )
+    share_photos: bool = _opt(
+        False,
+        "with share: also send the enrolment photos, kept in dataset/<name>/ on every Pi (records grow by each photo's size)",
+    )
 
 
 @dataclass

@@ -237,3 +237,31 @@ def test_share_without_a_broker_is_one_clear_error(device, tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == (
         f"error: {config}: library.share is true but mqtt.host is empty: set the broker"
     )
+
+
+def test_shared_photos_reach_the_other_pis_dataset(two_pis, data_dir, tmp_path):
+    from edge.hashing import file_hash
+    from tests.household import wait
+
+    front, back = two_pis
+    tony = photos(data_dir / "faces", strangers(data_dir / "faces")[0])[:3]
+    with Broker(tmp_path / "broker") as broker:
+        outputs = []
+        for lib in (front, back):
+            cfg = load_config(
+                lib.cfg.source_file,
+                {"mqtt.host": broker.host, "mqtt.port": broker.port, "library.share_photos": True},
+            )
+            outputs.append(ShareOutput(cfg))
+            outputs[-1].start([], {})
+        try:
+            front.enroll("Tony", tony)
+            arrived = wait(lambda: len(back.photos_of("Tony")) == 3, 60)
+        finally:
+            for out in outputs:
+                out.close()
+    assert arrived is not None, back.labels()
+    assert {file_hash(back.dataset / "Tony" / f) for f in back.photos_of("Tony")} == {
+        file_hash(p) for p in tony
+    }
+    assert _store(back).counts()["Tony"] == 3

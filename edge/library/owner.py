@@ -218,8 +218,15 @@ class FaceLibrary:
             for name in adoption.forgotten:
                 if (self.dataset / name).is_dir():
                     plan.move_after(self.dataset / name, self.trash / f"{_stamp()}-{name}")
+            temps = self._shared_photos(merged, adoption.store, plan)
             meta, note = self._refit(state, adoption.store)
-            gen = commit(state, {**meta, "share": section}, adoption.store, adoption.slugs, plan)
+            try:
+                gen = commit(
+                    state, {**meta, "share": section}, adoption.store, adoption.slugs, plan
+                )
+            finally:
+                for tmp in temps:
+                    tmp.unlink(missing_ok=True)
         for line in adoption.notes:
             log.info("household: %s", line)
         log.info("household: adopted as generation %d; %s", gen, note)
@@ -228,6 +235,21 @@ class FaceLibrary:
         for old, new in adoption.renamed:
             self._history("rename_person", old, new)
         return merged, adoption.store
+
+    def _shared_photos(self, people: dict, store: FaceStore, plan: Plan) -> list[Path]:
+        """With library.share_photos, the household's photos missing here join the plan
+        (copied from temp files in the model's folder); those temp files."""
+        if not self.cfg.library.share_photos:
+            return []
+        from edge.share.adopt import photos_to_keep
+
+        temps, taken = [], set()
+        for folder, name, data in photos_to_keep(people, store, self.dataset):
+            tmp = files.temp_beside(self.model)
+            files.write_atomic(tmp, data, 0o600)
+            temps.append(tmp)
+            plan.copy(tmp, self._photo_target(folder, name, taken))
+        return temps
 
     def _write(self, state: State, store: FaceStore, plan: Plan) -> dict[str, Any]:
         """Refit and commit; the common part of the summary."""

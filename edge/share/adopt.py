@@ -4,10 +4,12 @@ with which photos' embeddings; and one line per person saying what changed."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from edge.facestore import FaceStore
+from edge.hashing import file_hash
 from edge.names import same_name
 from edge.share.ledger import local_view, people_of, section_of, stamp
 from edge.share.records import STRANGERS, Person, clock_of, merge_all
@@ -121,3 +123,23 @@ def merged_with(
     section, changes = stamp(meta.get("share"), store, slugs, device)
     merged = merge_all(people_of(section), people)
     return merged, changes, section_of(merged, clock_of(merged)), materialize(merged, store, slugs)
+
+
+def photos_to_keep(people: dict[str, Person], store: FaceStore, dataset: Path) -> list[tuple]:
+    """(folder, file name, image bytes) of the shared photos of `store`'s people that their
+    dataset folder here lacks (library.share_photos)."""
+    images = {k: p for person in people.values() for k, p in person.photos.items() if p.image}
+    out, have = [], {}
+    for i, key in enumerate(store.keys):
+        if store.y[i] < 0 or key not in images:
+            continue
+        folder = dataset / store.labels[store.y[i]]
+        if folder not in have:
+            have[folder] = (
+                {file_hash(f) for f in folder.iterdir() if f.is_file()}
+                if folder.is_dir()
+                else set()
+            )
+        if key not in have[folder]:
+            out.append((folder, images[key].file, images[key].image))
+    return out

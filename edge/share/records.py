@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,8 @@ class Photo:
     at: Stamp
     group: str
     emb: np.ndarray | None = None  # (N_AUG, D) float32; None when not carried
+    image: bytes | None = None  # the enrolment photo itself (library.share_photos)
+    file: str = ""  # its file name in dataset/<name>/
 
 
 @dataclass
@@ -80,8 +83,14 @@ class Person:
             mine = photos.get(k)
             if mine is None or p.at > mine.at:
                 photos[k] = p
-            elif mine.emb is None and p.emb is not None and p.at == mine.at:
-                photos[k] = Photo(mine.at, mine.group, p.emb)
+            elif p.at == mine.at and (mine.emb is None or mine.image is None):
+                photos[k] = Photo(
+                    mine.at,
+                    mine.group,
+                    p.emb if mine.emb is None else mine.emb,
+                    p.image if mine.image is None else mine.image,
+                    p.file if mine.image is None else mine.file,
+                )
         removed = dict(self.removed)
         for k, s in other.removed.items():
             removed[k] = max(s, removed.get(k, NEVER))
@@ -102,6 +111,9 @@ class Person:
             if with_emb and k in live and p.emb is not None:
                 entry["emb"] = base64.b64encode(p.emb.astype("<f2").tobytes()).decode()
                 entry["shape"] = list(p.emb.shape)
+            if with_emb and k in live and p.image is not None:
+                entry["image"] = base64.b64encode(p.image).decode()
+                entry["file"] = p.file
             photos[k] = entry
         return {
             "id": self.id,
@@ -141,9 +153,18 @@ class Person:
                     emb = np.frombuffer(raw, "<f2").astype(np.float32).reshape(p["shape"])
                 except (ValueError, TypeError, KeyError) as exc:
                     raise RecordError(f"{pid}: photo {k[:12]}: bad embedding ({exc})") from None
-            photos[k] = Photo(
-                _stamp(p.get("at"), f"{pid}: photo {k[:12]}"), p.get("group") or k, emb
-            )
+            image, file = None, p.get("file", "")
+            if "image" in p:
+                if not isinstance(file, str) or Path(file).name != file or file.startswith("."):
+                    raise RecordError(f"{pid}: photo {k[:12]}: bad file name {file!r}")
+                try:
+                    image = base64.b64decode(p["image"], validate=True)
+                except (ValueError, TypeError) as exc:
+                    raise RecordError(f"{pid}: photo {k[:12]}: bad image ({exc})") from None
+                if hashlib.sha256(image).hexdigest() != k:
+                    raise RecordError(f"{pid}: photo {k[:12]}: the image is not that photo")
+            at = _stamp(p.get("at"), f"{pid}: photo {k[:12]}")
+            photos[k] = Photo(at, p.get("group") or k, emb, image, file if image else "")
         removed = {k: _stamp(s, f"{pid}: removed {k[:12]}") for k, s in removed_in.items()}
         return cls(
             pid,

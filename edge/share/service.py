@@ -10,7 +10,6 @@ then every person whose merged record differs from the broker's is published.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -22,10 +21,12 @@ import paho.mqtt.client as paho
 
 from edge.config import Config
 from edge.errors import ModelError, UserError
+from edge.hashing import file_hash
 from edge.library import FaceLibrary
 from edge.library.generation import read_meta
 from edge.mqtt.messages import Message, check_topic_part, iso, to_json
 from edge.mqtt.transport import Transport
+from edge.names import UNKNOWN_DIR
 from edge.publish import Output
 from edge.share.records import Person, Photo, RecordError, message, read_message
 
@@ -36,11 +37,7 @@ POLL_S = 0.25  # how often faces.json is looked at
 
 def backbone_hash(model: Path) -> str:
     """sha256 of the int8 model file: embeddings are comparable only between identical files."""
-    h = hashlib.sha256()
-    with open(model, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_hash(model)
 
 
 def _signature(path: Path) -> tuple | None:
@@ -98,6 +95,8 @@ class ShareOutput(Output):
         self._last_sig: tuple | None = None
         self._thread: threading.Thread | None = None
         self.adoptions = 0
+        self.share_photos = cfg.library.share_photos
+        self._hashes: dict[Path, tuple] = {}
 
     # --- Output ------------------------------------------------------------------------------
     def start(self, labels: list[str], slugs: dict[str, str] | None = None) -> None:
@@ -203,10 +202,14 @@ class ShareOutput(Output):
                 if (seen and seen[0] == digest) or self._sent.get(pid) == digest:
                     continue
                 self._sent[pid] = digest
+            on_disk = self._photo_files(person.name) if self.share_photos else {}
             for key in person.live():
                 photo = person.photos[key]
-                if photo.emb is None and key in rows:
-                    person.photos[key] = Photo(photo.at, photo.group, rows[key])
+                emb = rows.get(key) if photo.emb is None else photo.emb
+                image, file = photo.image, photo.file
+                if image is None and key in on_disk:
+                    image, file = on_disk[key].read_bytes(), on_disk[key].name
+                person.photos[key] = Photo(photo.at, photo.group, emb, image, file)
             payload = message(person, self.device, self.backbone, iso(None))
             topic = f"{self.topic}/people/{pid}"
             self.transport.enqueue([self.transport.msg(topic, payload)], bounded=False)
@@ -221,6 +224,22 @@ class ShareOutput(Output):
                 had,
             )
         self._publish_state(merged)
+
+    def _photo_files(self, name: str | None) -> dict[str, Path]:
+        """Content hash -> file of the photos in dataset/<name>/ (hashes cached by stat)."""
+        folder = self.library.dataset / (name or UNKNOWN_DIR)
+        out = {}
+        try:
+            entries = [p for p in folder.iterdir() if p.is_file() and not p.is_symlink()]
+        except OSError:
+            return {}
+        for path in entries:
+            sig = _signature(path)
+            cached = self._hashes.get(path)
+            if cached is None or cached[0] != sig:
+                cached = self._hashes[path] = (sig, file_hash(path))
+            out[cached[1]] = path
+        return out
 
     def _publish_state(self, merged: dict[str, Person]) -> None:
         """`<share_topic>/devices/<device>/library`: what this Pi has adopted."""
