@@ -95,12 +95,17 @@ def payload(model: Path, work: Path) -> tuple[list[dict], dict]:
         for key, emb in zip(done.keys, done.emb, strict=True):
             person.photos[key] = Photo((1, "maker"), key, emb)
         records[pid] = message(person, "maker", backbone, "2026-12-03T00:00:00+00:00")
+        for key, path in zip(done.keys, done.used, strict=True):  # library.share_photos
+            person.photos[key] = Photo((1, "maker"), key, person.photos[key].emb,
+                                       path.read_bytes(), path.name)  # fmt: skip
+        with_photos = len(message(person, "maker", backbone, "2026-12-03T00:00:00+00:00"))
         rows.append(
             {
                 "person": name,
                 "photos": len(person.live()),
                 "bytes": len(records[pid]),
                 "per_photo": len(records[pid]) // max(1, len(person.live())),
+                "bytes_with_photos": with_photos,
             }
         )
     embed_s = time.monotonic() - t_embed
@@ -118,6 +123,7 @@ def payload(model: Path, work: Path) -> tuple[list[dict], dict]:
         "bytes_total": total,
         "mb_total": round(total / 1e6, 2),
         "bytes_per_person_max": max(r["bytes"] for r in rows),
+        "bytes_total_with_photos": sum(r["bytes_with_photos"] for r in rows),
         "parse_s": round(t1 - t0, 3),
         "adopt_s": round(t2 - t1, 2),
         "people_after": len(labels),
@@ -135,7 +141,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="share-bench-") as tmp:
         rows, summary = payload(model, Path(tmp))
         print("Retained records, 10 people x 20 photos (float16 embeddings, 4 per photo):")
-        print(table(rows, ["person", "photos", "bytes", "per_photo"]))
+        print(table(rows, ["person", "photos", "bytes", "per_photo", "bytes_with_photos"]))
         print(table([summary], list(summary)))
         result |= {"payload": rows, "payload_summary": summary}
         if not a.skip_pis:
