@@ -213,7 +213,9 @@ class ShareOutput(Output):
             payload = message(person, self.device, self.backbone, iso(None))
             topic = f"{self.topic}/people/{pid}"
             self.transport.enqueue([self.transport.msg(topic, payload)], bounded=False)
-            had = f"; the broker had version {seen[2]} from {seen[1]}: merged" if seen else ""
+            had = ""
+            if seen and seen[1] != self.device:
+                had = f"; merged with {seen[1]}'s version {seen[2]} on the broker"
             log.info(
                 "household: published %s (%s): version %d, %d photo(s), %d bytes%s",
                 person.name or pid,
