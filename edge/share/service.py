@@ -73,7 +73,8 @@ class ShareOutput(Output):
         self.library = FaceLibrary(cfg)
         self.model = Path(cfg.recognize.model)
         self.meta_file = self.model.with_suffix(".json")
-        self.backbone = backbone_hash(self.model) if self.model.is_file() else ""
+        self._model_sig = _signature(self.model)
+        self.backbone = backbone_hash(self.model) if self._model_sig else ""
         self.transport = _HouseholdTransport(
             cfg,
             self.base,
@@ -185,6 +186,10 @@ class ShareOutput(Output):
 
     def _sync(self) -> None:
         """Merge and adopt through the library owner, then publish what the broker lacks."""
+        model_sig = _signature(self.model)
+        if model_sig != self._model_sig:  # a first model made here, a new PC model
+            self._model_sig = model_sig
+            self.backbone = backbone_hash(self.model) if model_sig else ""
         with self._lock:
             remote = dict(self._remote)
         t0 = time.monotonic()
