@@ -265,3 +265,21 @@ def test_shared_photos_reach_the_other_pis_dataset(two_pis, data_dir, tmp_path):
         file_hash(p) for p in tony
     }
     assert _store(back).counts()["Tony"] == 3
+
+
+def test_one_name_under_two_ids_becomes_one_person_on_every_pi():
+    from edge.share.adopt import materialize
+
+    empty = FaceStore(["Ann"], np.zeros((1, 4, 8), np.float32), np.zeros(1, int), ["k0"], ["k0"])
+    people = {
+        "ann": _person("ann", "Ann", ("k0", 1, "front")),
+        "bob": _person("bob", "Bob", ("k1", 2, "front")),
+        "bob_2": _person("bob_2", "bob", ("k2", 2, "back")),  # named at once on the back door
+    }
+    a = materialize(people, empty, {"Ann": "ann"})
+    b = materialize(dict(reversed(people.items())), empty, {"Ann": "ann"})
+    assert a is not None and b is not None
+    assert a.store.labels == b.store.labels == ["Ann", "Bob"]
+    assert a.store.counts() == {"Ann": 1, "Bob": 2}
+    assert a.slugs["Bob"] == b.slugs["Bob"] == "bob"
+    assert any("are one person: merged" in n for n in a.notes)

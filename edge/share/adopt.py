@@ -105,7 +105,7 @@ def materialize(
             out.notes.append(f"{old_name} renamed {new_name}")
         plus, minus = set(new_keys) - set(old_keys), set(old_keys) - set(new_keys)
         if plus or minus:
-            devices = sorted({people[pid].photos[k].at[1] for k in plus if pid in people})
+            devices = sorted({owner[k][1].at[1] for k in plus if k in owner})
             src = f" from {', '.join(devices)}" if devices else ""
             new_person = pid not in before
             out.notes.append(
