@@ -251,6 +251,18 @@ class LibraryConfig:
         min=0.1,
         max=2.0,
     )
+    share: bool = _opt(
+        False,
+        "share the face library with the household's other Pis through the MQTT broker (needs mqtt.host; docs/household.md)",
+    )
+    share_topic: str = _opt(
+        "edge/household",
+        "the household's topic: people under <share_topic>/people/, each Pi under <share_topic>/devices/",
+    )
+    share_photos: bool = _opt(
+        False,
+        "with share: also send the enrolment photos, kept in dataset/<name>/ on every Pi (records grow by each photo's size)",
+    )
 
 
 @dataclass

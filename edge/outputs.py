@@ -34,6 +34,10 @@ def build_outputs(cfg: Config, args: argparse.Namespace) -> list[Output]:
             from edge.history_output import HistoryOutput
 
             outputs.append(HistoryOutput(cfg))
+        if cfg.library.share:
+            from edge.share.service import ShareOutput
+
+            outputs.append(ShareOutput(cfg))
         outputs.append(UnknownOutput(cfg))
     except BaseException:
         for out in outputs:

@@ -88,6 +88,7 @@ CHECK = {  # why each is not run here
     ".venv/bin/python bench/history.py --rounds 3": "about 15 minutes",
     ".venv/bin/python bench/scanspeed.py --rounds 2": "about 6 minutes; needs .venv-peers",
     ".venv/bin/python bench/library_scale.py --photos 10000 --jobs 1 2": "over an hour",
+    ".venv/bin/python bench/share.py": "about 3 minutes: two edge processes (tests/test_household.py runs them)",
 }
 
 

@@ -185,10 +185,76 @@ class FaceLibrary:
         taken.add(target)
         return target
 
+    def _commit(
+        self, state: State, meta: dict, store: FaceStore, slugs: dict[str, str], plan: Plan
+    ) -> int:
+        """commit(); with library.share, the change is stamped for the household (edge/share)."""
+        if self.cfg.library.share:
+            from edge.share.ledger import stamp
+
+            share, _ = stamp(state.meta.get("share"), store, slugs, self.cfg.device_id())
+            meta = {**meta, "share": share}
+        return commit(state, meta, store, slugs, plan)
+
+    def adopt_household(self, people: dict) -> tuple[dict, FaceStore]:
+        """Merge the household's people (edge/share/records.py) into this library: a new
+        generation when someone or some photo changed here. The merged people, the store now."""
+        from edge.share.adopt import merged_with
+
+        with self._changing() as state:
+            merged, changes, section, adoption = merged_with(
+                state.meta, state.store, state.slugs, people, self.cfg.device_id()
+            )
+            if adoption is None:
+                if changes:  # made while sharing was off: their versions are kept from now on
+                    commit(
+                        state, {**state.meta, "share": section}, state.store, state.slugs, Plan()
+                    )
+                return merged, state.store
+            plan = Plan()
+            for old, new in adoption.renamed:
+                if (self.dataset / old).is_dir() and not (self.dataset / new).exists():
+                    plan.move_after(self.dataset / old, self.dataset / new)
+            for name in adoption.forgotten:
+                if (self.dataset / name).is_dir():
+                    plan.move_after(self.dataset / name, self.trash / f"{_stamp()}-{name}")
+            temps = self._shared_photos(merged, adoption.store, plan)
+            meta, note = self._refit(state, adoption.store)
+            try:
+                gen = commit(
+                    state, {**meta, "share": section}, adoption.store, adoption.slugs, plan
+                )
+            finally:
+                for tmp in temps:
+                    tmp.unlink(missing_ok=True)
+        for line in adoption.notes:
+            log.info("household: %s", line)
+        log.info("household: adopted as generation %d; %s", gen, note)
+        for name in adoption.forgotten:
+            self._history("forget_person", name)
+        for old, new in adoption.renamed:
+            self._history("rename_person", old, new)
+        return merged, adoption.store
+
+    def _shared_photos(self, people: dict, store: FaceStore, plan: Plan) -> list[Path]:
+        """With library.share_photos, the household's photos missing here join the plan
+        (copied from temp files in the model's folder); those temp files."""
+        if not self.cfg.library.share_photos:
+            return []
+        from edge.share.adopt import photos_to_keep
+
+        temps, taken = [], set()
+        for folder, name, data in photos_to_keep(people, store, self.dataset):
+            tmp = files.temp_beside(self.model)
+            files.write_atomic(tmp, data, 0o600)
+            temps.append(tmp)
+            plan.copy(tmp, self._photo_target(folder, name, taken))
+        return temps
+
     def _write(self, state: State, store: FaceStore, plan: Plan) -> dict[str, Any]:
         """Refit and commit; the common part of the summary."""
         meta, note = self._refit(state, store)
-        gen = commit(state, meta, store, self._slugs(state, store.labels), plan)
+        gen = self._commit(state, meta, store, self._slugs(state, store.labels), plan)
         log.info("face library generation %d: %s", gen, note)
         return {"people": len(store.labels), "generation": gen, "thresholds": note}
 
@@ -432,7 +498,7 @@ class FaceLibrary:
             if (self.dataset / old).is_dir():
                 plan.move_after(self.dataset / old, self.dataset / new)
             meta = {**state.meta, "labels": list(store.labels)}
-            gen = commit(state, meta, store, slugs, plan)
+            gen = self._commit(state, meta, store, slugs, plan)
         self._history("rename_person", old, new)
         log.info("%s renamed %s (same entity, slug %s)", old, new, slugs[new])
         return {"old": old, "new": new, "people": len(store.labels), "generation": gen}
@@ -491,7 +557,7 @@ class FaceLibrary:
             except (UserError, ModelError):
                 state = State(self.model, {}, store, {})
             plan = Plan(tflite=tflite)
-            return commit(state, meta, store, self._slugs(state, store.labels), plan)
+            return self._commit(state, meta, store, self._slugs(state, store.labels), plan)
 
     def _history(self, change: str, *names: str) -> None:
         """The event history follows a forget or a rename (edge/history.py)."""

@@ -1,0 +1,1 @@
+"""The household's face library shared through the MQTT broker (library.share; docs/household.md)."""
