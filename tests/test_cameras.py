@@ -413,3 +413,14 @@ def _wait_for_views(page) -> list[list[int]]:
         "return v.length && v.every(s => s[0] > 0) ? v : null;"
     )
     return WebDriverWait(page, 30).until(lambda b: b.execute_script(script))
+
+
+def test_switching_recognition_off_ends_every_visit():
+    """Switched off, the cameras forget everyone without `left`: so does the fold, and the
+    next sighting is a new visit whose `left` is not held back by a forgotten camera."""
+    v = Visits()
+    assert v.fold("front", _event("recognized", "Ann", 1))
+    v.clear()
+    back = _event("recognized", "Ann", 1)
+    assert v.fold("back", back) and back.event["visit"] == 2
+    assert v.fold("back", _event("left", "Ann", 1))

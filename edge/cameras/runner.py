@@ -153,6 +153,8 @@ class Cameras:
         """One camera's frame: its events folded across cameras and published, its picture
         shown; False when the preview window was closed."""
         with self._lock:
+            if not self.sink.enabled:  # switched off: the cameras forget everyone silently
+                self.visits.clear()
             loop._publish_now([e for e in events if self.visits.fold(loop.name, e)])
             return loop._show(frame) if show else True
 

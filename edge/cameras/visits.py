@@ -82,6 +82,13 @@ class Visits:
             return self._local[local]
         return next(self._ids)
 
+    def clear(self) -> None:
+        """Nobody is watched (recognition switched off): every visit is over, silently."""
+        with self._lock:
+            self._where.clear()
+            self._names.clear()
+            self._unknowns.clear()
+
     @property
     def present(self) -> dict[int, set[str]]:
         """Visit id -> the cameras that see it now."""
