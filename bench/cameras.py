@@ -186,6 +186,11 @@ def _phases(text: str, marks: dict[str, float]) -> dict[str, Any]:
     return out
 
 
+def _key(e: dict) -> tuple:
+    """An event as a camera's own run gives it (the visit id is the household's)."""
+    return e["type"], e["name"], e["frame"], e["track"]
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         return _child(sys.argv[2], sys.argv[3])
@@ -194,6 +199,7 @@ def main() -> int:
     p.add_argument("--visits", type=int, default=8, help="doorbell clip visits (default 8)")
     p.add_argument("--vanish-s", type=float, default=30.0)
     p.add_argument("--counts", default="1,2,4", help="camera counts to run")
+    p.add_argument("--repeats", type=int, default=1, help="run everything this many times")
     args = p.parse_args()
     model = find_model(args.model)
     work = RESULTS / "cameras"
@@ -212,27 +218,36 @@ def main() -> int:
         "doorbell_frames": timeline["frames"],
         "runs": {},
     }
-    for n in [int(x) for x in args.counts.split(",")]:
-        cams = [{"name": NAMES[i], "source": sources[i]} for i in range(n)]
-        kinds = [("one process", False, False), ("separate processes", True, False)]
-        if n == 2:
-            kinds.append(("one process, model per camera", False, True))
-        for label, separate, per_model in kinds:
-            print(f"{n} cameras, {label} ...", file=sys.stderr, flush=True)
-            key = f"{n} / {label}"
-            results["runs"][key] = run(cams, base, work / key.replace(" ", "_").replace("/", ""), separate, per_model)  # fmt: skip
-    alone = results["runs"].get("1 / separate processes", {}).get("cameras", {}).get(NAMES[0])
+    for rep in range(1, args.repeats + 1):
+        for n in [int(x) for x in args.counts.split(",")]:
+            cams = [{"name": NAMES[i], "source": sources[i]} for i in range(n)]
+            kinds = [("one process", False, False), ("separate processes", True, False)]
+            if n == 2:
+                kinds.append(("one process, model per camera", False, True))
+            for label, separate, per_model in kinds:
+                key = f"{n} / {label} / #{rep}"
+                print(f"{key} ...", file=sys.stderr, flush=True)
+                folder = work / re.sub(r"[^\w]+", "_", key)
+                results["runs"][key] = run(cams, base, folder, separate, per_model)
+    alone = next(r for k, r in results["runs"].items() if k.startswith("1 / separate"))
+    alone_keys = [_key(e) for e in alone["cameras"][NAMES[0]]["events"] if e["type"] != "left"]
     for r in results["runs"].values():
-        for i, (name, c) in enumerate(r["cameras"].items()):
+        for name, c in r["cameras"].items():
             if VIDEOS[NAMES.index(name)] == "doorbell":
-                c["score"] = {k: v for k, v in score_events(c["events"], timeline).items() if k != "missed"}  # fmt: skip
-                if alone is not None:
-                    key = lambda e: (e["type"], e["name"], e["frame"], e["track"])  # noqa: E731
-                    c["same_as_alone"] = [key(e) for e in c["events"] if e["type"] != "left"] == [
-                        key(e) for e in alone["events"] if e["type"] != "left"
-                    ]
-            del c["events"]
-            c["index"] = i
+                score = score_events(c["events"], timeline)
+                c["score"] = {k: v for k, v in score.items() if k != "missed"}
+                c["same_as_alone"] = [_key(e) for e in c["events"] if e["type"] != "left"] == alone_keys  # fmt: skip
+    for key, r in results["runs"].items():
+        for c in r["cameras"].values():
+            c["events"] = len(c["events"])
+        n, label, rep = key.split(" / ")
+        if label != "separate processes":
+            one = results["runs"][f"1 / {label.split(',')[0]} / {rep}"]
+            apart = results["runs"][f"{n} / separate processes / {rep}"]
+            r["cpu_vs_separate"] = round(r["cpu_s"] / apart["cpu_s"], 3)
+            if int(n) > 1:
+                added = (r["peak_rss_mb"] - one["peak_rss_mb"]) / (int(n) - 1)
+                r["rss_per_added_camera_mb"] = round(added, 1)
     print("vanish ...", file=sys.stderr, flush=True)
     results["vanish"] = vanish(base, door / "clip.mp4", work / "vanish", args.vanish_s)
     results["load_average"] = {"start": load0, "end": os.getloadavg()}
@@ -246,11 +261,11 @@ def print_tables(r: dict[str, Any]) -> None:
     print(
         f"model {r['model']}; doorbell clip {r['doorbell_frames']} frames; load average {r['load_average']}"
     )
-    print("| cameras / how | processes | CPU ms per camera-frame | fps per camera | peak RSS MB | wall s |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
+    print("| cameras / how / repeat | processes | CPU ms per camera-frame | CPU vs separate | fps per camera | peak RSS MB | RSS per added camera MB | wall s |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     for key, run_ in r["runs"].items():
         fps = ", ".join(f"{n} {c['fps']}" for n, c in run_["cameras"].items())
-        print(f"| {key} | {run_['processes']} | {run_['cpu_ms_per_camera_frame']} | {fps} | {run_['peak_rss_mb']} | {run_['wall_s']} |")  # fmt: skip
+        print(f"| {key} | {run_['processes']} | {run_['cpu_ms_per_camera_frame']} | {run_.get('cpu_vs_separate', '')} | {fps} | {run_['peak_rss_mb']} | {run_.get('rss_per_added_camera_mb', '')} | {run_['wall_s']} |")  # fmt: skip
     print("\n| run | doorbell camera | precision | recall | left precision | left recall | same events as alone |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
     for key, run_ in r["runs"].items():
