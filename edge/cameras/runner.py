@@ -57,9 +57,13 @@ class Locked:
         return locked
 
 
-def shared_stages(cfg: Config, cameras: list[Config], share_model: bool = True) -> list[Stages]:
-    """Each camera's stages: its own detector (its detect settings); the face model and
-    aligner loaded once and shared behind a lock, or (share_model False) loaded per camera."""
+def shared_stages(
+    cfg: Config, cameras: list[Config], share_model: bool = True, share_detector: bool = False
+) -> list[Stages]:
+    """Each camera's stages: the face model and aligner loaded once and shared behind a lock
+    (share_model False: loaded per camera); a detector per camera, or (share_detector) one
+    behind a lock for the cameras with the same detect settings (detectors keep no state
+    between calls)."""
     from edge.detect import create_live_detector
 
     if not share_model:
@@ -67,11 +71,18 @@ def shared_stages(cfg: Config, cameras: list[Config], share_model: bool = True) 
     base = build_stages(cfg)
     aligner = Locked(base.aligner) if base.aligner is not None else None
     model = Locked(base.model) if base.model is not None else None
-    return [
-        Stages(c, base.detector if c.detect == cfg.detect and i == 0 else create_live_detector(c.detect),
-               aligner, model)
-        for i, c in enumerate(cameras)
-    ]  # fmt: skip
+    detectors: list[tuple[Any, Any]] = [(cfg.detect, base.detector)]  # (settings, detector)
+    out = []
+    for c in cameras:
+        found = next((d for s, d in detectors if s == c.detect), None)
+        if found is None or (not share_detector and any(st.detector is found for st in out)):
+            found = create_live_detector(c.detect)
+            detectors.append((c.detect, found))
+        out.append(Stages(c, found, aligner, model))
+    if share_detector:
+        locked = {id(d): Locked(d) for d in {id(st.detector): st.detector for st in out}.values()}
+        out = [Stages(st.cfg, locked[id(st.detector)], aligner, model) for st in out]
+    return out
 
 
 class Cameras:
@@ -83,6 +94,7 @@ class Cameras:
         args: argparse.Namespace,
         outputs: list[Output],
         share_model: bool = True,
+        share_detector: bool = False,
     ) -> None:
         self.cfg, self.args = cfg, args
         self.notifier = Notifier()
@@ -95,7 +107,7 @@ class Cameras:
         self.loops: list[CameraLoop] = []
         try:
             configs = camera_configs(cfg)
-            stages = shared_stages(cfg, configs, share_model)
+            stages = shared_stages(cfg, configs, share_model, share_detector)
             for c, st in zip(configs, stages, strict=True):
                 self.loops.append(
                     CameraLoop(c, self._open(c), st, self.sink, self._deliver, self.outputs,
