@@ -3,6 +3,7 @@ its events and frames go to the runner, which publishes them."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -79,9 +80,23 @@ class CameraLoop:
     def _publish(self, emitted: list[Emitted]) -> None:  # called by _step
         self._pending.extend(emitted)
 
-    def summary(self) -> dict:
-        """This camera's --stats-json object."""
-        s = self.stats.summary(self.frames_read, self.frames_dropped, self.judge.crop_seconds)
+    def snapshot(self) -> Stats:
+        """A copy of the stats another thread may read while this camera's goes on (a
+        deque's copy() is one step under the GIL; iterating the live one is not)."""
+        snap = copy.copy(self.stats)
+        snap.stages = {k: v.copy() for k, v in self.stats.stages.items()}
+        snap.stages_cpu = {k: v.copy() for k, v in self.stats.stages_cpu.items()}
+        snap.latency, snap.runs, snap.cpu_s = (
+            self.stats.latency.copy(),
+            dict(self.stats.runs),
+            dict(self.stats.cpu_s),
+        )
+        return snap
+
+    def summary(self, snap: Stats | None = None) -> dict:
+        """This camera's --stats-json object (from `snap`, a snapshot(), when given)."""
+        snap = snap or self.snapshot()
+        s = snap.summary(self.frames_read, self.frames_dropped, self.judge.crop_seconds.copy())
         return s | {"camera": self.name, "lost": self.lost}
 
     def open(self, stop: threading.Event) -> bool:

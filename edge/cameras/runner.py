@@ -271,18 +271,19 @@ class Cameras:
 
     def summary(self) -> dict[str, Any]:
         """The --stats-json object: every camera's own, and their sums."""
-        per = {lp.name: lp.summary() for lp in self.loops}
+        snaps = [lp.snapshot() for lp in self.loops]
+        per = {lp.name: lp.summary(snap) for lp, snap in zip(self.loops, snaps, strict=True)}
         merged = Stats()
-        for lp in self.loops:
-            for name, samples in lp.stats.stages.items():
+        for snap in snaps:
+            for name, samples in snap.stages.items():
                 merged.stages[name].extend(samples)
-            for name, samples in lp.stats.stages_cpu.items():
+            for name, samples in snap.stages_cpu.items():
                 merged.stages_cpu[name].extend(samples)
-            merged.latency.extend(lp.stats.latency)
-            merged.frames_processed += lp.stats.frames_processed
-            merged.events += lp.stats.events
-        merged._start = min(lp.stats._start for lp in self.loops)
-        crops = [s for lp in self.loops for s in lp.judge.crop_seconds]
+            merged.latency.extend(snap.latency)
+            merged.frames_processed += snap.frames_processed
+            merged.events += snap.events
+        merged._start = min(snap._start for snap in snaps)
+        crops = [s for lp in self.loops for s in lp.judge.crop_seconds.copy()]
         total = merged.summary(
             sum(lp.frames_read for lp in self.loops),
             sum(lp.frames_dropped for lp in self.loops),
