@@ -7,8 +7,8 @@ doorbell clip (tests/doorbell.py) and the two real videos (cap13, cap12). Per ru
 camera-frame (user + system of the processes, os.wait4), fps per camera, peak RSS (summed over
 the processes), event precision/recall per doorbell camera against its timeline and whether
 its recognized/unknown events are those of the camera's run alone. Two cameras also with a
-face model per camera (the alternative to the shared one behind a lock), and with one
-detector shared by the cameras behind a lock (instead of one per camera). Then two live MJPEG
+face model per camera (the alternative to the shared one behind a lock), and with a
+detector per camera (the alternative to the shared one). Then two live MJPEG
 cameras at 15 fps: the second is unplugged for --vanish-s seconds; the first's fps before,
 during and after. Prints tables; writes bench/results/cameras.json.
 """
@@ -39,8 +39,8 @@ NAMES = ("front door", "back door", "drive", "garden")
 
 
 def _child(config: str, stats: str, mode: str) -> int:
-    """Run a config's cameras with a face model per camera, or one detector shared by the
-    cameras (no CLI flags for those)."""
+    """Run a config's cameras with a face model per camera, or a detector per camera (the
+    alternatives to the shared ones; no CLI flags for those)."""
     import argparse as ap
     import logging
 
@@ -51,7 +51,10 @@ def _child(config: str, stats: str, mode: str) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     cfg = load_config(config)
     args = ap.Namespace(config=config, stats_json=stats, sink=None, preview=False, max_frames=None)
-    shared = {"share_model": mode != "model-per-camera", "share_detector": mode == "one-detector"}
+    shared = {
+        "share_model": mode != "model-per-camera",
+        "share_detector": mode != "detector-per-camera",
+    }
     return Cameras(cfg, args, build_outputs(cfg, args), **shared).run()
 
 
@@ -226,7 +229,7 @@ def main() -> int:
             cams = [{"name": NAMES[i], "source": sources[i]} for i in range(n)]
             kinds = [("one process", False, ""), ("separate processes", True, "")]
             if n > 1:
-                kinds.append(("one process, one detector", False, "one-detector"))
+                kinds.append(("one process, detector per camera", False, "detector-per-camera"))
             if n == 2:
                 kinds.append(("one process, model per camera", False, "model-per-camera"))
             for label, separate, mode in kinds:
