@@ -64,8 +64,8 @@ def shared_stages(
     """Each camera's stages: the face model and aligner loaded once and shared behind a lock
     (share_model False: loaded per camera); one detector behind a lock for the cameras with
     the same detect settings (detectors keep no state between calls; share_detector False:
-    one per camera). docs/cameras.md has the measured choice: 12-15 MB per added camera
-    against 52 MB, CPU and fps the same."""
+    one per camera). docs/cameras.md has the measured choice: 14-16.5 MB per added camera
+    against 50-51 MB, CPU and fps the same."""
     from edge.detect import create_live_detector
 
     if not share_model:
