@@ -393,6 +393,10 @@ def main(argv: list[str] | None = None) -> int:
         from edge.pipeline import run_pipeline
 
         FaceLibrary(cfg).recover()  # a change a crash cut short
+        if cfg.cameras:  # a `cameras:` list: every camera in this one process
+            from edge.cameras.runner import run_cameras
+
+            return run_cameras(cfg, args, build_outputs(cfg, args))
         return run_pipeline(cfg, args, build_outputs(cfg, args))
     except (ConfigError, UserError) as exc:
         sys.stderr.write(f"error: {exc}\n")

@@ -394,7 +394,7 @@ class Picamera2Source(Source):
         except ImportError:
             raise UserError(PICAMERA2_MISSING) from None
         self.cam = cam
-        self.name = "picamera2"
+        self.name = f"picamera2 camera {cam.camera_num}" if cam.camera_num else "picamera2"
         self.live = True
         self.fps = float(cam.fps)
         self.frames_read = 0
@@ -419,9 +419,9 @@ class Picamera2Source(Source):
             self.lores_size = (lw, lh)
             lores = {"size": self.lores_size, "format": "YUV420"}
         try:
-            self._cam = Picamera2()
+            self._cam = Picamera2(cam.camera_num)
         except Exception as exc:  # noqa: BLE001 - libcamera raises plain errors
-            raise UserError(f"cannot open camera picamera2: {exc}") from None
+            raise UserError(f"cannot open camera {self.name}: {exc}") from None
         try:
             config = self._cam.create_video_configuration(
                 main=main,

@@ -6,6 +6,7 @@ files raise ConfigError with one line naming the file and the dotted key.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import socket
@@ -129,6 +130,10 @@ class DetectConfig:
 
 @dataclass
 class CameraConfig:
+    name: str = _opt(
+        "",
+        "the camera's name in events, Home Assistant and the web app (cameras: list: required); empty = the device id",
+    )
     source: str = _opt(
         "models/carphone_pristine.mp4",
         "picamera2, a device index or /dev/videoN, rtsp:// or http:// URL, or a video file",
@@ -143,6 +148,9 @@ class CameraConfig:
         30.0, "longest wait between attempts to reopen a lost camera", min=0.1, max=3600.0
     )
     stall_timeout_s: float = _opt(5.0, "no frame for this long = camera lost", min=0.5, max=600.0)
+    camera_num: int = _opt(
+        0, "picamera2: which CSI camera (0, or 1 for a Pi 5's second port)", min=0, max=7
+    )
 
 
 @dataclass
@@ -346,6 +354,16 @@ class WebConfig:
 
 
 @dataclass
+class CameraSpec:
+    """One camera of the `cameras:` list: its capture settings, and the detect and recognize
+    settings with its own overrides over the top-level ones."""
+
+    camera: CameraConfig
+    detect: DetectConfig
+    recognize: RecognizeConfig
+
+
+@dataclass
 class Config:
     log_level: str = _opt(
         "INFO", "DEBUG | INFO | WARNING | ERROR", choices=("DEBUG", "INFO", "WARNING", "ERROR")
@@ -365,6 +383,8 @@ class Config:
     history: HistoryConfig = field(default_factory=HistoryConfig)
     preview: PreviewConfig = field(default_factory=PreviewConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    # Built from the `cameras:` list (edge/config.py: _build_cameras); empty = the one `camera:`.
+    cameras: list[CameraSpec] = field(default_factory=list, metadata={"internal": True})
     # Where the values came from; not config keys.
     source_file: str = field(default=EMBEDDED, metadata={"internal": True})
     explicit: frozenset[str] = field(default_factory=frozenset, metadata={"internal": True})
@@ -402,6 +422,10 @@ class Config:
     def device_id(self) -> str:
         """The MQTT device id: configured, or the hostname."""
         return self.mqtt.device_id or socket.gethostname()
+
+    def camera_name(self) -> str:
+        """This config's camera's name in events: camera.name, or the device id."""
+        return self.camera.name or self.device_id()
 
 
 def _type_name(tp: Any) -> str:
@@ -494,11 +518,13 @@ def _resolve_paths(
             raise ConfigError(f"{errors_file}: {key}: file not found: {path}")
 
 
-def _resolve_source(cam: CameraConfig, base: Path, errors_file: str) -> None:
+def _resolve_source(
+    cam: CameraConfig, base: Path, errors_file: str, key: str = "camera.source"
+) -> None:
     """Resolve a relative video-file source against `base`."""
     src = cam.source.strip()
     if not src:
-        raise ConfigError(f"{errors_file}: camera.source must not be empty")
+        raise ConfigError(f"{errors_file}: {key} must not be empty")
     if src == "picamera2" or src.isdigit() or "://" in src or src.startswith("/dev/"):
         cam.source = src
         return
@@ -506,7 +532,7 @@ def _resolve_source(cam: CameraConfig, base: Path, errors_file: str) -> None:
     if not path.is_absolute():
         path = base / path
     if not path.exists():
-        raise ConfigError(f"{errors_file}: camera.source: no such file or device: {path}")
+        raise ConfigError(f"{errors_file}: {key}: no such file or device: {path}")
     cam.source = str(path)
 
 
@@ -538,6 +564,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
             raise ConfigError(f"{p}: not valid YAML{at}: {problem}") from None
         if data is None:
             data = {}
+    cameras = data.pop("cameras", None) if isinstance(data, dict) else None
+    overrides = _source_override(cameras, dict(overrides or {}), name)
     for dotted, value in (overrides or {}).items():
         if not isinstance(data, dict):
             break
@@ -554,7 +582,95 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
     cfg.explicit = frozenset(explicit)
     _resolve_paths(cfg, base, "", cfg.explicit, name)
     _resolve_source(cfg.camera, base if "camera.source" in explicit else PROJECT_ROOT, name)
+    cfg.cameras = _build_cameras(cameras, data.get("camera"), cfg, base, name)
     return cfg
+
+
+# --- the `cameras:` list -----------------------------------------------------------------
+
+CAMERA_RECOGNIZE_KEYS = ("min_face_px", "votes", "max_crops", "recheck_s")  # the rest: one model
+MODEL_FILES = ("res10_prototxt", "res10_model", "blazeface_model", "landmark_model")
+
+
+def camera_configs(cfg: Config) -> list[Config]:
+    """One Config per camera: the `cameras:` list's, or `cfg` itself for the one `camera:`."""
+    return [
+        dataclasses.replace(cfg, camera=s.camera, detect=s.detect, recognize=s.recognize)
+        for s in cfg.cameras
+    ] or [cfg]
+
+
+def _source_override(cameras: Any, overrides: dict, file: str) -> dict:
+    """--source with a `cameras:` list: the one camera's source; refused for several."""
+    if cameras is None or "camera.source" not in overrides:
+        return overrides
+    if not isinstance(cameras, list) or len(cameras) != 1 or not isinstance(cameras[0], dict):
+        raise ConfigError(
+            f"{file}: --source: the config lists several cameras; set each one's source under cameras:"
+        )
+    cameras[0] = {**cameras[0], "source": overrides.pop("camera.source")}
+    return overrides
+
+
+def _build_cameras(
+    entries: Any, shared: Any, cfg: Config, base: Path, file: str
+) -> list[CameraSpec]:
+    """The `cameras:` list: each entry's keys over the top-level `camera:` ones, its
+    `detect:`/`recognize:` over the top-level sections; names unique, sources there."""
+    if entries is None:
+        return []
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{file}: cameras must be a list of cameras (name, source, ...)")
+    specs: list[CameraSpec] = []
+    for i, entry in enumerate(entries):
+        where = f"cameras[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{file}: {where} must be a mapping (name, source, ...)")
+        entry = dict(entry)
+        detect, recognize = entry.pop("detect", None), entry.pop("recognize", None)
+        for key in ("name", "source"):
+            if not str(entry.get(key) or "").strip():
+                raise ConfigError(f"{file}: {where}.{key} is required")
+        try:
+            cam = _build(CameraConfig, {**(shared or {}), **entry}, f"{where}.", set())
+        except ConfigError as exc:
+            raise ConfigError(f"{file}: {exc}") from None
+        if cam.name in [s.camera.name for s in specs]:
+            raise ConfigError(f"{file}: {where}.name: {cam.name!r} names two cameras")
+        _resolve_source(cam, base, file, f"{where}.source")
+        specs.append(
+            CameraSpec(
+                cam,
+                _override(cfg.detect, detect, f"{where}.detect", file, MODEL_FILES, None),
+                _override(cfg.recognize, recognize, f"{where}.recognize", file, (), CAMERA_RECOGNIZE_KEYS),
+            )
+        )  # fmt: skip
+    return specs
+
+
+def _override(
+    obj: Any, data: Any, prefix: str, file: str, fixed: tuple, allowed: tuple | None
+) -> Any:
+    """A copy of the section `obj` with the keys set in `data` (validated like the file's);
+    keys in `fixed` or outside `allowed` are the same for every camera."""
+    explicit: set[str] = set()
+    try:
+        built = _build(type(obj), data, prefix + ".", explicit)
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: {exc}") from None
+    out = copy.deepcopy(obj)
+    section = prefix.rsplit(".", 1)[-1]
+    for key in sorted(explicit):
+        path = key[len(prefix) + 1 :].split(".")
+        if path[0] in fixed or (allowed is not None and path[0] not in allowed):
+            raise ConfigError(
+                f"{file}: {key}: one for every camera: set it under the top-level {section}:"
+            )
+        node, value = out, built
+        for part in path[:-1]:
+            node, value = getattr(node, part), getattr(value, part)
+        setattr(node, path[-1], getattr(value, path[-1]))
+    return out
 
 
 def describe(cls: type = Config, prefix: str = "") -> list[tuple[str, Any, str]]:

@@ -193,7 +193,7 @@ class History:
 
     def _write(self, items: list[tuple]) -> None:
         rows = [
-            (e["time"], self.camera, e["type"], e["name"], e.get("visit"), json.dumps(e),
+            (e["time"], e.get("camera") or self.camera, e["type"], e["name"], e.get("visit"), json.dumps(e),
              json.dumps(why), crop, _jpeg(frame))
             for e, why, crop, frame in items
         ]  # fmt: skip

@@ -350,6 +350,7 @@ class Loop:
     def _publish(self, emitted: list[Emitted]) -> None:
         for e in emitted:
             ev = e.event
+            ev.setdefault("camera", self.cfg.camera_name())
             snapshot = _jpeg(e.crop) if ev["type"] != "left" else None
             for out in self.outputs:
                 out.publish(e, snapshot, self.stages.model)

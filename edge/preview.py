@@ -342,9 +342,18 @@ class PreviewOutput(Output):
 
     def __init__(self, window: PreviewWindow | None, mjpeg: MjpegServer | None) -> None:
         self.window, self.mjpeg = window, mjpeg
+        self._camera: str | None = None  # several cameras: the one shown, the first seen
 
     def wants_image(self) -> bool:
         return True
+
+    def wants_camera(self, camera: str) -> bool:
+        """Several cameras: the window and the stream show the first one."""
+        return self._camera in (None, camera)
+
+    def show_camera(self, camera: str, image_bgr: np.ndarray) -> bool:
+        self._camera = self._camera or camera
+        return self.show(image_bgr) if camera == self._camera else True
 
     def show(self, image_bgr: np.ndarray) -> bool:
         if self.mjpeg is not None:

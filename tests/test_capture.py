@@ -291,7 +291,8 @@ class FakePicamera2:
     skip_every = 0  # pretend the sensor ran on for 2 extra frames every Nth capture
     instances: list[FakePicamera2] = []
 
-    def __init__(self) -> None:
+    def __init__(self, camera_num: int = 0) -> None:
+        self.camera_num = camera_num  # picamera2: which CSI camera
         self.config: dict | None = None
         self.started = self.closed = False
         self.released = self.captured = 0
@@ -460,3 +461,19 @@ def test_corrupt_frames_mid_file_are_skipped_not_the_end(data_dir, tmp_path, cap
     said = [r.getMessage() for r in caplog.records if "undecodable" in r.getMessage()]
     assert len(said) == 2, said  # once when it starts, the count at the end
     assert f"({source.frames_corrupt} undecodable skipped)" in said[-1]
+
+
+def test_picamera2_two_csi_cameras(fake_picamera2):
+    """A Pi 5's two camera ports: camera_num picks each; both stream at once (issue 26)."""
+    a = open_source(camera("picamera2", camera_num=0), lores_width=320)
+    b = open_source(camera("picamera2", camera_num=1, rotation=180), lores_width=320)
+    try:
+        assert [c.camera_num for c in fake_picamera2.instances] == [0, 1]
+        assert (a.name, b.name) == ("picamera2", "picamera2 camera 1")
+        fa, fb = a.read(), b.read()
+        assert fa.image.shape == fb.image.shape == (480, 640, 3)
+        assert np.abs(fb.image.astype(int) - cv2.rotate(fa.image, cv2.ROTATE_180)).mean() < 8
+    finally:
+        a.close()
+        b.close()
+    assert all(c.closed for c in fake_picamera2.instances)

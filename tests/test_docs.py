@@ -85,6 +85,8 @@ CHECK = {  # why each is not run here
     ".venv/bin/python bench/soak.py --minutes 30 --restart-every 180 --down 5": "30 minutes",
     ".venv/bin/python -m edge --config web.yaml --source door/clip.mp4 --realtime": "serves the web app for the clip's 150 s (tests/test_web_browser.py does it)",
     ".venv/bin/python bench/web.py --repeats 3": "about 8 minutes",
+    ".venv/bin/python -m edge --config cameras.yaml": "Pi cameras and an RTSP camera (tests/test_cameras.py runs two)",
+    ".venv/bin/python bench/cameras.py --repeats 2": "about 12 minutes",
     ".venv/bin/python bench/history.py --rounds 3": "about 15 minutes",
     ".venv/bin/python bench/scanspeed.py --rounds 2": "about 6 minutes; needs .venv-peers",
     ".venv/bin/python bench/library_scale.py --photos 10000 --jobs 1 2": "over an hour",

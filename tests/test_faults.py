@@ -581,7 +581,7 @@ import cv2
 
 
 class Picamera2:
-    def __init__(self):
+    def __init__(self, camera_num=0):
         self.config = None
         self.ts = 1_000_000_000
 

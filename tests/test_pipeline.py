@@ -28,7 +28,8 @@ from tests.broker import free_port
 from tests.conftest import MODELS, ROOT, run_edge
 from tests.doorbell import make_clip, score_events
 
-EVENT_KEYS = ["type", "name", "confidence", "track", "visit", "box", "frame", "source_time", "time"]
+EVENT_KEYS = ["type", "name", "confidence", "track", "visit", "box", "frame", "source_time", "time",
+              "camera"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

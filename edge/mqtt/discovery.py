@@ -17,6 +17,7 @@ from edge.config import Config
 from edge.mqtt.messages import Message, log, person_topic, plain, to_json
 from edge.mqtt.trackers import tracker_topic
 from edge.mqtt.transport import Transport
+from edge.slugs import slugify
 
 NAME_MAX = 64  # characters of a visitor's name set from Home Assistant
 STATE_MAX = 255  # characters of the text entity's state (Home Assistant's limit)
@@ -36,6 +37,7 @@ class Discovery:
     ) -> None:
         self._m = cfg.mqtt
         self._web_url = cfg.web_url()
+        self._cameras = [s.camera.name for s in cfg.cameras] if len(cfg.cameras) > 1 else []
         self._transport = transport
         self.base = transport.base
         self.device_id = device_id
@@ -155,7 +157,7 @@ class Discovery:
             value_template=(
                 "{{ {'event_type': value_json.type, 'name': value_json.name, "
                 "'confidence': value_json.confidence, 'track': value_json.track, "
-                "'visit': value_json.visit} | to_json }}"
+                "'visit': value_json.visit, 'camera': value_json.camera} | to_json }}"
             ),
             icon="mdi:face-recognition",
             qos=qos,
@@ -212,6 +214,28 @@ class Discovery:
             icon="mdi:speedometer",
             **diag,
         )
+        for name in self._cameras:  # several cameras: each one's fps and whether it delivers
+            key, cam = slugify(name), f"value_json.cameras[{json.dumps(name)}]"
+            add(
+                "sensor",
+                f"camera_{key}_fps",
+                name=f"{name} FPS",
+                value_template=f"{{{{ {cam}.fps }}}}",
+                unit_of_measurement="fps",
+                state_class="measurement",
+                icon="mdi:cctv",
+                **diag,
+            )
+            add(
+                "binary_sensor",
+                f"camera_{key}",
+                name=f"{name} camera",
+                value_template=f"{{{{ 'OFF' if {cam}.lost else 'ON' }}}}",
+                device_class="connectivity",
+                payload_on="ON",
+                payload_off="OFF",
+                **diag,
+            )
         add(
             "sensor",
             "latency",

@@ -49,7 +49,7 @@ class Presence:
         self.enabled = True
         self._slugs: dict[str, str] = {}
         self._names: set[str] = set()  # people whose visit is on (the loop: one event per visit)
-        self._unknown_visits = 0
+        self._unknown_visits: set[Any] = set()  # unknown visits going on (one per visit id)
         self._present: set[str] = set()  # as last published
         self._unknown_on = False
         self._attributes: dict[str, dict[str, Any]] = {}
@@ -98,18 +98,20 @@ class Presence:
                 return
             if kind == "recognized" and name:
                 self._names.add(name)
-            elif kind == "unknown":
-                self._unknown_visits += 1
+            elif kind == "unknown":  # a second camera's event of one visit counts once
+                self._unknown_visits.add(event.get("visit"))
             elif kind == "left" and name:
                 self._names.discard(name)
             elif kind == "left":
-                self._unknown_visits = max(0, self._unknown_visits - 1)
+                self._unknown_visits.discard(event.get("visit"))
             if kind == "recognized" and name:
                 attrs = {
                     "name": name,
                     "confidence": event.get("confidence"),
                     "last_seen": iso(event.get("time")),
                 }
+                if event.get("camera"):  # "last seen at"
+                    attrs["camera"] = event["camera"]
                 self._attributes[name] = attrs
                 group.append(msg(f"{self._topic(name)}/attributes", to_json(attrs)))
             elif kind == "left" and name and name in self._attributes:
@@ -125,6 +127,8 @@ class Presence:
                     "visit": event.get("visit"),
                     "time": iso(event.get("time")),
                 }
+                if event.get("camera"):
+                    last["camera"] = event["camera"]
                 group.append(msg(f"{self.base}/last", to_json(last)))
             if snapshot_jpeg and self._snapshot and kind in ("recognized", "unknown"):
                 group.append(msg(f"{self.base}/snapshot", bytes(snapshot_jpeg)))
@@ -143,7 +147,7 @@ class Presence:
     def _changes(self) -> list[Message]:
         """ON/OFF messages for people and unknown whose presence changed (lock held)."""
         present = set(self._names)
-        unknown = self._unknown_visits > 0
+        unknown = bool(self._unknown_visits)
         msg = self._transport.msg
         out = [msg(self._topic(n), b"ON") for n in sorted(present - self._present)]
         out += [msg(self._topic(n), b"OFF") for n in sorted(self._present - present)]
@@ -155,7 +159,7 @@ class Presence:
     def _forget_everyone(self) -> list[Message]:
         """Nobody present any more (lock held): the OFF messages for those who were."""
         self._names.clear()
-        self._unknown_visits = 0
+        self._unknown_visits.clear()
         return self._changes()
 
     def leave_all(self) -> list[Message]:

@@ -25,6 +25,7 @@ class Feed:
 
     def __init__(self, max_events: int = MAX_EVENTS) -> None:
         self.frames = LatestFrame()
+        self.camera_frames: dict[str, LatestFrame] = {}  # several cameras: each one's own
         self.started = time.time()
         self._lock = threading.Lock()
         self._events: deque[dict[str, Any]] = deque(maxlen=max_events)
@@ -124,6 +125,18 @@ class Feed:
             "present_names": self.present(),
         }
 
+    def add_cameras(self, names: list[str]) -> None:
+        """Several cameras: a Live view for each (in this order)."""
+        self.camera_frames = {name: LatestFrame() for name in names}
+
+    def frames_of(self, camera: str | None) -> LatestFrame | None:
+        """The Live view of `camera` (the only one when None); None for no such camera."""
+        if not camera:
+            return next(iter(self.camera_frames.values()), self.frames)
+        return self.camera_frames.get(camera)
+
     def close(self) -> None:
         """End the live streams."""
         self.frames.close()
+        for frames in self.camera_frames.values():
+            frames.close()

@@ -16,6 +16,8 @@ class WebOutput(Output):
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.app = WebApp(cfg)
+        if len(cfg.cameras) > 1:
+            self.app.feed.add_cameras([s.camera.name for s in cfg.cameras])
 
     def publish(self, emitted: Any, snapshot_jpeg: bytes | None, model: Any) -> None:
         if not self.cfg.history.enabled:  # else the Events page reads the history
@@ -32,6 +34,19 @@ class WebOutput(Output):
 
     def show(self, image_bgr: Any) -> bool:
         self.app.feed.frames.update(image_bgr)
+        return True
+
+    def wants_camera(self, camera: str) -> bool:
+        """Several cameras: whether someone watches this one's Live view."""
+        frames = self.app.feed.camera_frames.get(camera)
+        return frames.wanted if frames is not None else self.wants_image()
+
+    def show_camera(self, camera: str, image_bgr: Any) -> bool:
+        """Several cameras: this one's annotated frame for its Live view."""
+        frames = self.app.feed.camera_frames.get(camera)
+        if frames is None:
+            return self.show(image_bgr)
+        frames.update(image_bgr)
         return True
 
     def reload(self, cfg: Config) -> None:

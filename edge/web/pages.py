@@ -53,14 +53,22 @@ def layout(path: str, title: str, body: str, live: str = "") -> str:
 """
 
 
-def live() -> str:
-    """The annotated stream."""
-    body = (
-        '<img class="live" src="/live.mjpeg" alt="live camera view">'
-        '<p class="muted">Green: recognized, red: not recognized, yellow: still deciding. '
-        '<a href="/snapshot.jpg">one frame</a></p>'
+def live(cameras: list[str] | None = None) -> str:
+    """The annotated stream; with several cameras, one per camera under its name."""
+    legend = "Green: recognized, red: not recognized, yellow: still deciding."
+    if not cameras:
+        body = (
+            '<img class="live" src="/live.mjpeg" alt="live camera view">'
+            f'<p class="muted">{legend} <a href="/snapshot.jpg">one frame</a></p>'
+        )
+        return layout("/", "Live", body)
+    views = "".join(
+        f'<section class="camera"><h2>{escape(name)}</h2>'
+        f'<img class="live" src="/live.mjpeg?camera={quote(name)}" alt="{escape(name)}: live view">'
+        f'<p class="muted"><a href="/snapshot.jpg?camera={quote(name)}">one frame</a></p></section>'
+        for name in cameras
     )
-    return layout("/", "Live", body)
+    return layout("/", "Live", views + f'<p class="muted">{legend}</p>')
 
 
 # --- a decision in plain words -----------------------------------------------------------
@@ -357,6 +365,18 @@ def status(s: dict[str, Any]) -> str:
         for name, v in stages.items()
         if name != "capture"
     )
+    cams = s.get("cameras") or {}
+    per_camera = "".join(
+        f'<tr class="camera-row"><td>{escape(name)}</td><td>{c.get("fps", "-")}</td>'
+        f"<td>{c.get('frames_processed', '-')} / {c.get('frames_dropped', '-')}</td>"
+        f"<td>{'lost, retrying' if c.get('lost') else 'ok'}</td></tr>"
+        for name, c in cams.items()
+    )
+    if per_camera:
+        per_camera = (
+            '<h2 id="cameras-title">Cameras</h2><table id="cameras"><tr><th>camera</th>'
+            f"<th>frames/s</th><th>processed / dropped</th><th>state</th></tr>{per_camera}</table>"
+        )
     wait = stages.get("capture", {})
     pace = (
         f'<p id="camera-wait"><small>Waiting for the camera&rsquo;s next frame: '
@@ -366,7 +386,7 @@ def status(s: dict[str, Any]) -> str:
         else '<p id="camera-wait"></p>'
     )
     body = (
-        f'<div id="status-all" data-region><table id="status">{table}</table>'
+        f'<div id="status-all" data-region><table id="status">{table}</table>{per_camera}'
         f'<h2 id="stages-title">Work per frame, ms</h2>'
         f'<table id="stages"><tr><th>stage</th><th>median</th><th>p95</th></tr>{work}</table>'
         f"{pace}</div>"

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from edge.config import Config
 from edge.errors import DISK_ERRORS, UserError
 from edge.history import HistoryReader, day_range
-from edge.preview import send_snapshot, send_stream
+from edge.preview import LatestFrame, send_snapshot, send_stream
 from edge.web import pages
 from edge.web.feed import Feed
 from edge.web.gate import GatedServer
@@ -324,12 +324,19 @@ def _handler_for(app: WebApp, timeout_s: float) -> type[BaseHTTPRequestHandler]:
                 raise HttpError(400, 'the body needs {"name": "..."}')
             return _person(name)
 
+        def _camera_frames(self, query: dict[str, str]) -> LatestFrame:
+            """The Live view ?camera= names (the only one without); 404 for no such camera."""
+            frames = feed.frames_of(query.get("camera"))
+            if frames is None:
+                raise HttpError(404, f"no camera {query.get('camera')!r}")
+            return frames
+
         # --- routes -----------------------------------------------------------------------
 
         def _route(self, method: str, parts: list[str], query: dict[str, str]) -> None:
             match (method, *parts):
                 case ("GET",):
-                    self._html(pages.live())
+                    self._html(pages.live(list(feed.camera_frames)))
                 case ("GET", "events"):
                     filters = _event_filters(query)
                     found = app.events.events(EVENTS_PAGE, **filters)
@@ -348,9 +355,9 @@ def _handler_for(app: WebApp, timeout_s: float) -> type[BaseHTTPRequestHandler]:
                     data = resources.files("edge.web").joinpath("static", name).read_bytes()
                     self._send(200, data, STATIC[name])
                 case ("GET", "live.mjpeg"):
-                    send_stream(self, feed.frames, LIVE_FPS)
+                    send_stream(self, self._camera_frames(query), LIVE_FPS)
                 case ("GET", "snapshot.jpg"):
-                    send_snapshot(self, feed.frames)
+                    send_snapshot(self, self._camera_frames(query))
                 case (_, "api", *rest):
                     self._api(method, rest, query)
                 case _:
