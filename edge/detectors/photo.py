@@ -27,6 +27,8 @@ from edge.detectors.twostage import TwoStageDetector
 PAD_GRAY = (127, 127, 127)
 OVERLAP = 1.25  # a later pass also looks at faces this much larger than an earlier one's smallest
 FILLING = 0.5  # the whole-photo proposal keeps a face at least this share of the shorter side
+PROPOSER_SIDE = 256  # the padded pass's proposer sees the photo at most this many px wide,
+PROPOSER_MIN = 0.2  # and finds faces from this share of the padded photo's side up
 TIGHT_SCORE = 0.2  # a DNN score from here up to `confidence`: "too tight" rather than "no face"
 
 
@@ -55,10 +57,36 @@ def photo_passes(
 class PhotoDetector(Detector):
     """Two-stage passes over a photo (see the module doc), proposals confirmed by `twostage`."""
 
-    def __init__(self, twostage: TwoStageDetector, photo: PhotoConfig, nms_iou: float) -> None:
+    def __init__(
+        self,
+        twostage: TwoStageDetector,
+        photo: PhotoConfig,
+        nms_iou: float,
+        proposer: Detector | None = None,
+    ) -> None:
         self.twostage = twostage
         self.photo = photo
         self.nms_iou = nms_iou
+        self.proposer = proposer  # BlazeFace: the padded pass's proposals instead of Haar's
+
+    def _large(self, image: np.ndarray) -> tuple[list[Face], float]:
+        """The padded pass by `proposer`: its proposals (photo px, centred inside the photo)
+        and the smallest face (photo px) it covers."""
+        h, w = image.shape[:2]
+        scale = min(1.0, PROPOSER_SIDE / max(h, w))
+        small = image
+        if scale < 1.0:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        p = round(self.photo.pad * max(small.shape[:2]))
+        padded = cv2.copyMakeBorder(small, p, p, p, p, cv2.BORDER_CONSTANT, value=PAD_GRAY)
+        out = []
+        for f in self.proposer.detect(padded, padded):
+            f = scale_face(f, 1.0 / scale, -p / scale, -p / scale)
+            x, y, fw, fh = f.box
+            if 0 <= x + fw / 2 < w and 0 <= y + fh / 2 < h:
+                out.append(Face(f.box, f.score))
+        return out, PROPOSER_MIN * max(padded.shape[:2]) / scale
 
     def _proposals(self, image: np.ndarray, kind: str, scale: float, max_size: int) -> list[Face]:
         """Haar proposals of one pass, in the photo's px."""
@@ -88,6 +116,11 @@ class PhotoDetector(Detector):
         covered = float("inf")  # the smallest face (photo px) the passes so far could find
         faces: list[Face] = []
         for kind, scale in photo_passes(w, h, self.photo, min_size):
+            if kind == "padded" and self.proposer is not None:
+                proposals, smallest = self._large(frame)
+                faces += self.twostage.confirm(frame, proposals)
+                covered = min(covered, smallest)
+                continue
             max_size = 0 if covered == float("inf") else int(covered * scale * OVERLAP)
             proposals = self._proposals(frame, kind, scale, max_size)
             faces += self.twostage.confirm(frame, proposals)
