@@ -12,7 +12,7 @@ import numpy as np
 THUMB = (80, 60)  # the scene is compared at this size: sensor noise averages out
 LEVELS = 12  # a thumbnail pixel differing by more than this many grey levels has changed
 FRACTION = 0.002  # the scene changed when more than this share of its pixels did (~10 of 4800)
-CONTEXT = 0.5  # a changed region is grown by this share of its size on every side ...
+CONTEXT = 0.25  # a changed region is grown by this share of its size on every side ...
 MIN_CONTEXT = 6  # ... and at least this many thumbnail px (a Haar window at 320 px)
 WHOLE = 0.6  # changed regions covering more than this share of the frame: the whole frame
 
