@@ -1,16 +1,20 @@
 """A photo library at scale: `convert scan` and `find` on N generated photos (default 10,000).
 
-    .venv/bin/python bench/library_scale.py [--photos 10000] [--jobs 1 2] [--model FILE]
+    .venv/bin/python bench/library_scale.py [--photos 10000] [--jobs 1 2] [--subset N]
+                                            [--keep DIR] [--model FILE]
 
 The photos are made from ../shared/data ($EDGE_TEST_DATA): every photo of faces/,
 detection/ and no_face/ in turn, each time randomly cropped (70-100 % of each side), scaled
 (0.5-1.5x), maybe mirrored, rotated (-20..20 degrees) and saved as JPEG (quality 70-95):
 different pixels, not copies. They go to a temp folder (never into the project) that is
-deleted at the end. Per --jobs value, a scan into a fresh index: photos/s and photos/s per
-worker; the RSS of the scan and its workers sampled every 2 s (flat or growing); then a
-rescan of the finished index (what a resume costs when nothing is left), and a scan
-interrupted (SIGINT) halfway and resumed: the resumed part's time. `find NAME` latency over
-the known people on the full index. Prints tables; writes bench/results/library-scale.json.
+deleted at the end, or to --keep DIR, kept and reused by the next run. Per --jobs value, a
+scan into a fresh index (--subset: the smaller --jobs values scan only the first N photos):
+photos/s and photos/s per worker, the RSS of the scan and its workers sampled every 2 s
+(first vs last quarter: flat or growing), then a rescan of the finished index. The last
+--jobs value's scan is interrupted (SIGINT) once half the photos are indexed and resumed:
+how many it kept and skipped, and how long the resumed scan took to start. `find NAME`
+latency over the known people on that full index. Prints tables; writes
+bench/results/library-scale.json.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import os
 import random
 import shutil
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -94,8 +99,17 @@ def _tree_rss_mb(pid: int) -> float:
     return total / 1024.0
 
 
-def scan(photos: Path, index: Path, model: Path, jobs: int, stop_after: float = 0) -> dict:
-    """One `convert scan`; RSS every 2 s; SIGINT after `stop_after` s when given."""
+def _indexed(index: Path) -> int:
+    """Photos recorded in an index being written (0 while it is not there yet)."""
+    try:
+        with sqlite3.connect(f"file:{index}?mode=ro", uri=True, timeout=1) as db:
+            return db.execute("SELECT count(*) FROM photos").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def scan(photos: Path, index: Path, model: Path, jobs: int, stop_at: int = 0) -> dict:
+    """One `convert scan`; RSS every 2 s; SIGINT once `stop_at` photos are indexed, if given."""
     cmd = [sys.executable, "-m", "convert", "scan", str(photos), "--index", str(index),
            "--model", str(model), "--jobs", str(jobs)]  # fmt: skip
     t0 = time.monotonic()
@@ -107,20 +121,39 @@ def scan(photos: Path, index: Path, model: Path, jobs: int, stop_after: float = 
     def sample() -> None:
         while not done.wait(2.0):
             samples.append((round(time.monotonic() - t0, 1), round(_tree_rss_mb(proc.pid), 1)))
+            if stop_at and proc.poll() is None and _indexed(index) >= stop_at:
+                proc.send_signal(signal.SIGINT)
+                return
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    if stop_after:
-        try:
-            proc.wait(timeout=stop_after)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate()
     done.set()
     sampler.join()
     report = json.loads(out) if out.strip() else {}
     return {"wall_s": round(time.monotonic() - t0, 2), "exit": proc.returncode,
             "report": report, "rss_mb": samples}  # fmt: skip
+
+
+def subset(photos: Path, folder: Path, n: int) -> Path:
+    """`folder` with links to the first `n` photos of `photos` (a smaller library, same mix)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in sorted(photos.glob("*/*.jpg"))[:n]:
+        link = folder / p.parent.name / p.name
+        link.parent.mkdir(exist_ok=True)
+        if not link.exists():
+            link.symlink_to(p)
+    return folder
+
+
+def _rss(samples: list[tuple[float, float]]) -> dict:
+    rss = [m for _, m in samples]
+    if not rss:
+        return {}
+    q = max(1, len(rss) // 4)
+    return {"rss_mb_first_quarter": round(statistics.mean(rss[:q]), 1),
+            "rss_mb_last_quarter": round(statistics.mean(rss[-q:]), 1),
+            "rss_mb_max": max(rss), "rss_samples": samples}  # fmt: skip
 
 
 def find_latency(index: Path, names: list[str]) -> dict:
@@ -141,49 +174,73 @@ def main() -> int:
     ap.add_argument(
         "--jobs", type=int, nargs="+", default=list(range(1, (os.cpu_count() or 1) + 1))
     )
+    ap.add_argument("--subset", type=int, default=0,
+                    help="scan only this many photos with the smaller --jobs values (time)")  # fmt: skip
+    ap.add_argument("--keep", type=Path, help="build the photos here and keep them (reused)")
     ap.add_argument("--model", help="faces.tflite (default: bench/pipeline.py's find_model)")
     args = ap.parse_args()
     model = find_model(args.model)
     work = Path(tempfile.mkdtemp(prefix="bench-library-scale-"))
     try:
-        photos = work / "photos"
-        build(photos, args.photos)
+        photos = args.keep or work / "photos"
+        if len(list(photos.glob("*/*.jpg"))) != args.photos:
+            build(photos, args.photos)
+        print(f"{args.photos} photos in {photos}; load {os.getloadavg()}", flush=True)
         rows = []
         for jobs in args.jobs:
+            last = jobs == args.jobs[-1]
+            n = args.photos if last or not args.subset else min(args.subset, args.photos)
+            tree = photos if n == args.photos else subset(photos, work / f"subset-{n}", n)
             index = work / f"index-{jobs}.db"
-            full = scan(photos, index, model, jobs)
-            rep = full["report"]
-            rss = [m for _, m in full["rss_mb"]]
-            again = scan(photos, index, model, jobs)
-            rows.append({"jobs": jobs, "scanned": rep.get("scanned"), "faces": rep.get("faces"),
-                         "seconds": rep.get("seconds"), "photos_per_s": rep.get("photos_per_s"),
-                         "photos_per_s_per_worker": round(rep.get("photos_per_s", 0) / jobs, 2),
-                         "rss_mb_first_quarter": round(statistics.mean(rss[: max(1, len(rss) // 4)]), 1) if rss else None,
-                         "rss_mb_last_quarter": round(statistics.mean(rss[-max(1, len(rss) // 4):]), 1) if rss else None,
-                         "rss_mb_max": max(rss) if rss else None, "rss_samples": full["rss_mb"],
-                         "rescan_s": again["wall_s"]})  # fmt: skip
-            print(json.dumps({k: v for k, v in rows[-1].items() if k != "rss_samples"}), flush=True)
-        jobs = args.jobs[-1]
-        part = work / "part.db"
-        half = rows[-1]["seconds"] / 2 if rows[-1]["seconds"] else 30
-        stopped = scan(photos, part, model, jobs, stop_after=half)
-        resumed = scan(photos, part, model, jobs)
-        resume = {"interrupted_after_s": round(half, 1), "exit": stopped["exit"],
-                  "indexed_before": stopped["report"].get("scanned"),
-                  "resumed_scanned": resumed["report"].get("scanned"),
-                  "resumed_skipped": resumed["report"].get("skipped"),
-                  "resumed_wall_s": resumed["wall_s"]}  # fmt: skip
+            # the last --jobs value: SIGINT halfway, then the resumed scan finishes the index
+            parts = [scan(tree, index, model, jobs, stop_at=n // 2 if last else 0)]
+            if last:
+                parts.append(scan(tree, index, model, jobs))
+            scanned = sum(p["report"].get("scanned", 0) for p in parts)
+            seconds = sum(p["report"].get("seconds", 0) for p in parts)
+            again = scan(tree, index, model, jobs)
+            row = {"jobs": jobs, "photos": n, "scanned": scanned,
+                   "faces": sum(p["report"].get("faces", 0) for p in parts),
+                   "seconds": round(seconds, 1),
+                   "photos_per_s": round(scanned / seconds, 2) if seconds else None,
+                   "photos_per_s_per_worker": round(scanned / seconds / jobs, 2) if seconds else None,
+                   "rescan_s": again["wall_s"], "rescan_skipped": again["report"].get("skipped"),
+                   "load_avg": os.getloadavg()}  # fmt: skip
+            if last:
+                row["resume"] = {"exit_interrupted": parts[0]["exit"],
+                                 "indexed_before": parts[0]["report"].get("scanned"),
+                                 "resumed_scanned": parts[1]["report"].get("scanned"),
+                                 "resumed_skipped": parts[1]["report"].get("skipped"),
+                                 "resumed_wall_s": parts[1]["wall_s"],
+                                 "resume_start_s": _first_progress(parts[1])}  # fmt: skip
+            for i, p in enumerate(parts):
+                row[f"part{i + 1}"] = _rss(p["rss_mb"])
+            rows.append(row)
+            print(
+                json.dumps({k: v for k, v in row.items() if not k.startswith("part")}), flush=True
+            )
+            for i, _ in enumerate(parts):
+                r = row[f"part{i + 1}"]
+                print(f"  RSS part {i + 1}: first quarter {r.get('rss_mb_first_quarter')} MB, last "
+                      f"quarter {r.get('rss_mb_last_quarter')} MB, max {r.get('rss_mb_max')} MB",
+                      flush=True)  # fmt: skip
         find = find_latency(work / f"index-{args.jobs[-1]}.db", known(DATA / "faces"))
-        print(json.dumps(resume))
         print(json.dumps(find))
         print(f"load average at the end: {os.getloadavg()}")
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "library-scale.json").write_text(json.dumps(
-            {"photos": args.photos, "scans": rows, "resume": resume, "find": find,
+            {"photos": args.photos, "scans": rows, "find": find,
              "load_avg_at_end": os.getloadavg()}, indent=1) + "\n")  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def _first_progress(part: dict) -> float | None:
+    """Seconds from the resumed scan's start to its first scanned photo (walk + skip checks):
+    wall time minus the scan's own `seconds` (which start with the workers)."""
+    seconds = part["report"].get("seconds")
+    return round(part["wall_s"] - seconds, 1) if seconds is not None else None
 
 
 if __name__ == "__main__":

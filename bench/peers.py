@@ -412,12 +412,13 @@ def log(msg: str) -> None:
     print(f"[peers {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def run(cmd: list[str], timeout: float = 3600, env: dict | None = None) -> dict:
-    """Run a command; returns stdout, stderr tail, exit code, wall time and peak RSS (MB)."""
+def run(cmd: list[str], timeout: float = 3600, env: dict | None = None, cwd: Path = ROOT) -> dict:
+    """Run a command in `cwd`; returns stdout, stderr tail, exit code, wall time, CPU time
+    and peak RSS (MB)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=out, stderr=err, env={**os.environ, **(env or {})}
+            cmd, cwd=cwd, stdout=out, stderr=err, env={**os.environ, **(env or {})}
         )
         deadline = t0 + timeout
         while True:

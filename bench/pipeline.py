@@ -84,15 +84,17 @@ def find_model(arg: str | None) -> Path:
     return out / "faces.tflite"
 
 
-def run_edge(config: Path, source: Path, extra: list[str], workdir: Path) -> dict[str, Any]:
-    """One `python -m edge` run: its stats, events, CPU % and peak RSS."""
+def run_edge(
+    config: Path, source: Path, extra: list[str], workdir: Path, root: Path = ROOT
+) -> dict[str, Any]:
+    """One `python -m edge` run of the code in `root`: its stats, events, CPU % and peak RSS."""
     stats_path = workdir / "stats.json"
     stats_path.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "edge", "--config", str(config), "--source", str(source)]
     cmd += ["--stats-json", str(stats_path), *extra]
     t0 = time.perf_counter()
     with open(workdir / "events.jsonl", "w") as out, open(workdir / "stderr.log", "w") as err:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err)
+        proc = subprocess.Popen(cmd, cwd=root, stdout=out, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)

@@ -12,7 +12,9 @@ known people) is measured on a one-photo folder and reported apart. Both whole c
 and model loading included. Quality comes from the timed runs themselves: our index's boxes
 (group photos matched at IoU 0.4, tests/groundtruth.py) and face_recognition's per-photo
 output (it prints no boxes: faces per photo). Needs .venv-peers (bench/setup-peers.sh).
-Prints a table; writes bench/results/scanspeed.json.
+--baseline DIR (a checkout of older code, e.g. `git worktree add DIR COMMIT`) also runs that
+code's `convert scan` in each round, beside ours. Prints a table; writes
+bench/results/scanspeed.json.
 """
 
 from __future__ import annotations
@@ -68,11 +70,13 @@ def gather(work: Path) -> tuple[Path, Path, dict[str, str]]:
     return tree, known_dir, kinds
 
 
-def ours(tree: Path, model: Path, index: Path) -> dict:
-    """One `convert scan --jobs 1` into a fresh index: time and faces per photo."""
+def ours(tree: Path, model: Path, index: Path, root: Path = ROOT) -> dict:
+    """One `convert scan --jobs 1` of the code in `root` into a fresh index: time and faces
+    per photo."""
     index.unlink(missing_ok=True)
     r = run([sys.executable, "-m", "convert", "scan", str(tree), "--index", str(index),
-             "--model", str(model), "--jobs", "1"], env={"TF_CPP_MIN_LOG_LEVEL": "2"})  # fmt: skip
+             "--model", str(model), "--jobs", "1"], env={"TF_CPP_MIN_LOG_LEVEL": "2"},
+            cwd=root)  # fmt: skip
     if r["rc"] != 0:
         raise SystemExit(f"convert scan failed: {r['stderr']}")
     with sqlite3.connect(index) as db:
@@ -142,6 +146,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="face model (default: bench/pipeline.py's find_model)")
     ap.add_argument("--rounds", type=int, default=2, help="alternating runs of each; best counts")
+    ap.add_argument("--baseline", type=Path, help="a checkout of older code to run beside ours")
     args = ap.parse_args()
     if not FACE_RECOGNITION.exists():
         print("error: no .venv-peers (run bench/setup-peers.sh)", file=sys.stderr)
@@ -157,16 +162,23 @@ def main() -> int:
     startup = {"convert scan": min(ours(one, model, work / "one.db")["cpu_s"] for _ in range(2)),
                "face_recognition": min(theirs(one, known_dir)["cpu_s"] for _ in range(2))}  # fmt: skip
     runs: dict[str, list[dict]] = {"convert scan": [], "face_recognition": []}
+    if args.baseline:
+        startup["baseline scan"] = min(
+            ours(one, model, work / "one.db", args.baseline)["cpu_s"] for _ in range(2)
+        )
+        runs["baseline scan"] = []
     for i in range(args.rounds):
         runs["convert scan"].append(ours(tree, model, work / "index.db"))
+        if args.baseline:
+            runs["baseline scan"].append(ours(tree, model, work / "index.db", args.baseline))
         runs["face_recognition"].append(theirs(tree, known_dir))
         print(f"round {i + 1}: scan {runs['convert scan'][-1]['wall_s']:.1f} s, face_recognition "
               f"{runs['face_recognition'][-1]['wall_s']:.1f} s", file=sys.stderr)  # fmt: skip
     rows = []
     for system, rs in runs.items():
         best = min(rs, key=lambda r: r["cpu_s"])
-        q = (quality_ours(best["boxes"], kinds) if system == "convert scan"
-             else quality_theirs(best["counts"], kinds))  # fmt: skip
+        q = (quality_theirs(best["counts"], kinds) if system == "face_recognition"
+             else quality_ours(best["boxes"], kinds))  # fmt: skip
         rows.append({"system": system, "photos": n, "wall_s": [round(r["wall_s"], 1) for r in rs],
                      "cpu_s": [round(r["cpu_s"], 1) for r in rs],
                      "photos_per_cpu_s": round(n / best["cpu_s"], 2),
@@ -174,15 +186,22 @@ def main() -> int:
                      "photos_per_cpu_s_after_startup": round(
                          (n - 1) / max(1e-3, best["cpu_s"] - startup[system]), 2),
                      "photos_per_wall_s": round(n / min(r["wall_s"] for r in rs), 2), **q})  # fmt: skip
-    ratio = rows[0]["photos_per_cpu_s"] / rows[1]["photos_per_cpu_s"]
+    by = {r["system"]: r for r in rows}
+    fr = by["face_recognition"]
+    for r in rows:
+        r["ratio_cpu"] = round(r["photos_per_cpu_s"] / fr["photos_per_cpu_s"], 2)
+    ratio = by["convert scan"]["photos_per_cpu_s"] / fr["photos_per_cpu_s"]
     key = "photos_per_cpu_s_after_startup"
-    steady = rows[0][key] / rows[1][key]
-    wall_ratio = rows[0]["photos_per_wall_s"] / rows[1]["photos_per_wall_s"]
+    steady = by["convert scan"][key] / fr[key]
+    wall_ratio = by["convert scan"]["photos_per_wall_s"] / fr["photos_per_wall_s"]
     print(f"{'system':<17} {'photos':>6} {'wall s':>14} {'CPU s':>14} {'photos/CPU s':>12} "
           f"{'start CPU s':>11} {'after start':>11} {'recall':>7} {'precision':>9} {'false':>5}")  # fmt: skip
     for r in rows:
         print(f"{r['system']:<17} {r['photos']:>6} {str(r['wall_s']):>14} {str(r['cpu_s']):>14} "
               f"{r['photos_per_cpu_s']:>12} {r['startup_cpu_s']:>11} {r[key]:>11} {r['recall']:>7} {r['precision']:>9} {r['false_boxes']:>5}")  # fmt: skip
+    if "baseline scan" in by:
+        print(f"baseline scan / face_recognition: {by['baseline scan']['ratio_cpu']:.2f}x photos "
+              "per CPU second")  # fmt: skip
     print(f"convert scan / face_recognition: {ratio:.2f}x photos per CPU second "
           f"({steady:.2f}x after start-up), "
           f"{wall_ratio:.2f}x photos per wall second; load {os.getloadavg()}")  # fmt: skip

@@ -114,7 +114,8 @@ def create_photo_detector(
     photo = cfg.photo
     base = photo_config(cfg)
     if (method or cfg.method) == "two-stage":
-        return PhotoDetector(create_detector(base, method, confirmer), photo, cfg.nms_iou)
+        proposer = create_dnn(base, "blazeface")
+        return PhotoDetector(create_detector(base, method, confirmer), photo, cfg.nms_iou, proposer)
     passes: list[tuple[Detector, int]] = [
         (create_detector(replace(base, downscale_width=photo.width), method, confirmer), 0)
     ]

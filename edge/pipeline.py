@@ -318,12 +318,7 @@ class Loop:
             due and (self.tracker.tracks or self.scene.changed(view))  # an empty, still scene: skip
         ):
             with st.stage("detect"):
-                near = self._near(frame, view)
-                if near:
-                    faces = self.stages.detector.detect_near(frame.image, frame.small, near)
-                else:
-                    faces = self.stages.detector.detect(frame.image, frame.small)
-                self.scene.looked(view)
+                faces = self._detect(frame, view)
         with st.stage("track"):
             if faces is not None:
                 ended = self.tracker.update(faces, frame)
@@ -334,18 +329,25 @@ class Loop:
         with st.stage("publish"):
             self._publish(self.presence.update(frame, self.tracker.tracks, ended))
 
-    def _near(self, frame: Frame, view: Any) -> list[tuple] | None:
-        """The tracked faces' boxes when the detector need look only around them: it can
-        (detect_near), every face is tracked and nothing moved elsewhere; else None."""
-        tracks = self.tracker.tracks
-        if not tracks or not hasattr(self.stages.detector, "detect_near"):
-            return None
-        boxes = [t.box for t in tracks]
+    def _detect(self, frame: Frame, view: Any) -> list:
+        """The detector on this frame; where it can (detect_in), only where faces can be: at
+        the tracked faces and where the scene changed since it last looked there."""
+        detector = self.stages.detector
+        if not hasattr(detector, "detect_in"):
+            faces = detector.detect(frame.image, frame.small)
+            self.scene.looked(view)
+            return faces
+        boxes = [t.box for t in self.tracker.tracks]
         sx = view.shape[1] / frame.image.shape[1]
-        small = [tuple(v * sx for v in b) for b in boxes]
-        if self.scene.changed(view, small, NEAR_MARGIN):
-            return None
-        return boxes
+        regions = self.scene.regions(view, [tuple(v * sx for v in b) for b in boxes], NEAR_MARGIN)
+        faces = detector.detect_in(
+            frame.image,
+            frame.small,
+            boxes,
+            None if regions is None else [tuple(v / sx for v in r) for r in regions],
+        )
+        self.scene.looked(view, regions)
+        return faces
 
     def _publish(self, emitted: list[Emitted]) -> None:
         for e in emitted:

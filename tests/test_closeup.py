@@ -78,15 +78,22 @@ def test_every_close_up_visitor_gets_an_event(closer_clip, trained_model, tmp_pa
         assert len(arrivals) == 1, (v, arrivals)
 
 
-def test_detect_near_looks_only_around_the_tracked_faces(data_dir, models_dir, photos):
-    """Haar around a tracked box finds its face; around a box elsewhere it finds nothing."""
+def test_detect_in_checks_the_tracked_faces_and_looks_only_where_the_scene_changed(
+    data_dir, models_dir, photos
+):
+    """A tracked face is found again by the confirmer alone; a tracked box on the empty
+    background finds nothing; Haar finds a new face only in a region it is given."""
     detector = create_detector(load_config(None).detect)
     frame = _scene(data_dir, photos[0], 0.3, -0.2)  # a face left of the middle
     (face,) = detector.detect(frame)
-    near = detector.detect_near(frame, None, [face.box])
-    assert len(near) == 1 and near[0].box == pytest.approx(face.box, abs=12)
+    found = detector.detect_in(frame, None, [face.box], [])
+    assert len(found) == 1 and found[0].box == pytest.approx(face.box, abs=12)
     x, y, w, h = face.box
-    assert detector.detect_near(frame, None, [(x + 3 * w, y, w, h)]) == []
+    assert detector.detect_in(frame, None, [(x + 3 * w, y, w, h)], []) == []
+    around = (x - w // 2, y - h // 2, 2 * w, 2 * h)
+    assert len(detector.detect_in(frame, None, [], [around])) == 1
+    assert detector.detect_in(frame, None, [], [(x + 3 * w, y, w, h)]) == []
+    assert len(detector.detect_in(frame, None, [], None)) == 1  # None: the whole frame
 
 
 def test_scene_watch_ignores_motion_inside_the_tracked_boxes(data_dir, photos):

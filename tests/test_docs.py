@@ -91,6 +91,9 @@ CHECK = {  # why each is not run here
     ".venv/bin/python bench/scanspeed.py --rounds 2": "about 6 minutes; needs .venv-peers",
     ".venv/bin/python bench/library_scale.py --photos 10000 --jobs 1 2": "over an hour",
     ".venv/bin/python bench/share.py": "about 3 minutes: two edge processes (tests/test_household.py runs them)",
+    ".venv/bin/python bench/loopspeed.py --clips door --baseline /tmp/old": "about 15 minutes; needs .venv-peers",
+    ".venv/bin/python bench/scanspeed.py --rounds 2 --baseline /tmp/old": "about 8 minutes; needs .venv-peers",
+    ".venv/bin/python bench/library_scale.py --photos 10000 --jobs 1 2 --subset 2000 --keep /tmp/lib10k": "about 25 minutes",
 }
 
 

@@ -51,7 +51,7 @@ def test_group_photos_all_but_one_face_and_no_false_box(cfg, group, data_dir):
         a, b, c = match(photo.detect(image), truth)
         tp, fp, fn = tp + a, fp + b, fn + c
     assert fp == 0
-    assert tp / (tp + fn) >= 0.93  # 40 of 43 measured (min_face 32, scale 1.2: the fast profile)
+    assert tp / (tp + fn) >= 0.95  # 41 of 43 measured (BlazeFace padded pass, min_face 32)
     no_face = [read_image(p) for p in sorted((data_dir / "no_face").iterdir())]
     assert sum(len(photo.detect(im)) for im in no_face) <= 1
 

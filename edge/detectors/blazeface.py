@@ -127,9 +127,10 @@ class BlazeFaceDetector(Detector):
         return faces
 
     def detect_crops(
-        self, crops: list[np.ndarray], min_score: float | None = None
+        self, crops: list[np.ndarray], min_score: float | None = None, size: int = 0
     ) -> list[list[Face]]:
-        """Faces in each crop, boxes and keypoints in the crop's px; scores from `min_score`."""
+        """Faces in each crop, boxes and keypoints in the crop's px; scores from `min_score`
+        (`size` is the model's own input size)."""
         return [self._run(crop, min_score) for crop in crops]
 
     def detect(self, frame: np.ndarray, small: np.ndarray | None = None) -> list[Face]:

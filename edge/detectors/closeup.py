@@ -45,9 +45,17 @@ class CloseUpDetector(Detector):
         faces = self.main.detect(frame, small)
         return faces + self.large(frame, small, faces)
 
-    def detect_near(
-        self, frame: np.ndarray, small: np.ndarray | None, boxes: list[tuple]
+    def detect_in(
+        self,
+        frame: np.ndarray,
+        small: np.ndarray | None,
+        tracked: list[tuple],
+        regions: list[tuple] | None,
     ) -> list[Face]:
-        """The main detector's faces around `boxes`, then close-ups anywhere (BlazeFace is cheap)."""
-        faces = self.main.detect_near(frame, small, boxes)
+        """The main detector's faces at the tracked boxes and in the changed regions, then
+        close-ups anywhere, unless nothing changed but the tracked faces (a new close-up
+        changes the scene; a tracked one is verified)."""
+        faces = self.main.detect_in(frame, small, tracked, regions)
+        if regions == []:
+            return faces
         return faces + self.large(frame, small, faces)

@@ -1,13 +1,15 @@
 """The still-photo profile: the live detector's method in several passes, merged by NMS.
 
 A photo is not a camera frame: its face may fill it (a passport photo, an LFW crop) or be
-one of many small ones (a group photo). Two-stage (the default) runs up to three Haar passes
-with one cascade and one confirmer, cheapest first, each looking only for the faces the
-earlier ones could not find (smaller than their smallest window, with some overlap):
-- padded: the photo with a gray border of `photo.pad` x its longer side, at `photo.pad_width`
-  (a face that fills the photo gets the context Haar's window and the DNN need around it);
-- main: at `photo.width`, skipped when the padded pass already ran at that scale;
-- large: at `photo.large_width`, for photos wider than `photo.width` (small faces).
+one of many small ones (a group photo). Two-stage (the default) runs up to three passes with
+one cascade, one BlazeFace and one confirmer, cheapest first, each looking only for the faces
+the earlier ones could not find (smaller than the smallest they cover, with some overlap):
+- padded: BlazeFace on the photo (at most PROPOSER_SIDE px) with a gray border of
+  `photo.pad` x its longer side (a face that fills the photo gets the context the detectors
+  need around it); it covers faces from PROPOSER_MIN of the padded side up;
+- main: Haar at `photo.width`, skipped when the padded pass's scale (`photo.pad_width`)
+  already reaches it;
+- large: Haar at `photo.large_width`, for photos wider than `photo.width` (small faces).
 Every proposal is confirmed by the DNN on a margin crop of the full-resolution photo. When
 no pass finds a face, the whole photo is taken as one proposal (a crop tighter than the
 padded pass can handle): a face the DNN confirms there that fills it is kept.
@@ -27,6 +29,8 @@ from edge.detectors.twostage import TwoStageDetector
 PAD_GRAY = (127, 127, 127)
 OVERLAP = 1.25  # a later pass also looks at faces this much larger than an earlier one's smallest
 FILLING = 0.5  # the whole-photo proposal keeps a face at least this share of the shorter side
+PROPOSER_SIDE = 256  # the padded pass's proposer sees the photo at most this many px wide,
+PROPOSER_MIN = 0.2  # and finds faces from this share of the padded photo's side up
 TIGHT_SCORE = 0.2  # a DNN score from here up to `confidence`: "too tight" rather than "no face"
 
 
@@ -55,31 +59,45 @@ def photo_passes(
 class PhotoDetector(Detector):
     """Two-stage passes over a photo (see the module doc), proposals confirmed by `twostage`."""
 
-    def __init__(self, twostage: TwoStageDetector, photo: PhotoConfig, nms_iou: float) -> None:
+    def __init__(
+        self,
+        twostage: TwoStageDetector,
+        photo: PhotoConfig,
+        nms_iou: float,
+        proposer: Detector,
+    ) -> None:
         self.twostage = twostage
         self.photo = photo
         self.nms_iou = nms_iou
+        self.proposer = proposer  # BlazeFace: the padded pass's proposals
 
-    def _proposals(self, image: np.ndarray, kind: str, scale: float, max_size: int) -> list[Face]:
-        """Haar proposals of one pass, in the photo's px."""
+    def _large(self, image: np.ndarray) -> tuple[list[Face], float]:
+        """The padded pass by `proposer`: its proposals (photo px, centred inside the photo)
+        and the smallest face (photo px) it covers."""
+        h, w = image.shape[:2]
+        scale = min(1.0, PROPOSER_SIDE / max(h, w))
+        small = image
+        if scale < 1.0:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        p = round(self.photo.pad * max(small.shape[:2]))
+        padded = cv2.copyMakeBorder(small, p, p, p, p, cv2.BORDER_CONSTANT, value=PAD_GRAY)
+        out = []
+        for f in self.proposer.detect(padded, padded):
+            f = scale_face(f, 1.0 / scale, -p / scale, -p / scale)
+            x, y, fw, fh = f.box
+            if 0 <= x + fw / 2 < w and 0 <= y + fh / 2 < h:
+                out.append(Face(f.box, f.score))
+        return out, PROPOSER_MIN * max(padded.shape[:2]) / scale
+
+    def _proposals(self, image: np.ndarray, scale: float, max_size: int) -> list[Face]:
+        """Haar proposals of one plain pass, in the photo's px."""
         h, w = image.shape[:2]
         if scale < 1.0:
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        gray = equalized_gray(image)  # before padding: the border must not shift the histogram
-        p = 0
-        if kind == "padded":
-            p = round(self.photo.pad * max(gray.shape))
-            gray = cv2.copyMakeBorder(gray, p, p, p, p, cv2.BORDER_CONSTANT, value=PAD_GRAY[0])
-        haar = self.twostage.haar
-        found = haar.proposals(gray, max_size)[: self.photo.max_proposals]
-        out = []
-        for f in found:
-            f = scale_face(f, 1.0 / scale, -p / scale, -p / scale)
-            x, y, fw, fh = f.box
-            if 0 <= x + fw / 2 < w and 0 <= y + fh / 2 < h:  # centred inside the photo
-                out.append(f)
-        return out
+        found = self.twostage.haar.proposals(equalized_gray(image), max_size)
+        return [scale_face(f, 1.0 / scale) for f in found[: self.photo.max_proposals]]
 
     def detect(self, frame: np.ndarray, small: np.ndarray | None = None) -> list[Face]:
         """Faces in the photo `frame`, boxes in its own px; `small` is ignored."""
@@ -88,8 +106,13 @@ class PhotoDetector(Detector):
         covered = float("inf")  # the smallest face (photo px) the passes so far could find
         faces: list[Face] = []
         for kind, scale in photo_passes(w, h, self.photo, min_size):
+            if kind == "padded":
+                proposals, smallest = self._large(frame)
+                faces += self.twostage.confirm(frame, proposals)
+                covered = min(covered, smallest)
+                continue
             max_size = 0 if covered == float("inf") else int(covered * scale * OVERLAP)
-            proposals = self._proposals(frame, kind, scale, max_size)
+            proposals = self._proposals(frame, scale, max_size)
             faces += self.twostage.confirm(frame, proposals)
             covered = min(covered, min_size / scale)
         if not faces:

@@ -74,15 +74,15 @@ class Res10Detector(Detector):
         return faces
 
     def detect_crops(
-        self, crops: list[np.ndarray], min_score: float | None = None
+        self, crops: list[np.ndarray], min_score: float | None = None, size: int = 0
     ) -> list[list[Face]]:
-        """Faces in each crop (one batched forward pass), boxes in the crop's px; scores from
-        `min_score` (default `detect.confidence`)."""
+        """Faces in each crop (one batched forward pass at `size` px, default
+        `detect.confirm_size`), boxes in the crop's px; scores from `min_score` (default
+        `detect.confidence`)."""
         if not crops:
             return []
-        blob = cv2.dnn.blobFromImages(
-            crops, 1.0, (self.cfg.confirm_size, self.cfg.confirm_size), MEAN
-        )
+        side = size or self.cfg.confirm_size
+        blob = cv2.dnn.blobFromImages(crops, 1.0, (side, side), MEAN)
         self.net.setInput(blob)
         return self._faces(self.net.forward(), [(c.shape[1], c.shape[0]) for c in crops], min_score)
 

@@ -10,10 +10,13 @@ import cv2
 import numpy as np
 
 from edge.config import DetectConfig
-from edge.detectors.base import Detector, Face, clamp_face, nms, scale_face, small_frame
+from edge.detectors.base import Detector, Face, clamp_face, iou, nms, scale_face, small_frame
 from edge.detectors.haar import HaarDetector, equalized_gray
 
-NEAR_MARGIN = 0.5  # detect_near: Haar looks this share of a tracked face's size around it
+NEAR_MARGIN = 0.5  # detect_in: a tracked face is looked for this share of its size around it
+SIZE_RATIO = 1.5  # a tracked face is not looked for at more than this factor of its size
+VERIFY_SIZE = 96  # res10 input side for a tracked face's crop (128 for proposals), px
+SAME_FACE = 0.3  # a Haar proposal overlapping a face already confirmed this much is that face
 
 
 def square_crop(
@@ -32,6 +35,13 @@ def square_crop(
     return crop, x0, y0
 
 
+def _centred(face: Face, area: tuple) -> bool:
+    """True when `face`'s centre lies inside the (x, y, w, h) `area`."""
+    x, y, w, h = area
+    cx, cy = face.box[0] + face.box[2] / 2, face.box[1] + face.box[3] / 2
+    return x <= cx <= x + w and y <= cy <= y + h
+
+
 class TwoStageDetector(Detector):
     """Haar proposals (largest `max_proposals` first) confirmed by `confirmer.detect_crops`."""
 
@@ -48,27 +58,66 @@ class TwoStageDetector(Detector):
         height, width = frame.shape[:2]
         return [clamp_face(f, width, height) for f in nms(faces, self.cfg.nms_iou)]
 
-    def detect_near(
-        self, frame: np.ndarray, small: np.ndarray | None, boxes: list[tuple]
+    def detect_in(
+        self,
+        frame: np.ndarray,
+        small: np.ndarray | None,
+        tracked: list[tuple],
+        regions: list[tuple] | None,
     ) -> list[Face]:
-        """detect() with Haar only around `boxes` (frame px; each grown by NEAR_MARGIN of its
-        size on every side): where the faces already tracked can be by now."""
+        """detect() for the live loop, which knows where faces can be: each `tracked` box is
+        checked by the confirmer alone (faces centred within NEAR_MARGIN of it), and Haar looks
+        only at `regions` (where the scene changed; None = the whole frame). Boxes in frame px."""
+        faces = self.verify(frame, tracked)
         small, scale = small_frame(frame, small, self.cfg.downscale_width)
         gray = equalized_gray(small)  # the whole frame's histogram, as in detect()
-        h, w = gray.shape[:2]
-        found: list[Face] = []
-        for x, y, bw, bh in boxes:
-            m = NEAR_MARGIN * max(bw, bh)
-            x0, y0 = max(0, int((x - m) * scale)), max(0, int((y - m) * scale))
-            x1, y1 = min(w, int((x + bw + m) * scale) + 1), min(h, int((y + bh + m) * scale) + 1)
-            if x1 - x0 < 2 or y1 - y0 < 2:
-                continue
-            found += [scale_face(f, 1.0, x0, y0) for f in self.haar.proposals(gray[y0:y1, x0:x1])]
-        found.sort(key=lambda f: -f.box[2] * f.box[3])
-        proposals = nms(found, 0.5)[: self.cfg.max_proposals]
-        faces = self.confirm(frame, [scale_face(p, 1.0 / scale) for p in proposals])
+        if regions is None:
+            found = self.haar.proposals(gray)
+        else:
+            h, w = gray.shape[:2]
+            found = []
+            for x, y, rw, rh in regions:
+                x0, y0 = max(0, int(x * scale)), max(0, int(y * scale))
+                x1, y1 = min(w, int((x + rw) * scale) + 1), min(h, int((y + rh) * scale) + 1)
+                if x1 - x0 < 2 or y1 - y0 < 2:
+                    continue
+                found += [
+                    scale_face(f, 1.0, x0, y0) for f in self.haar.proposals(gray[y0:y1, x0:x1])
+                ]
+            found.sort(key=lambda f: -f.box[2] * f.box[3])
+            found = nms(found, 0.5)
+        proposals = [scale_face(p, 1.0 / scale) for p in found]
+        proposals = [p for p in proposals if all(iou(p.box, f.box) < SAME_FACE for f in faces)]
+        faces += self.confirm(frame, proposals[: self.cfg.max_proposals])
         height, width = frame.shape[:2]
         return [clamp_face(f, width, height) for f in nms(faces, self.cfg.nms_iou)]
+
+    def verify(self, frame: np.ndarray, boxes: list[tuple]) -> list[Face]:
+        """The confirmer's faces (score from `detect.confidence`) on a margin crop around each
+        box (frame px), centred within NEAR_MARGIN of the box's size around it and of about
+        its size (SIZE_RATIO); frame px."""
+        if not boxes:
+            return []
+        crops, places = [], []
+        for x, y, w, h in boxes:
+            crop, x0, y0 = square_crop(
+                frame, x + w / 2, y + h / 2, max(w, h) * (1 + 2 * self.cfg.margin)
+            )
+            m = NEAR_MARGIN * max(w, h)
+            crops.append(crop)
+            places.append((x0, y0, (x - m - x0, y - m - y0, w + 2 * m, h + 2 * m)))
+        faces = []
+        for found, box, (x0, y0, area) in zip(
+            self.confirmer.detect_crops(crops, None, VERIFY_SIZE), boxes, places, strict=True
+        ):
+            size = max(box[2], box[3])
+            faces += [
+                scale_face(f, 1.0, x0, y0)
+                for f in found
+                if _centred(f, area)
+                and 1 / SIZE_RATIO <= max(f.box[2], f.box[3]) / size <= SIZE_RATIO
+            ]
+        return faces
 
     def confirm(
         self, frame: np.ndarray, proposals: list[Face], min_score: float | None = None
@@ -91,12 +140,7 @@ class TwoStageDetector(Detector):
             self.confirmer.detect_crops(crops, min_score), places, strict=True
         ):
             # the confirmer's best face centred inside the proposal (not a neighbour's face)
-            inside = [
-                f
-                for f in found
-                if px <= f.box[0] + f.box[2] / 2 <= px + pw
-                and py <= f.box[1] + f.box[3] / 2 <= py + ph
-            ]
+            inside = [f for f in found if _centred(f, (px, py, pw, ph))]
             if inside:
                 best = max(inside, key=lambda f: f.score)
                 if best.score >= (self.cfg.confidence if min_score is None else min_score):
