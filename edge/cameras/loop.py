@@ -31,7 +31,7 @@ class CameraLoop:
     # The one-camera loop's own code for a frame, its events and its picture: every camera
     # runs exactly that, with `outputs` seen through CameraView.
     _step = Loop._step
-    _near = Loop._near
+    _detect = Loop._detect
     _publish_now = Loop._publish
     _show = Loop._show
 
