@@ -139,8 +139,10 @@ def test_enroll_makes_the_first_model_without_tensorflow(tmp_path, data_dir, bac
         "identify", "--config", str(config), *map(str, mine + others), env=env, timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    named = {
-        Path(r["image"]).name: (r["faces"][0]["name"] if r["faces"] else None)
+    named = {  # the photo's main (largest) face, as enrolment uses
+        Path(r["image"]).name: max(r["faces"], key=lambda f: f["box"][2] * f["box"][3])["name"]
+        if r["faces"]
+        else None
         for r in map(json.loads, proc.stdout.splitlines())
     }
     right = sum(named[p.name] == p.parent.name for p in mine)
