@@ -67,6 +67,8 @@ def build_stages(cfg: Config) -> Stages:
         log.info("recognize.model is empty: detect only, every face is unknown")
         return Stages(cfg, detector, None, None)
     first = Path(path).with_name("backbone.tflite").is_file()  # the first enrolment makes it
+    from edge.align import Aligner
+
     if not Path(path).exists() and ("recognize.model" not in cfg.explicit or first):
         log.warning(
             "no face model at %s (the first person enrolled makes it, with backbone.tflite "
@@ -74,8 +76,12 @@ def build_stages(cfg: Config) -> Stages:
             "every face is unknown",
             path,
         )
+        if first:  # visitors told apart by the backbone's embeddings, their crops nameable
+            from edge.library.first_model import bare_model
+
+            backbone = Path(path).with_name("backbone.tflite")
+            return Stages(cfg, detector, Aligner(cfg.detect), bare_model(cfg.recognize, backbone))
         return Stages(cfg, detector, None, None)
-    from edge.align import Aligner
     from edge.recognize import FaceModel
 
     model = FaceModel.load(path, cfg.recognize)

@@ -181,3 +181,38 @@ def test_a_crash_in_the_first_commit_leaves_no_model(tmp_path, data_dir, backbon
     out = FaceLibrary(cfg).enroll(name, train_photos(faces, name)[:3])
     assert out["people"] == 1 and out["generation"] == 1
     assert not (tmp_path / "models" / ".faces.journal.json").exists()
+
+
+@pytest.mark.slow
+def test_a_visitor_named_first_makes_the_model_and_is_recognized_next_time(
+    tmp_path, data_dir, backbone
+):
+    """No model, the backbone beside it: the loop keeps unknown visitors' aligned crops; naming
+    one (as Home Assistant's text entity does, through the same library call) makes the first
+    model, and the next clip names that person and nobody else."""
+    from tests.doorbell import make_clip
+    from tests.test_enroll_device import _clips_sharing_one_stranger, _events
+
+    config, env = pi_without_training(tmp_path, backbone)
+    first, second, stranger = _clips_sharing_one_stranger(data_dir)
+    timeline = make_clip(data_dir, tmp_path / "one", visits=4, seed=first)
+    events = _events(config, tmp_path / "one" / "clip.mp4")
+    assert not [e for e in events if e["type"] == "recognized"], events
+    (came,) = [v for v in timeline["visits"] if v["person"] == stranger]
+    visits = {
+        e["visit"]
+        for e in events
+        if e["type"] == "unknown" and came["first_frame"] <= e["frame"] <= came["last_frame"]
+    }
+    assert len(visits) == 1, (visits, events)
+    proc = run_edge("enroll", "Tony", "--visitor", str(*visits), "--config", str(config), env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["people"] == 1 and "first model" in out["thresholds"], out
+
+    timeline = make_clip(data_dir, tmp_path / "two", visits=4, seed=second)
+    events = _events(config, tmp_path / "two" / "clip.mp4")
+    (came,) = [v for v in timeline["visits"] if v["person"] == stranger]
+    named = [e for e in events if e["type"] == "recognized"]
+    assert named and all(e["name"] == "Tony" for e in named), events
+    assert all(came["first_frame"] <= e["frame"] <= came["last_frame"] for e in named), named

@@ -349,13 +349,10 @@ def test_people_visitors_events_and_status_at_phone_and_desktop_width(
 
 
 def test_the_first_person_added_in_the_browser_makes_the_first_model(
-    browser,
-    backbone,
-    data_dir,
-    tmp_path,
-    monkeypatch,  # noqa: F811 (the fixture)
+    browser, data_dir, tmp_path, monkeypatch, request
 ):
     """A Pi with no face model, only the int8 backbone: "Add a person" makes the model."""
+    bb = request.getfixturevalue("backbone")  # tests/test_first_model.py's
     from selenium.webdriver.common.by import By
 
     from edge.config import load_config
@@ -366,7 +363,7 @@ def test_the_first_person_added_in_the_browser_makes_the_first_model(
     models = tmp_path / "models"
     models.mkdir()
     for name in ("backbone.tflite", "backbone.json"):
-        shutil.copy2(backbone.with_name(name), models / name)
+        shutil.copy2(bb.with_name(name), models / name)
     monkeypatch.delenv("EDGE_TEST_WEB_PW", raising=False)
     cfg = load_config(None, {
         "web.port": 0, "web.password_env": "EDGE_TEST_WEB_PW",
@@ -390,4 +387,4 @@ def test_the_first_person_added_in_the_browser_makes_the_first_model(
         app.close()
     model = FaceModel.load(models / "faces.tflite", cfg.recognize)
     assert model.labels == ["Ann"] and model.meta["made_from"]["backbone"] == "backbone.tflite"
-    assert (models / "faces.tflite").read_bytes() == backbone.read_bytes()
+    assert (models / "faces.tflite").read_bytes() == bb.read_bytes()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.config import Config
+from edge.config import Config, RecognizeConfig
 from edge.errors import ModelError
 from edge.facestore import FaceStore
 from edge.hashing import file_hash
@@ -23,12 +23,13 @@ from edge.head import N_AUG
 from edge.library.embed import Embedder
 from edge.library.files import temp_beside
 from edge.library.generation import State
-from edge.recognize import FaceModel
+from edge.recognize import UNKNOWN, FaceModel, Identity
 from edge.tflite import load_interpreter
 
 log = logging.getLogger("edge.library")
 
 BACKBONE = "backbone.tflite"
+INPUT_SIZE = 160  # FaceNet's, the backbone `convert backbone` makes (checked in backbone.json)
 # One or two people leave nobody to calibrate against: these limits hold until calibration
 # takes over (3+ people with 3+ distinct photos, edge/library/thresholds.py). Measured on
 # ../shared/data's tuning split (bench/first_model.py, docs/pi-only.md).
@@ -62,21 +63,39 @@ def read_backbone(path: Path) -> dict:
         raise ModelError(
             f"{meta_file}: not a backbone description (needs {', '.join(sorted(need))})"
         )
+    if int(meta["input_size"]) != INPUT_SIZE:
+        raise ModelError(f"{meta_file}: input_size {meta['input_size']}, expected {INPUT_SIZE}")
     if file_hash(path) != meta["sha256"]:
         raise ModelError(f"{path}: its sha256 differs from {meta_file.name}: damaged? {HOW}")
     return meta
 
 
-def embedder(cfg: Config, backbone: Path) -> Embedder:
-    """The embedder on the bare backbone (its constant probability output is not used)."""
+class NobodyYet(FaceModel):
+    """The bare backbone before anyone is enrolled: it embeds every face and names nobody, so
+    the loop tells unknown visitors apart and keeps their aligned crops, to be named."""
+
+    def identify(self, crop_bgr: np.ndarray) -> Identity:
+        emb, _ = self.infer(crop_bgr)
+        return Identity(UNKNOWN, 0.0, 0.0, 1.0, emb)
+
+    def closest(self, embedding: np.ndarray | None) -> tuple[str, float] | None:
+        return None
+
+
+def bare_model(rcfg: RecognizeConfig, backbone: Path) -> NobodyYet:
+    """The backbone as a model of nobody (its constant probability output is not used)."""
     meta = read_backbone(backbone)
-    model = FaceModel(
-        load_interpreter(backbone, cfg.recognize.threads),
+    return NobodyYet(
+        load_interpreter(backbone, rcfg.threads),
         {**meta, "labels": [], "centroids": [], "thresholds": first_thresholds()},
-        cfg.recognize,
+        rcfg,
         backbone,
     )
-    return Embedder(cfg, backbone, model)
+
+
+def embedder(cfg: Config, backbone: Path) -> Embedder:
+    """The embedder on the bare backbone."""
+    return Embedder(cfg, backbone, bare_model(cfg.recognize, backbone))
 
 
 def first_thresholds() -> dict:
