@@ -88,6 +88,14 @@ CHECK = {  # why each is not run here
     ".venv/bin/python bench/history.py --rounds 3": "about 15 minutes",
     ".venv/bin/python bench/scanspeed.py --rounds 2": "about 6 minutes; needs .venv-peers",
     ".venv/bin/python bench/library_scale.py --photos 10000 --jobs 1 2": "over an hour",
+    # docs/pi-only.md and docs/arm64.md (issue 25)
+    "sudo apt install -y git": "root, apt (on the Pi)",
+    "git clone <this repository> ~/edge-faces": "a placeholder URL",
+    "cd ~/edge-faces": "the clone above",
+    ".venv/bin/python -m convert backbone": "TensorFlow, 2 min, 3 GB (test_first_model.py runs it)",
+    "rm -rf .venv models/graph_final.pb": "deletes the venv",
+    "sudo tests/arm64/run.sh --suite trixie --first-model --json /tmp/arm64-trixie.json": "root, about an hour emulated",
+    "sudo tests/arm64/run.sh --suite bookworm --first-model --json /tmp/arm64-bookworm.json": "same",
 }
 
 
