@@ -397,10 +397,8 @@ class FaceLibrary:
                 plan.move_after(folder, trash)
             result: dict[str, Any] = {}
             if in_model:
-                if len(store.labels) <= 2:
-                    raise UserError(
-                        f"{name}: cannot forget, the model needs at least 2 people left"
-                    )
+                if len(store.labels) <= 1:  # a model of one person is a model (first_model.py)
+                    raise UserError(f"{name}: cannot forget the model's last person")
                 idx = store.labels.index(name)
                 keep = store.y != idx
                 removed = int(np.sum(~keep))
