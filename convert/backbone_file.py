@@ -1,7 +1,8 @@
 """The int8 backbone the device keeps (models/backbone.tflite + backbone.json): made once.
 
 FaceNet, full int8 (uint8 RGB crop in, embedding out), quantized on the faces of the sample
-clip setup.sh fetches, so that every machine makes the same file from the same inputs. The
+clip setup.sh fetches (no photos of the household needed; the faces found may differ a little
+between machines, and so the file). The
 face library (edge/library/first_model.py) starts a first model from it without TensorFlow;
 its one-wide probability output is a constant: the device's head (the store) replaces it.
 """
