@@ -78,6 +78,14 @@ CHECK = {  # why each is not run here
     "bench/setup-peers.sh": "installs face_recognition and the seed's packages",
     "python -m edge enroll Carol --visitor 12": "needs visitor 12 saved by a run (tested in test_enroll_device.py)",
     "python -m edge ignore 13": "same",
+    # docs/pi-only.md and docs/arm64.md (issue 25)
+    "sudo apt install -y git": "root, apt (on the Pi)",
+    "git clone <this repository> ~/edge-faces": "a placeholder URL",
+    "cd ~/edge-faces": "the clone above",
+    ".venv/bin/python -m convert backbone": "TensorFlow, 2 min, 3 GB (test_first_model.py runs it)",
+    "rm -rf .venv models/graph_final.pb": "deletes the venv",
+    "sudo tests/arm64/run.sh --suite trixie --first-model --json /tmp/arm64-trixie.json": "root, about an hour emulated",
+    "sudo tests/arm64/run.sh --suite bookworm --first-model --json /tmp/arm64-bookworm.json": "same",
     ".venv/bin/python bench/peers.py": "about an hour",
     ".venv/bin/python bench/pipeline.py": "about an hour",
     ".venv/bin/python bench/pipeline.py --skip-videos --out pipeline-doorbell.json": "20 minutes",
@@ -88,14 +96,6 @@ CHECK = {  # why each is not run here
     ".venv/bin/python bench/history.py --rounds 3": "about 15 minutes",
     ".venv/bin/python bench/scanspeed.py --rounds 2": "about 6 minutes; needs .venv-peers",
     ".venv/bin/python bench/library_scale.py --photos 10000 --jobs 1 2": "over an hour",
-    # docs/pi-only.md and docs/arm64.md (issue 25)
-    "sudo apt install -y git": "root, apt (on the Pi)",
-    "git clone <this repository> ~/edge-faces": "a placeholder URL",
-    "cd ~/edge-faces": "the clone above",
-    ".venv/bin/python -m convert backbone": "TensorFlow, 2 min, 3 GB (test_first_model.py runs it)",
-    "rm -rf .venv models/graph_final.pb": "deletes the venv",
-    "sudo tests/arm64/run.sh --suite trixie --first-model --json /tmp/arm64-trixie.json": "root, about an hour emulated",
-    "sudo tests/arm64/run.sh --suite bookworm --first-model --json /tmp/arm64-bookworm.json": "same",
 }
 
 

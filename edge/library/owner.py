@@ -171,6 +171,8 @@ class FaceLibrary:
         head = fit_head(emb.reshape(-1, emb.shape[-1]), np.repeat(store.y, N_AUG), n)
         store.weights, store.bias = head.weights, head.bias
         chosen, note = thresholds.choose(state.meta, store)
+        if not self.model.is_file():
+            note = f"first model, from the int8 backbone; {note}"
         meta = dict(state.meta)
         meta["labels"] = list(store.labels)
         meta["head"] = "store"  # FaceModel applies the refit head, not the model's own
@@ -193,10 +195,10 @@ class FaceLibrary:
 
     def _write(self, state: State, store: FaceStore, plan: Plan) -> dict[str, Any]:
         """Refit and commit; the common part of the summary."""
-        meta, note = self._refit(state, store)
-        if not self.model.is_file():
+        if not self.model.is_file():  # the first model: a copy of the backbone becomes it
             plan.tflite = first_model.model_copy(self.model, first_model.find_backbone(self.model))
-            note = f"first model, from the int8 backbone; {note}"
+
+        meta, note = self._refit(state, store)
         gen = commit(state, meta, store, self._slugs(state, store.labels), plan)
         log.info("face library generation %d: %s", gen, note)
         return {"people": len(store.labels), "generation": gen, "thresholds": note}
