@@ -86,6 +86,7 @@ CHECK = {  # why each is not run here
     "rm -rf .venv models/graph_final.pb": "deletes the venv",
     "sudo tests/arm64/run.sh --suite trixie --first-model --json /tmp/arm64-trixie.json": "root, about an hour emulated",
     "sudo tests/arm64/run.sh --suite bookworm --first-model --json /tmp/arm64-bookworm.json": "same",
+    ".venv/bin/python bench/backbone_agreement.py aarch64/backbone.tflite models/backbone.tflite": "needs a backbone made on aarch64",
     ".venv/bin/python bench/peers.py": "about an hour",
     ".venv/bin/python bench/pipeline.py": "about an hour",
     ".venv/bin/python bench/pipeline.py --skip-videos --out pipeline-doorbell.json": "20 minutes",
