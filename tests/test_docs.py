@@ -79,11 +79,7 @@ CHECK = {  # why each is not run here
     "python -m edge enroll Carol --visitor 12": "needs visitor 12 saved by a run (tested in test_enroll_device.py)",
     "python -m edge ignore 13": "same",
     # docs/pi-only.md and docs/arm64.md (issue 25)
-    "sudo apt install -y git": "root, apt (on the Pi)",
-    "git clone <this repository> ~/edge-faces": "a placeholder URL",
-    "cd ~/edge-faces": "the clone above",
     ".venv/bin/python -m convert backbone": "TensorFlow, 2 min, 3 GB (test_first_model.py runs it)",
-    "rm -rf .venv models/graph_final.pb": "deletes the venv",
     "sudo tests/arm64/run.sh --suite trixie --first-model --json /tmp/arm64-trixie.json": "root, about an hour emulated",
     "sudo tests/arm64/run.sh --suite bookworm --first-model --json /tmp/arm64-bookworm.json": "same",
     ".venv/bin/python bench/backbone_agreement.py aarch64/backbone.tflite models/backbone.tflite": "needs a backbone made on aarch64",
