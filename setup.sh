@@ -8,7 +8,8 @@ usage() {
 usage: ./setup.sh [--convert | --test-deps | --test] [--install-service]
 
   (no option)          venv + runtime packages + model files + sample clip (the Pi)
-  --convert            also the training tools: TensorFlow CPU, scikit-learn (on a PC)
+  --convert            also the training tools: TensorFlow, scikit-learn (a PC, or a 64-bit
+                       Pi with 4 GB+ to make models/backbone.tflite once: docs/pi-only.md)
   --test-deps          everything the tests need (--convert, pytest, ruff, mosquitto, xvfb, chromium)
   --test               --test-deps, then run ruff and the whole test suite
   --install-service    install and enable the systemd service (on the Pi)
@@ -159,6 +160,9 @@ if [ "$INSTALL_SERVICE" -eq 1 ]; then
   exec "$ROOT/systemd/install.sh"
 fi
 
+if [ "$WITH_CONVERT" -eq 1 ] && [ ! -f "$MODELS/faces.tflite" ] && [ ! -f "$MODELS/backbone.tflite" ]; then
+  say "no face model yet: make the int8 backbone once with .venv/bin/python -m convert backbone (docs/pi-only.md)"
+fi
 say "ready: $VENV (Python $PYVER, $ARCH)"
 
 # --- tests -----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ log = logging.getLogger("convert")
 # command -> the packages it imports beyond the runtime install (the `convert` extra)
 NEEDS = {
     "train": ("tensorflow",),
+    "backbone": ("tensorflow",),
     "enroll": ("tensorflow",),
     "forget": ("tensorflow",),
     "cluster": ("sklearn",),
@@ -50,7 +51,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Build the face model from photos, and work with unknown faces and photo libraries.",
         epilog="`python -m convert COMMAND --help` shows a command's options. Exit status: 0 done,\n"
         "2 bad argument, config, model or input (one `error:` line), 130 Ctrl-C.\n"
-        "train, enroll, forget and cluster need the training tools: ./setup.sh --convert",
+        "train, backbone, enroll, forget and cluster need the training tools: ./setup.sh --convert",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
@@ -80,6 +81,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     e = sub.add_parser("eval", help="accuracy and stranger rejection of a model on DATASET")
     e.add_argument("dataset", metavar="DATASET")
     e.add_argument("--model", default=str(MODELS / "faces.tflite"), metavar="FILE")
+    b = sub.add_parser(
+        "backbone",
+        help="make models/backbone.tflite once: the int8 FaceNet a first model starts from",
+    )
+    b.add_argument("--out", metavar="FILE", help="where to write it (models/backbone.tflite)")
+    b.add_argument("--config", metavar="FILE", help="config YAML (detector settings)")
     for q in (t, e):
         q.add_argument("--config", metavar="FILE", help="config YAML (detector settings)")
         q.add_argument("--cache", metavar="DIR", help="crop/embedding cache (DATASET/.cache)")
@@ -108,6 +115,10 @@ def _run(args: argparse.Namespace) -> dict | str:
         from convert import cli_train
 
         return cli_train.train(args, cfg, MODELS)
+    if args.command == "backbone":
+        from convert import backbone_file
+
+        return backbone_file.make(MODELS, cfg.detect, Path(args.out) if args.out else None)
     if args.command == "eval":
         from convert import cli_train
 

@@ -361,7 +361,8 @@ def _overrides(args: argparse.Namespace) -> dict:
         overrides["camera.source"] = source
     model = getattr(args, "model", None)
     if model:
-        if not os.path.isfile(model):
+        first = getattr(args, "command", None) == "enroll" and not os.path.exists(model)
+        if not os.path.isfile(model) and not first:  # enroll makes the first model there
             what = "a folder, not a .tflite file" if os.path.isdir(model) else "no such file"
             raise UserError(f"--model {model}: {what}")
         overrides["recognize.model"] = os.path.abspath(model)

@@ -515,7 +515,12 @@ def _resolve_paths(
         if exists == "explicit" and key not in explicit:
             continue
         if exists and not path.exists():
-            raise ConfigError(f"{errors_file}: {key}: file not found: {path}")
+            hint = ""
+            if key == "recognize.model":
+                if path.with_name("backbone.tflite").is_file():
+                    continue  # the first enrolment makes it (edge/library/first_model.py)
+                hint = " (no model yet? `python -m convert backbone` makes backbone.tflite, from which the first person enrolled makes it)"
+            raise ConfigError(f"{errors_file}: {key}: file not found: {path}{hint}")
 
 
 def _resolve_source(

@@ -66,14 +66,22 @@ def build_stages(cfg: Config) -> Stages:
     if not path:
         log.info("recognize.model is empty: detect only, every face is unknown")
         return Stages(cfg, detector, None, None)
-    if not Path(path).exists() and "recognize.model" not in cfg.explicit:
+    first = Path(path).with_name("backbone.tflite").is_file()  # the first enrolment makes it
+    from edge.align import Aligner
+
+    if not Path(path).exists() and ("recognize.model" not in cfg.explicit or first):
         log.warning(
-            "no face model at %s (train one with `python -m convert train DATASET`): "
-            "detect only, every face is unknown",
+            "no face model at %s (the first person enrolled makes it, with backbone.tflite "
+            "beside it; or train one with `python -m convert train DATASET`): detect only, "
+            "every face is unknown",
             path,
         )
+        if first:  # visitors told apart by the backbone's embeddings, their crops nameable
+            from edge.library.first_model import bare_model
+
+            backbone = Path(path).with_name("backbone.tflite")
+            return Stages(cfg, detector, Aligner(cfg.detect), bare_model(cfg.recognize, backbone))
         return Stages(cfg, detector, None, None)
-    from edge.align import Aligner
     from edge.recognize import FaceModel
 
     model = FaceModel.load(path, cfg.recognize)

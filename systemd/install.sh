@@ -98,7 +98,7 @@ try:
     load_config(sys.argv[1])
 except ConfigError as exc:
     sys.exit(f"[install] error: {exc}")' "$CONF" ||
-  die "fix $CONF and run this again (no face model yet? train one on a PC with \`python -m convert train\` and copy models/faces.tflite and faces.json here, or set recognize.model: \"\" for detection only)"
+  die "fix $CONF and run this again (no face model yet? make the int8 backbone once with \`.venv/bin/python -m convert backbone\` (docs/pi-only.md), or train one on a PC with \`python -m convert train\` and copy models/faces.tflite and faces.json here, or set recognize.model: \"\" for detection only)"
 if ! $SUDO test -f "$ENV_FILE"; then
   printf '# Secrets for the edge service (root-only). For example:\n# EDGE_MQTT_PASSWORD=secret\n' |
     $SUDO install -m 0600 -o root -g root /dev/stdin "$ENV_FILE"

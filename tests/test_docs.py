@@ -78,6 +78,11 @@ CHECK = {  # why each is not run here
     "bench/setup-peers.sh": "installs face_recognition and the seed's packages",
     "python -m edge enroll Carol --visitor 12": "needs visitor 12 saved by a run (tested in test_enroll_device.py)",
     "python -m edge ignore 13": "same",
+    # docs/pi-only.md and docs/arm64.md (issue 25)
+    ".venv/bin/python -m convert backbone": "TensorFlow, 2 min, 3 GB (test_first_model.py runs it)",
+    "sudo tests/arm64/run.sh --suite trixie --first-model --json /tmp/arm64-trixie.json": "root, about an hour emulated",
+    "sudo tests/arm64/run.sh --suite bookworm --first-model --json /tmp/arm64-bookworm.json": "same",
+    ".venv/bin/python bench/backbone_agreement.py aarch64/backbone.tflite models/backbone.tflite": "needs a backbone made on aarch64",
     ".venv/bin/python bench/peers.py": "about an hour",
     ".venv/bin/python bench/pipeline.py": "about an hour",
     ".venv/bin/python bench/pipeline.py --skip-videos --out pipeline-doorbell.json": "20 minutes",

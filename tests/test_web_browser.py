@@ -21,8 +21,9 @@ import cv2
 import pytest
 
 from tests.conftest import ROOT
-from tests.splits import heldout_photos, strangers
+from tests.splits import heldout_photos, known, strangers, train_photos
 from tests.test_enroll_device import _clips_sharing_one_stranger
+from tests.test_first_model import backbone  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.slow
 GAP_S = 20  # between the two clips: time to name the stranger before they come again
@@ -345,3 +346,45 @@ def test_people_visitors_events_and_status_at_phone_and_desktop_width(
         _shot(browser, shots, f"status-{width}")
     finally:
         app.close()
+
+
+def test_the_first_person_added_in_the_browser_makes_the_first_model(
+    browser, data_dir, tmp_path, monkeypatch, request
+):
+    """A Pi with no face model, only the int8 backbone: "Add a person" makes the model."""
+    bb = request.getfixturevalue("backbone")  # tests/test_first_model.py's
+    from selenium.webdriver.common.by import By
+
+    from edge.config import load_config
+    from edge.recognize import FaceModel
+    from edge.web.server import WebApp
+
+    faces = data_dir / "faces"
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("backbone.tflite", "backbone.json"):
+        shutil.copy2(bb.with_name(name), models / name)
+    monkeypatch.delenv("EDGE_TEST_WEB_PW", raising=False)
+    cfg = load_config(None, {
+        "web.port": 0, "web.password_env": "EDGE_TEST_WEB_PW",
+        "recognize.model": str(models / "faces.tflite"),
+        "unknown_faces.dir": str(tmp_path / "unknown"), "enroll.dataset": str(tmp_path / "dataset"),
+        "history.enabled": False,
+    })  # fmt: skip
+    person = known(faces)[0]
+    photos = train_photos(faces, person)[:3]
+    app = WebApp(cfg)
+    try:
+        browser.get(f"http://127.0.0.1:{app.port}/people")
+        add = browser.find_element(By.ID, "add-person")
+        add.find_element(By.NAME, "name").send_keys("Ann")
+        add.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys("\n".join(map(str, photos)))  # fmt: skip
+        _wait_message(browser, "3 photo(s) of Ann enrolled")
+        _wait(browser, """return document.querySelector('.person[data-person="Ann"]')""")
+        ann = next(p for p in _api(app.port, "/api/people") if p["name"] == "Ann")
+        assert ann["in_model"] and sorted(ann["photos"]) == sorted(p.name for p in photos)
+    finally:
+        app.close()
+    model = FaceModel.load(models / "faces.tflite", cfg.recognize)
+    assert model.labels == ["Ann"] and model.meta["made_from"]["backbone"] == "backbone.tflite"
+    assert (models / "faces.tflite").read_bytes() == bb.read_bytes()

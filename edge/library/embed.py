@@ -36,9 +36,9 @@ class Embedded:
 class Embedder:
     """The int8 face model; photos go through the one photo -> crop path (edge/stills.py)."""
 
-    def __init__(self, cfg: Config, model: Path) -> None:
+    def __init__(self, cfg: Config, model: Path, loaded: FaceModel | None = None) -> None:
         self.cfg = cfg
-        self.model = FaceModel.load(model, cfg.recognize)
+        self.model = loaded or FaceModel.load(model, cfg.recognize)
 
     def embed(self, paths: list[Path], known: set[str], aligned: bool = False) -> Embedded:
         """The main face of each photo, 4 augmented crops each; `aligned`: the files are

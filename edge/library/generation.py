@@ -119,6 +119,7 @@ def commit(state: State, meta: dict, store: FaceStore, slugs: dict[str, str], pl
         "copies": [str(dst) for _, dst in plan.copies],
         "after": plan.after,
         "tflite_backup": str(backup) if backup else None,
+        "tflite_new": plan.tflite is not None and not model.exists(),  # the first model
     }
     files.write_atomic(journal_path(model), json.dumps(journal).encode(), mode)
     files.write_atomic(store_file, data, mode)
@@ -191,6 +192,8 @@ def recover(model: Path, folders: list[Path]) -> str | None:
             backup = journal.get("tflite_backup")
             if backup and Path(backup).exists():
                 os.replace(backup, model)
+            elif journal.get("tflite_new"):
+                model.unlink(missing_ok=True)
             path.unlink(missing_ok=True)
             done = f"rolled back interrupted change {journal['generation']}"
     stale = files.leftovers(model.parent)

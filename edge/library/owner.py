@@ -21,7 +21,7 @@ from edge.config import Config
 from edge.errors import ModelError, UserError
 from edge.facestore import FaceStore
 from edge.head import N_AUG, fit_head
-from edge.library import files, thresholds
+from edge.library import files, first_model, thresholds
 from edge.library.embed import Embedded, Embedder
 from edge.library.generation import (
     Plan,
@@ -104,20 +104,26 @@ class FaceLibrary:
 
     @contextmanager
     def _changing(self) -> Iterator[State]:
-        if not str(self.model) or not self.model.is_file():
-            raise ModelError(
-                f"{self.model}: face model not found (train one with `python -m convert train DATASET`)"
-            )
+        if not str(self.model):
+            raise ModelError("no face model configured (recognize.model is empty)")
+        if not self.model.is_file():  # the first change makes the model (first_model.py)
+            first_model.find_backbone(self.model)
+            self.model.parent.mkdir(parents=True, exist_ok=True)
         with library_lock(self.model):
             recover(self.model, [self.dataset, self.unknown_dir])
             self._purge_trash()
-            yield read_state(self.model)
+            if self.model.is_file():
+                yield read_state(self.model)
+            else:
+                yield first_model.empty_state(self.model, first_model.find_backbone(self.model))
 
     def _embedder_for(self) -> Embedder:
-        st = self.model.stat()
-        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        path = self.model if self.model.is_file() else first_model.find_backbone(self.model)
+        st = path.stat()
+        key = (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
         if self._embedder is None or self._embedder[0] != key:
-            self._embedder = (key, Embedder(self.cfg, self.model))
+            made = first_model.embedder(self.cfg, path) if path != self.model else None
+            self._embedder = (key, made or Embedder(self.cfg, path))
         return self._embedder[1]
 
     def _check_new_name(self, state: State, name: str) -> None:
@@ -159,12 +165,14 @@ class FaceLibrary:
     def _refit(self, state: State, store: FaceStore) -> tuple[dict, str]:
         """New head, centroids and thresholds for `store`; the meta and the thresholds' note."""
         n = len(store.labels)
-        if n < 2:
-            raise UserError("the model needs at least 2 people")
+        if n < 1:
+            raise UserError("the model needs at least 1 person")
         emb = store.emb
         head = fit_head(emb.reshape(-1, emb.shape[-1]), np.repeat(store.y, N_AUG), n)
         store.weights, store.bias = head.weights, head.bias
         chosen, note = thresholds.choose(state.meta, store)
+        if not self.model.is_file():
+            note = f"first model, from the int8 backbone; {note}"
         meta = dict(state.meta)
         meta["labels"] = list(store.labels)
         meta["head"] = "store"  # FaceModel applies the refit head, not the model's own
@@ -253,6 +261,9 @@ class FaceLibrary:
 
     def _write(self, state: State, store: FaceStore, plan: Plan) -> dict[str, Any]:
         """Refit and commit; the common part of the summary."""
+        if not self.model.is_file():  # the first model: a copy of the backbone becomes it
+            plan.tflite = first_model.model_copy(self.model, first_model.find_backbone(self.model))
+
         meta, note = self._refit(state, store)
         gen = self._commit(state, meta, store, self._slugs(state, store.labels), plan)
         log.info("face library generation %d: %s", gen, note)
@@ -265,8 +276,9 @@ class FaceLibrary:
         cls = -1 if label is None else store.labels.index(label)
         store.emb = np.concatenate([store.emb, rows.array()])
         store.y = np.concatenate([store.y, np.full(len(rows.emb), cls)])
+        old = store.groups if store.groups is not None else store.keys  # [] for a first model
+        store.groups = list(old) + [group or k for k in rows.keys]
         store.keys = store.keys + rows.keys
-        store.groups = list(store.groups or store.keys) + [group or k for k in rows.keys]
 
     def enroll(self, name: str, photos: list[Path], force: bool = False) -> dict[str, Any]:
         """Add photos of `name` (a new or known person); each photo used, skipped or refused."""
@@ -453,10 +465,8 @@ class FaceLibrary:
                 plan.move_after(folder, trash)
             result: dict[str, Any] = {}
             if in_model:
-                if len(store.labels) <= 2:
-                    raise UserError(
-                        f"{name}: cannot forget, the model needs at least 2 people left"
-                    )
+                if len(store.labels) <= 1:  # a model of one person is a model (first_model.py)
+                    raise UserError(f"{name}: cannot forget the model's last person")
                 idx = store.labels.index(name)
                 keep = store.y != idx
                 removed = int(np.sum(~keep))

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Prove setup.sh on aarch64: run it and a short recognizer run inside an emulated Debian
-# bookworm arm64 system (qemu-user + debootstrap + chroot). One command, as root:
+# bookworm or trixie arm64 system (qemu-user + debootstrap + chroot). One command, as root:
 #
-#   tests/arm64/run.sh [--json FILE] [--rebuild] [--face-model FILE]
+#   tests/arm64/run.sh [--suite bookworm|trixie] [--json FILE] [--rebuild]
+#                      [--face-model FILE | --first-model] [--keep-venv]
 #
+#   --suite NAME        bookworm (Python 3.11) or trixie (Python 3.13, today's Raspberry Pi OS)
 #   --json FILE         also write a summary (step times, events, stats, outputs) here
 #   --rebuild           throw away the cached arm64 root and debootstrap it again
 #   --face-model FILE   a faces.tflite trained on the tests' known people (faces.json beside
 #                       it, e.g. from ~/.cache/edge-faces-tests/): also run `edge identify`
 #                       on a known person and a stranger, and recognize in the main loop
+#   --first-model       the Pi-only road instead: ./setup.sh --convert, `convert backbone`,
+#                       the first model made by `edge enroll` of 3 people, then identify
+#   --keep-venv         keep the previous run's .venv and models/ (a re-run of later steps)
 #
-# Environment: ARM64_ROOT (cached root, default /var/cache/edge-faces-arm64/bookworm),
+# Environment: ARM64_ROOT (cached root, default /var/cache/edge-faces-arm64/SUITE),
 # MIRROR (Debian mirror, default: the Debian URI in the host's apt sources),
 # EDGE_TEST_DATA (test data, default ../shared/data beside the checkout).
 # Emulated timings say nothing about a real Pi. See docs/arm64.md.
@@ -18,7 +23,6 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 PROJECT=$(cd "$HERE/../.." && pwd)
-ROOT=${ARM64_ROOT:-/var/cache/edge-faces-arm64/bookworm}
 SUITE=bookworm
 INCLUDE=python3,python3-venv,python3-pip,ca-certificates
 APP=/opt/edge-faces                       # the project's path inside the arm64 root
@@ -26,26 +30,36 @@ DATA=${EDGE_TEST_DATA:-$PROJECT/../shared/data}
 PHOTO=2008_002506.jpg                     # from $DATA/detection: three faces, 56-85 px
 KNOWN=Ariel_Sharon/Ariel_Sharon_0008.jpg      # $DATA/faces: held out, known (tests/splits.py)
 STRANGER=Jacques_Chirac/Jacques_Chirac_0001.jpg
-JSON_OUT="" REBUILD=0 FACE_MODEL=""
+FIRST_PEOPLE="Ariel_Sharon Colin_Powell Donald_Rumsfeld"  # tests/splits.py: known, 7 photos each
+FRAMES=60
+JSON_OUT="" REBUILD=0 FACE_MODEL="" FIRST_MODEL=0 KEEP_VENV=0
 
 while [ $# -gt 0 ]; do
   case "$1" in
     --json) JSON_OUT=${2:?--json needs a file}; shift 2 ;;
     --rebuild) REBUILD=1; shift ;;
     --face-model) FACE_MODEL=${2:?--face-model needs a file}; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --first-model) FIRST_MODEL=1; shift ;;
+    --keep-venv) KEEP_VENV=1; shift ;;
+    --suite) SUITE=${2:?--suite needs bookworm or trixie}; shift 2 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 
 say() { printf '[arm64] %s\n' "$*" >&2; }
 die() { printf '[arm64] error: %s\n' "$*" >&2; exit 1; }
+case "$SUITE" in bookworm|trixie) ;; *) die "--suite $SUITE: choose bookworm or trixie" ;; esac
+ROOT=${ARM64_ROOT:-/var/cache/edge-faces-arm64/$SUITE}
+[ -z "$FACE_MODEL" ] || [ "$FIRST_MODEL" -eq 0 ] || die "give --face-model or --first-model, not both"
 [ "$(id -u)" -eq 0 ] || die "run as root (it installs packages, mounts binfmt_misc and uses chroot)"
 if [ -n "$FACE_MODEL" ]; then
   [ -f "$FACE_MODEL" ] && [ -f "${FACE_MODEL%.tflite}.json" ] \
     || die "--face-model $FACE_MODEL: need the .tflite and the .json beside it"
+fi
+if [ -n "$FACE_MODEL" ] || [ "$FIRST_MODEL" -eq 1 ]; then
   [ -f "$DATA/faces/$KNOWN" ] && [ -f "$DATA/faces/$STRANGER" ] \
-    || die "--face-model needs the test photos in $DATA/faces (set EDGE_TEST_DATA)"
+    || die "--face-model and --first-model need the test photos in $DATA/faces (set EDGE_TEST_DATA)"
 fi
 command -v git >/dev/null && git -C "$PROJECT" rev-parse --git-dir >/dev/null 2>&1 \
   || die "$PROJECT is not a git checkout (the project tree is copied with git ls-files)"
@@ -173,7 +187,11 @@ arm64_root() {
 
 # --- 4. the current project tree (tracked files, as in the work tree) -------------------
 copy_project() {
-  rm -rf --one-file-system "$ROOT$APP"
+  if [ "$KEEP_VENV" -eq 1 ] && [ -d "$ROOT$APP/.venv" ]; then  # the tree only, fresh
+    find "$ROOT$APP" -mindepth 1 -maxdepth 1 ! -name .venv ! -name models -exec rm -rf {} +
+  else
+    rm -rf --one-file-system "$ROOT$APP"
+  fi
   mkdir -p "$ROOT$APP"
   git -C "$PROJECT" ls-files -z \
     | tar -C "$PROJECT" --null --ignore-failed-read -T - -cf - 2>/dev/null \
@@ -185,10 +203,34 @@ copy_project() {
   else
     say "no test photo at $DATA/detection/$PHOTO: the detect check is skipped"
   fi
-  if [ -n "$FACE_MODEL" ]; then
+  if [ -n "$FACE_MODEL" ] || [ "$FIRST_MODEL" -eq 1 ]; then
     cp "$DATA/faces/$KNOWN" "$ROOT/tmp/known.jpg"
     cp "$DATA/faces/$STRANGER" "$ROOT/tmp/stranger.jpg"
   fi
+  if [ "$FIRST_MODEL" -eq 1 ]; then  # each person's 7 training photos (tests/splits.py)
+    local name
+    rm -rf "$ROOT/tmp/people"
+    for name in $FIRST_PEOPLE; do
+      mkdir -p "$ROOT/tmp/people/$name"
+      ls "$DATA/faces/$name"/*.jpg | sort | head -n 7 | xargs cp -t "$ROOT/tmp/people/$name"
+    done
+    rm -f "$ROOT$APP/models/faces".* "$ROOT$APP/models/.faces"* "$ROOT$APP/models/backbone".*
+    rm -rf "$ROOT$APP/dataset"
+  fi
+}
+
+# --- picamera2 (trixie): apt's package seen from a --system-site-packages venv ----------
+picamera2_check() {  # as setup.sh makes the venv on a Pi: apt's picamera2 + pip's numpy
+  in_root "apt-get update -qq >/dev/null"
+  if ! in_root "apt-cache show python3-picamera2 >/dev/null 2>&1"; then
+    echo "python3-picamera2 is not in Debian $SUITE's archive (Raspberry Pi OS adds it from archive.raspberrypi.com): not checked" >"$WORK/picamera2.out"
+    return 0
+  fi
+  in_root "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-picamera2 >/dev/null"
+  in_root "rm -rf /tmp/sysvenv && python3 -m venv --system-site-packages /tmp/sysvenv \
+    && /tmp/sysvenv/bin/pip install -q --disable-pip-version-check \$(.venv/bin/python -c 'import numpy; print(\"numpy==\" + numpy.__version__)') \
+    && /tmp/sysvenv/bin/python -c 'import numpy, picamera2; print(\"picamera2\", picamera2.__file__, \"numpy\", numpy.__version__, numpy.__file__)'" \
+    >"$WORK/picamera2.out"
 }
 
 # --- 5-9. inside the arm64 root ----------------------------------------------------------
@@ -211,6 +253,24 @@ if [ -f "$ROOT/tmp/$PHOTO" ]; then
   step "edge detect blazeface" run_edge blazeface detect --confirmer blazeface "/tmp/$PHOTO"
   say "detect (BlazeFace, TFLite): $(cat "$WORK/blazeface.out")"
 fi
+if [ "$FIRST_MODEL" -eq 1 ]; then  # the Pi-only road: training tools, backbone, first model
+  step "setup.sh --convert" in_root "./setup.sh --convert"
+  step "convert backbone" in_root ".venv/bin/python -m convert backbone >/tmp/backbone.out"
+  cp "$ROOT$APP/models/backbone.tflite" "$ROOT$APP/models/backbone.json" "$ROOT/tmp/backbone.out" "$WORK/"
+  n=0
+  for name in $FIRST_PEOPLE; do
+    n=$((n + 1))
+    step "edge enroll ($n)" run_edge "enroll$n" enroll "$name" "/tmp/people/$name"
+    say "enroll $name: $(cat "$WORK/enroll$n.out")"
+  done
+  step "edge identify" run_edge identify identify /tmp/known.jpg /tmp/stranger.jpg
+  say "identify ($KNOWN, $STRANGER) with the model made here:"
+  cat "$WORK/identify.out" >&2
+fi
+if [ "$SUITE" = trixie ]; then
+  step "picamera2 import" picamera2_check
+  say "picamera2: $(cat "$WORK/picamera2.out")"
+fi
 if [ -n "$FACE_MODEL" ]; then  # after setup.sh, as a user copies it from the PC
   cp "$FACE_MODEL" "$ROOT$APP/models/faces.tflite"
   cp "${FACE_MODEL%.tflite}.json" "$ROOT$APP/models/faces.json"
@@ -219,7 +279,7 @@ if [ -n "$FACE_MODEL" ]; then  # after setup.sh, as a user copies it from the PC
   cat "$WORK/identify.out" >&2
 fi
 rm -f "$ROOT/tmp/stats.json"
-step "edge (30 frames)" run_edge events --max-frames 30 --stats-json /tmp/stats.json
+step "edge ($FRAMES frames)" run_edge events --max-frames "$FRAMES" --stats-json /tmp/stats.json
 say "events ($(wc -l <"$WORK/events.out")):"
 cat "$WORK/events.out" >&2
 [ -s "$ROOT/tmp/stats.json" ] || die "python -m edge wrote no --stats-json file"
@@ -230,7 +290,7 @@ TOTAL=$(awk -v a="$T_START" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a 
 say "== times (emulated aarch64 on $(uname -m); they say nothing about a real Pi)"
 awk -F'\t' '{ printf "[arm64]   %-22s %7s s\n", $1, $2 }' "$STEPS" >&2
 say "  total                  $TOTAL s"
-python3 "$HERE/summary.py" "$WORK" "$TOTAL" "$(chroot "$ROOT" /usr/bin/python3 --version)" \
+FRAMES=$FRAMES python3 "$HERE/summary.py" "$WORK" "$TOTAL" "$(chroot "$ROOT" /usr/bin/python3 --version) ($SUITE)" \
   "$(git -C "$PROJECT" rev-parse HEAD)" ${JSON_OUT:+"$JSON_OUT"} || die "the runs inside the arm64 root did not do their job"
 [ -z "$JSON_OUT" ] || say "summary written to $JSON_OUT"
 say "ok: setup.sh and python -m edge work on emulated aarch64"

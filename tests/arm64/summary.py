@@ -7,10 +7,11 @@ Exit 1 with one line per problem when the runs inside the root did not do their 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
-FRAMES = 30  # run.sh runs `python -m edge --max-frames 30`
+FRAMES = int(os.environ.get("FRAMES", "60"))  # run.sh runs `python -m edge --max-frames 60`
 KNOWN = "Ariel_Sharon"  # run.sh identifies one of his held-out photos, then a stranger's
 
 
@@ -36,6 +37,10 @@ def problems(out: dict[str, list[dict] | None], events: list[dict], stats: dict)
             found.append(f"{name}: found no face in the test photo")
     if out["identify"] is not None and _names(out["identify"]) != [KNOWN, "unknown"]:
         found.append(f"identify: named {_names(out['identify'])}, expected [{KNOWN}, unknown]")
+    for i in (1, 2, 3):  # --first-model: each enrolment adds a person to the model made here
+        got = out.get(f"enroll{i}")
+        if got is not None and not (got and got[0].get("people") == i):
+            found.append(f"edge enroll ({i}): {got}, expected a model of {i} people")
     return found
 
 
@@ -44,7 +49,10 @@ def main(argv: list[str]) -> int:
     work, total, python, commit = Path(argv[0]), float(argv[1]), argv[2], argv[3]
     steps = [line.split("\t") for line in (work / "steps.tsv").read_text().splitlines()]
     stats = json.loads((work / "stats.json").read_text())
-    out = {name: _json_lines(work / f"{name}.out") for name in ("res10", "blazeface", "identify")}
+    names = ("res10", "blazeface", "identify", "enroll1", "enroll2", "enroll3")
+    out = {name: _json_lines(work / f"{name}.out") for name in names}
+    out["backbone"] = _json_lines(work / "backbone.out")
+    picam = work / "picamera2.out"
     events = _json_lines(work / "events.out") or []
     if len(argv) > 4:
         summary = {
@@ -53,6 +61,7 @@ def main(argv: list[str]) -> int:
             "commit": commit,
             "total_s": total,
             "steps": {name: float(secs) for name, secs, _ in steps},
+            "picamera2": picam.read_text().strip() if picam.exists() else None,
             **out,
             "events": events,
             "stats": stats,
