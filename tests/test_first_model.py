@@ -74,7 +74,7 @@ def pi_without_training(tmp_path: Path, backbone: Path | None) -> tuple[Path, di
     """A device folder with only the backbone (or nothing), its config, and an environment in
     which TensorFlow and scikit-learn cannot be imported."""
     models = tmp_path / "models"
-    models.mkdir()
+    models.mkdir(parents=True)
     if backbone is not None:
         for name in ("backbone.tflite", "backbone.json"):
             shutil.copy2(backbone.with_name(name), models / name)
@@ -216,3 +216,33 @@ def test_a_visitor_named_first_makes_the_model_and_is_recognized_next_time(
     named = [e for e in events if e["type"] == "recognized"]
     assert named and all(e["name"] == "Tony" for e in named), events
     assert all(came["first_frame"] <= e["frame"] <= came["last_frame"] for e in named), named
+
+
+@pytest.mark.slow
+def test_a_pi_with_only_the_backbone_adopts_the_households_people(tmp_path, data_dir, backbone):
+    """library.share on two Pis that start from the same backbone: the front makes its first
+    model by enrolling; the back, with no model yet, counts as having the same file and its
+    adoption installs the backbone as its model, with the front's people."""
+    from edge.config import load_config
+    from edge.library import FaceLibrary
+    from edge.share.service import backbone_hash
+    from tests.test_share import _exchange
+
+    libs = []
+    for device in ("front", "back"):
+        config, _ = pi_without_training(tmp_path / device, backbone)
+        config.write_text(
+            config.read_text() + f"mqtt:\n  device_id: {device}\nlibrary:\n  share: true\n"
+        )
+        libs.append(FaceLibrary(load_config(config)))
+    front, back = libs
+    faces = data_dir / "faces"
+    for name in known(faces)[:2]:
+        front.enroll(name, train_photos(faces, name)[:3])
+    assert not back.model.exists()
+    assert backbone_hash(back.model) == backbone_hash(front.model)  # both: the backbone's hash
+    _exchange(front, back)
+    assert back.model.read_bytes() == backbone.read_bytes()
+    meta = json.loads(back.model.with_suffix(".json").read_text())
+    assert meta["labels"] == json.loads(front.model.with_suffix(".json").read_text())["labels"]
+    assert sorted(meta["labels"]) == sorted(known(faces)[:2])

@@ -227,6 +227,7 @@ class FaceLibrary:
                 if (self.dataset / name).is_dir():
                     plan.move_after(self.dataset / name, self.trash / f"{_stamp()}-{name}")
             temps = self._shared_photos(merged, adoption.store, plan)
+            self._first_model(plan)
             meta, note = self._refit(state, adoption.store)
             try:
                 gen = commit(
@@ -259,11 +260,14 @@ class FaceLibrary:
             plan.copy(tmp, self._photo_target(folder, name, taken))
         return temps
 
-    def _write(self, state: State, store: FaceStore, plan: Plan) -> dict[str, Any]:
-        """Refit and commit; the common part of the summary."""
-        if not self.model.is_file():  # the first model: a copy of the backbone becomes it
+    def _first_model(self, plan: Plan) -> None:
+        """With no model yet, the commit installs a copy of the backbone as the model."""
+        if not self.model.is_file():
             plan.tflite = first_model.model_copy(self.model, first_model.find_backbone(self.model))
 
+    def _write(self, state: State, store: FaceStore, plan: Plan) -> dict[str, Any]:
+        """Refit and commit; the common part of the summary."""
+        self._first_model(plan)
         meta, note = self._refit(state, store)
         gen = self._commit(state, meta, store, self._slugs(state, store.labels), plan)
         log.info("face library generation %d: %s", gen, note)

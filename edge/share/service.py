@@ -23,6 +23,7 @@ from edge.config import Config
 from edge.errors import ModelError, UserError
 from edge.hashing import file_hash
 from edge.library import FaceLibrary
+from edge.library.first_model import BACKBONE
 from edge.library.generation import read_meta
 from edge.mqtt.messages import Message, check_topic_part, iso, to_json
 from edge.mqtt.transport import Transport
@@ -36,8 +37,12 @@ POLL_S = 0.25  # how often faces.json is looked at
 
 
 def backbone_hash(model: Path) -> str:
-    """sha256 of the int8 model file: embeddings are comparable only between identical files."""
-    return file_hash(model)
+    """sha256 of the int8 model file (with no model yet, of the backbone that will become
+    it: edge/library/first_model.py); embeddings compare only between identical files."""
+    for path in (model, model.with_name(BACKBONE)):
+        if path.is_file():
+            return file_hash(path)
+    return ""
 
 
 def _signature(path: Path) -> tuple | None:
@@ -74,7 +79,7 @@ class ShareOutput(Output):
         self.model = Path(cfg.recognize.model)
         self.meta_file = self.model.with_suffix(".json")
         self._model_sig = _signature(self.model)
-        self.backbone = backbone_hash(self.model) if self._model_sig else ""
+        self.backbone = backbone_hash(self.model)
         self.transport = _HouseholdTransport(
             cfg,
             self.base,
@@ -189,7 +194,7 @@ class ShareOutput(Output):
         model_sig = _signature(self.model)
         if model_sig != self._model_sig:  # a first model made here, a new PC model
             self._model_sig = model_sig
-            self.backbone = backbone_hash(self.model) if model_sig else ""
+            self.backbone = backbone_hash(self.model)
         with self._lock:
             remote = dict(self._remote)
         t0 = time.monotonic()
