@@ -658,4 +658,4 @@ def test_visitor_actions_report_each_result(tmp_path):
     finally:
         actions.close()
     [(visit, name, error)] = results
-    assert (visit, name) == (99, "Tony") and "face model not found" in error
+    assert (visit, name) == (99, "Tony") and "no face model yet" in error

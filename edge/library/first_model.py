@@ -43,6 +43,8 @@ HOW = (
 
 def find_backbone(model: Path) -> Path:
     """backbone.tflite beside the model; ModelError (saying how to make it) if there is none."""
+    if not model.name:  # Path("") is "."
+        raise ModelError("no face model configured (recognize.model is empty)")
     path = model.with_name(BACKBONE)
     if not path.is_file():
         raise ModelError(f"{model}: no face model yet, and no {path.name} beside it: {HOW}")

@@ -104,7 +104,7 @@ class FaceLibrary:
 
     @contextmanager
     def _changing(self) -> Iterator[State]:
-        if not str(self.model):
+        if not self.model.name:  # Path("") is "."
             raise ModelError("no face model configured (recognize.model is empty)")
         if not self.model.is_file():  # the first change makes the model (first_model.py)
             first_model.find_backbone(self.model)
