@@ -126,7 +126,8 @@ class Loop:
                 cfg.camera, _realtime(args), lores_width=cfg.detect.downscale_width
             )
         except BaseException:
-            self._close_outputs()  # MQTT says offline and stops its thread before exit 2
+            # MQTT says offline and stops its thread before exit 2
+            close_outputs(self.sink, self.outputs)
             raise
         self._handed = self._people(cfg, self.stages)
         for out in self.outputs:
@@ -440,18 +441,6 @@ class Loop:
 
     # --- shutdown ------------------------------------------------------------------------
 
-    def _close_outputs(self) -> None:
-        """Close the sink first (MQTT's goodbye), then the others, whatever one raises."""
-        try:
-            self.sink.close()
-        finally:
-            for out in self.outputs:
-                if out is not self.sink:
-                    try:
-                        out.close()
-                    except Exception:
-                        log.exception("closing %s", type(out).__name__)
-
     def _shutdown(self) -> None:
         if self._closer is not None:
             self._closer.join(timeout=10)
@@ -459,7 +448,7 @@ class Loop:
         if self.visitors is not None:
             self.visitors.close()
         try:
-            self._close_outputs()
+            close_outputs(self.sink, self.outputs)
         finally:
             path = getattr(self.args, "stats_json", None)
             if path:
@@ -470,6 +459,19 @@ class Loop:
                     Path(path).write_text(json.dumps(summary, indent=1) + "\n")
                 except OSError as exc:
                     log.error("cannot write --stats-json %s: %s", path, exc.strerror or exc)
+
+
+def close_outputs(sink: Sink, outputs: list[Output]) -> None:
+    """Close the sink first (MQTT's goodbye), then the others, whatever one raises."""
+    try:
+        sink.close()
+    finally:
+        for out in outputs:
+            if out is not sink:
+                try:
+                    out.close()
+                except Exception:
+                    log.exception("closing %s", type(out).__name__)
 
 
 def run_pipeline(cfg: Config, args: argparse.Namespace, outputs: list[Output]) -> int:

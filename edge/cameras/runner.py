@@ -26,7 +26,7 @@ from edge.config import Config, ConfigError, camera_configs, load_config
 from edge.decide import Emitted
 from edge.errors import UserError
 from edge.notify import Notifier
-from edge.pipeline import Stages, _realtime, build_stages
+from edge.pipeline import Stages, _realtime, build_stages, close_outputs
 from edge.publish import Output, Sink
 from edge.recognize import labels_path
 from edge.slugs import read_slugs, slug_book_path
@@ -117,7 +117,7 @@ class Cameras:
                 )  # fmt: skip
         except BaseException:
             self._close_sources()
-            self._close_outputs()
+            close_outputs(self.sink, self.outputs)
             raise
         self.stages = stages[0]
         self._handed = self._people()
@@ -334,23 +334,11 @@ class Cameras:
             if lp.source is not None:
                 lp.source.close()
 
-    def _close_outputs(self) -> None:
-        """Close the sink first (MQTT's goodbye), then the others, whatever one raises."""
-        try:
-            self.sink.close()
-        finally:
-            for out in self.outputs:
-                if out is not self.sink:
-                    try:
-                        out.close()
-                    except Exception:
-                        log.exception("closing %s", type(out).__name__)
-
     def _shutdown(self) -> None:
         if self.visitors is not None:
             self.visitors.close()
         try:
-            self._close_outputs()
+            close_outputs(self.sink, self.outputs)
         finally:
             path = getattr(self.args, "stats_json", None)
             if path:
