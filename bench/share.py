@@ -17,9 +17,7 @@ Prints tables; writes bench/results/share.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -32,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.detect import table, write_json  # noqa: E402
 from bench.photos import train_model  # noqa: E402
+from tests.paths import copy_model  # noqa: E402
 from tests.splits import known, photos, strangers  # noqa: E402
 
 DATA = Path(os.environ.get("EDGE_TEST_DATA", ROOT.parent / "shared" / "data"))
@@ -57,10 +56,7 @@ def _pi(model: Path, root: Path, device: str):
     from edge.library import FaceLibrary
 
     models = root / "models"
-    models.mkdir(parents=True)
-    meta = json.loads(model.with_suffix(".json").read_text())
-    for name in (model.name, model.with_suffix(".json").name, meta["store"]):
-        shutil.copy2(model.with_name(name), models / name)
+    copy_model(model, models)
     cfg = root / "config.yaml"
     cfg.write_text(
         f"recognize:\n  model: {models / 'faces.tflite'}\nenroll:\n  dataset: {root / 'ds'}\n"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.paths import DATA, MODELS, ROOT
+from tests.paths import DATA, MODELS, ROOT, copy_model
 
 
 def _need(path: Path, what: str) -> Path:
@@ -91,7 +90,6 @@ def trained_model(data_dir: Path, models_dir: Path, tmp_path_factory) -> Path:
     """faces.tflite (faces.json beside it) trained by `python -m convert train` on the 7 known
     people's training photos (tests/splits.py). Cached across runs in ~/.cache/edge-faces-tests,
     keyed by the convert/align/detect code and the photo list."""
-    import shutil
 
     from tests.splits import make_train_dataset
 
@@ -138,10 +136,7 @@ def trained_model(data_dir: Path, models_dir: Path, tmp_path_factory) -> Path:
 def device(trained_model: Path, tmp_path: Path) -> tuple[Path, Path]:
     """A copy of the 7-person test model (with its store) and a config keeping photos in tmp."""
     models = tmp_path / "models"
-    models.mkdir()
-    meta = json.loads(trained_model.with_suffix(".json").read_text())
-    for name in (trained_model.name, trained_model.with_suffix(".json").name, meta["store"]):
-        shutil.copy2(trained_model.with_name(name), models / name)
+    copy_model(trained_model, models)
     config = tmp_path / "config.yaml"
     config.write_text(
         f"recognize:\n  model: {models / 'faces.tflite'}\n  watch_s: 0.2\n"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import numpy as np
 from tests import splits
 from tests.broker import Broker, Recorder, free_port, retained
 from tests.doorbell import FPS, HEIGHT, WIDTH, _background, _paste, _positions
-from tests.paths import ROOT
+from tests.paths import ROOT, copy_model
 from tests.splits import photos
 
 SHARE_TOPIC = "home/faces"
@@ -76,11 +75,7 @@ class Pi:
     def __init__(self, root: Path, device: str, model: Path, broker: Broker, clip: Path) -> None:
         self.root, self.device, self.clip = root, device, clip
         models = root / "models"
-        models.mkdir(parents=True, exist_ok=True)
-        meta = json.loads(model.with_suffix(".json").read_text())
-        for name in (model.name, model.with_suffix(".json").name, meta["store"]):
-            shutil.copy2(model.with_name(name), models / name)
-        self.model = models / "faces.tflite"
+        self.model = copy_model(model, models)
         self.port = free_port()
         self.config = root / "config.yaml"
         self.config.write_text(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import textwrap
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from edge.share.records import (
 from edge.share.service import ShareOutput
 from tests.broker import Broker, Recorder, retained
 from tests.conftest import run_edge
-from tests.paths import ROOT
+from tests.paths import ROOT, copy_model
 from tests.splits import photos, strangers
 
 
@@ -81,13 +80,10 @@ def test_a_message_round_trips_and_a_bad_one_is_refused_in_one_line():
 def two_pis(trained_model: Path, tmp_path: Path):
     """Two Pis (front, back) with copies of the 7-person test model, sharing on."""
     libs = []
-    meta = json.loads(trained_model.with_suffix(".json").read_text())
     for device in ("front", "back"):
         root = tmp_path / device
         models = root / "models"
-        models.mkdir(parents=True)
-        for name in (trained_model.name, trained_model.with_suffix(".json").name, meta["store"]):
-            shutil.copy2(trained_model.with_name(name), models / name)
+        copy_model(trained_model, models)
         config = root / "config.yaml"
         config.write_text(
             f"recognize:\n  model: {models / 'faces.tflite'}\n"

@@ -25,6 +25,7 @@ from edge.web.library import safe_upload_name
 from edge.web.security import Guard
 from edge.web.server import WebApp
 from tests.conftest import run_edge
+from tests.paths import copy_model
 
 WRITE = {"X-Edge-Request": "1", "Content-Type": "application/json"}
 
@@ -341,10 +342,7 @@ def test_status_and_the_live_stream_only_while_watched(app):
 def _app_with_model(trained_model: Path, tmp_path: Path) -> tuple[Path, WebApp]:
     """A web app on a copy of the test model (its labels and store) in tmp_path/models."""
     models = tmp_path / "models"
-    models.mkdir()
-    meta = json.loads(trained_model.with_suffix(".json").read_text())
-    for name in (trained_model.name, trained_model.with_suffix(".json").name, meta["store"]):
-        (models / name).write_bytes(trained_model.with_name(name).read_bytes())
+    copy_model(trained_model, models)
     return models, WebApp(_cfg(tmp_path, **{"recognize.model": str(models / "faces.tflite")}))
 
 

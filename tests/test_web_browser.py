@@ -21,6 +21,7 @@ import cv2
 import pytest
 
 from tests.conftest import ROOT
+from tests.paths import copy_model
 from tests.splits import heldout_photos, known, strangers, train_photos
 from tests.test_enroll_device import _clips_sharing_one_stranger
 from tests.test_first_model import backbone  # noqa: F401  (the fixture)
@@ -146,10 +147,7 @@ def test_name_a_visitor_in_the_browser_then_they_are_recognized(
     faces = data_dir / "faces"
     shots = _shots() or tmp_path / "shots"
     models = tmp_path / "models"
-    models.mkdir()
-    meta = json.loads(trained_model.with_suffix(".json").read_text())
-    for name in (trained_model.name, trained_model.with_suffix(".json").name, meta["store"]):
-        shutil.copy2(trained_model.with_name(name), models / name)
+    copy_model(trained_model, models)
     port = _free_port()
     config = tmp_path / "edge.yaml"
     config.write_text(
@@ -268,10 +266,7 @@ def test_people_visitors_events_and_status_at_phone_and_desktop_width(
     faces = data_dir / "faces"
     shots = _shots() or tmp_path / "shots"
     models = tmp_path / "models"
-    models.mkdir()
-    meta = json.loads(trained_model.with_suffix(".json").read_text())
-    for name in (trained_model.name, trained_model.with_suffix(".json").name, meta["store"]):
-        shutil.copy2(trained_model.with_name(name), models / name)
+    copy_model(trained_model, models)
     monkeypatch.delenv("EDGE_TEST_WEB_PW", raising=False)
     cfg = load_config(None, {
         "web.port": 0, "web.password_env": "EDGE_TEST_WEB_PW",

@@ -24,6 +24,7 @@ from edge.unknowns import UnknownStore
 from edge.web.server import WebApp
 from tests.broker import free_port
 from tests.conftest import ROOT
+from tests.paths import copy_model
 from tests.test_web import _cfg, _req
 
 WRITE = {"X-Edge-Request": "1", "Content-Type": "application/json"}
@@ -364,10 +365,7 @@ def test_a_full_disk_is_a_507_and_one_cli_line(full_disk, tmp_path, monkeypatch,
     monkeypatch.delenv("EDGE_TEST_WEB_PW", raising=False)
     photo, other = heldout_photos(data_dir / "faces", strangers(data_dir / "faces")[0])[:2]
     models = tmp_path / "models"
-    models.mkdir()
-    meta = json.loads(trained_model.with_suffix(".json").read_text())
-    for name in (trained_model.name, trained_model.with_suffix(".json").name, meta["store"]):
-        (models / name).write_bytes(trained_model.with_name(name).read_bytes())
+    copy_model(trained_model, models)
     over = {"recognize.model": str(models / "faces.tflite"), "enroll.dataset": str(full_disk / "dataset")}  # fmt: skip
     app = WebApp(_cfg(tmp_path, **over))
     try:

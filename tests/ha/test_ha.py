@@ -28,6 +28,7 @@ from edge.mqtt import MqttSink
 from edge.slugs import person_slugs, slugify
 from tests.broker import Broker, free_port, retained
 from tests.conftest import ROOT
+from tests.paths import copy_model
 
 pytestmark = pytest.mark.ha
 
@@ -362,7 +363,6 @@ def test_home_assistant_names_a_visitor_who_is_then_recognized(
 ):
     """Set the "name the last visitor" text entity over Home Assistant's REST API during a
     live run: the visitor's presence sensor appears and turns on at their next visit."""
-    import shutil
 
     from tests.doorbell import make_clip
 
@@ -371,10 +371,7 @@ def test_home_assistant_names_a_visitor_who_is_then_recognized(
     )
     stranger = next(v["person"] for v in timeline["visits"] if not v["known"])
     models = tmp_path / "models"
-    models.mkdir()
-    meta = json.loads(trained_model.with_suffix(".json").read_text())
-    for name in (trained_model.name, trained_model.with_suffix(".json").name, meta["store"]):
-        shutil.copy2(trained_model.with_name(name), models / name)
+    copy_model(trained_model, models)
     with (
         Broker(tmp_path / "broker", users=USERS) as broker,
         running_hass(tmp_path, broker) as (
