@@ -12,6 +12,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,18 +190,6 @@ class Loop:
     def _on_hup(self, signum: int, _frame: Any) -> None:
         self._reload.set()
 
-    def _install_signals(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        old = {}
-        for sig, handler in (
-            (signal.SIGINT, self._on_stop),
-            (signal.SIGTERM, self._on_stop),
-            (signal.SIGHUP, self._on_hup),
-        ):
-            old[sig] = signal.signal(sig, handler)
-        return old
-
     # --- reload --------------------------------------------------------------------------
 
     def reload(self) -> bool:
@@ -259,7 +248,7 @@ class Loop:
 
     def run(self) -> int:
         """Read frames until the source ends or a stop signal; returns the exit status."""
-        old = self._install_signals()
+        old = install_signals(self._on_stop, self._on_hup)
         try:
             self.notifier.ready(f"reading {self.source.name}")
             log.info("reading %s", self.source.name)
@@ -459,6 +448,15 @@ class Loop:
                     Path(path).write_text(json.dumps(summary, indent=1) + "\n")
                 except OSError as exc:
                     log.error("cannot write --stats-json %s: %s", path, exc.strerror or exc)
+
+
+def install_signals(on_stop: Callable, on_hup: Callable) -> dict[int, Any]:
+    """SIGINT/SIGTERM -> on_stop, SIGHUP -> on_hup (from the main thread only); the old
+    handlers, to put back."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    handlers = {signal.SIGINT: on_stop, signal.SIGTERM: on_stop, signal.SIGHUP: on_hup}
+    return {sig: signal.signal(sig, h) for sig, h in handlers.items()}
 
 
 def close_outputs(sink: Sink, outputs: list[Output]) -> None:

@@ -26,7 +26,7 @@ from edge.config import Config, ConfigError, camera_configs, load_config
 from edge.decide import Emitted
 from edge.errors import UserError
 from edge.notify import Notifier
-from edge.pipeline import Stages, _realtime, build_stages, close_outputs
+from edge.pipeline import Stages, _realtime, build_stages, close_outputs, install_signals
 from edge.publish import Output, Sink
 from edge.recognize import labels_path
 from edge.slugs import read_slugs, slug_book_path
@@ -180,13 +180,6 @@ class Cameras:
     def _on_hup(self, signum: int, _frame: Any) -> None:
         self._reload.set()
 
-    def _install_signals(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        handlers = {signal.SIGINT: self._on_stop, signal.SIGTERM: self._on_stop}
-        handlers[signal.SIGHUP] = self._on_hup
-        return {sig: signal.signal(sig, h) for sig, h in handlers.items()}
-
     def reload(self) -> bool:
         """Re-read the config and the model; every camera gets the new model at once. The
         cameras themselves and their detect settings change on a restart."""
@@ -227,7 +220,7 @@ class Cameras:
 
     def run(self) -> int:
         """Run every camera until all sources end or a stop signal; the exit status."""
-        old = self._install_signals()
+        old = install_signals(self._on_stop, self._on_hup)
         threads = [
             threading.Thread(target=self._camera, args=(lp,), name=f"camera-{lp.name}", daemon=True)
             for lp in self.loops
