@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.detect import table, write_json  # noqa: E402
 from tests.broker import Broker, Recorder, free_port, retained  # noqa: E402
+from tests.paths import copy_model  # noqa: E402
 from tests.splits import photos, strangers  # noqa: E402
 
 DATA = Path(os.environ.get("EDGE_TEST_DATA", ROOT.parent / "shared" / "data"))
@@ -41,17 +43,12 @@ CACHE = Path(os.environ.get("EDGE_TEST_CACHE", Path.home() / ".cache" / "edge-fa
 
 def _model(work: Path) -> Path:
     """A copy of the newest cached test model (tests/conftest.py trains it)."""
-    import shutil
 
     found = sorted(CACHE.glob("model-*/faces.tflite"), key=lambda p: p.stat().st_mtime)
     if not found:
         sys.exit(f"no test model in {CACHE}: run the test suite once (./setup.sh --test)")
     src = found[-1]
-    meta = json.loads(src.with_suffix(".json").read_text())
-    (work / "models").mkdir()
-    for name in (src.name, src.with_suffix(".json").name, meta["store"]):
-        shutil.copy2(src.with_name(name), work / "models" / name)
-    return work / "models" / "faces.tflite"
+    return copy_model(src, work / "models")
 
 
 def _visitors(cfg, count: int) -> None:
@@ -219,9 +216,9 @@ def main() -> int:
                 rec.client.publish(f"{state}/set", json.dumps({"visit": visit, "name": "Cara"}),
                                    qos=1)  # fmt: skip
                 named_it = f"named visitor {visit} as Cara"
-                rec.wait_for(lambda v=visit: any(
-                    m.payload.startswith((b"named", b"refused")) and f"visitor {v}" in
-                    m.payload.decode() for m in rec.on(state)), timeout=60)  # fmt: skip
+                this = re.compile(rf"(named|refused).*\bvisitor {visit}\b")  # not visitor 40
+                rec.wait_for(lambda t=this: any(t.match(m.payload.decode()) for m in rec.on(state)),
+                             timeout=60)  # fmt: skip
                 named = any(m.payload.decode() == named_it for m in rec.on(state))
                 log.add("Home Assistant: name a visitor", named, name="Cara", visit=visit)
 
