@@ -151,7 +151,7 @@ class Loop:
         self._closer: threading.Thread | None = None
         self._fps = Rate()  # for the preview
         self._detect_count = 0
-        self._was_enabled = True
+        self._switched_off = self.sink.switched_off
         self.model_watch, self.slug_watch = self._model_watch(cfg)
 
     @staticmethod
@@ -223,6 +223,7 @@ class Loop:
                 self.sink.close()
                 sink.start(*self._handed)  # the reloaded model's people follow below
                 self.outputs[self.outputs.index(self.sink)] = self.sink = sink
+                self._switched_off = sink.switched_off
                 self.sink.visitor_handler = self.visitors.request if self.visitors else None
         logging.getLogger().setLevel(cfg.log_level)
         if self.visitors is not None:
@@ -296,17 +297,14 @@ class Loop:
     def _step(self, frame: Frame) -> None:
         """One frame through detect, track, recognize/decide and publish."""
         st = self.stats
+        if self.sink.switched_off != self._switched_off:  # even if on again since last frame
+            self._switched_off = self.sink.switched_off
+            log.debug("recognition switched off: everyone forgotten")
+            self.tracker.clear()
+            self.presence.people.clear()
+            self.scene = SceneWatch()  # switched on again: the first frame is looked at
         if not self.sink.enabled:
-            if self._was_enabled:  # switched off: forget everyone silently
-                log.debug("recognition switched off")
-                self.tracker.clear()
-                self.presence.people.clear()
-                self.scene = SceneWatch()  # switched on again: the first frame is looked at
-                self._was_enabled = False
             return
-        if not self._was_enabled:
-            log.debug("recognition switched on")
-            self._was_enabled = True
         st.frames_processed += 1
         faces = None
         view = frame.small if frame.small is not None else frame.image

@@ -50,6 +50,7 @@ class Sink(Output):
     """The output that carries presence events and Home Assistant's commands."""
 
     enabled: bool = True
+    switched_off: int = 0  # how many times recognition was switched off (the loop's forget cue)
     # set by the loop: called as handler(visit, name) to name a visitor, name None to ignore
     visitor_handler: Callable[[int, str | None], bool] | None = None
 

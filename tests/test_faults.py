@@ -535,6 +535,36 @@ def test_switch_off_while_someone_is_present_leaves_no_stale_presence(
     no_traceback(e)
 
 
+def test_off_and_on_quicker_than_a_frame_still_forgets_everyone(tmp_path, camera, faces, edge_proc):
+    """OFF then ON at once (an automation): the loop sees only ON, yet OFF was published for
+    the visitor; they must be forgotten, so the next face there is a new visit, ON again."""
+    from tests.broker import Broker, Recorder
+
+    base = "edge/door"
+    with Broker(tmp_path / "broker") as broker, Recorder(broker, [f"{base}/#"]) as rec:
+        camera.show(scene(None))
+        cfg = base_config(
+            tmp_path,
+            camera.url,
+            mqtt={"host": broker.host, "port": broker.port, "device_id": "door"},
+        )
+        e = edge_proc(cfg)
+        e.wait_ready()
+        camera.show(scene(faces[0]))
+        assert rec.wait_payload(f"{base}/unknown", "ON", 30)
+        rec.client.publish(f"{base}/enabled/set", "OFF", qos=1)
+        rec.client.publish(f"{base}/enabled/set", "ON", qos=1)
+        assert rec.wait_for(
+            lambda: [m.text for m in rec.on(f"{base}/enabled")][-2:] == ["OFF", "ON"], 10
+        )
+        camera.show(scene(faces[1]))  # where the first visitor stood
+        assert rec.wait_for(
+            lambda: [m.text for m in rec.on(f"{base}/unknown")][-2:] == ["OFF", "ON"], 30
+        ), [m.text for m in rec.on(f"{base}/unknown")]
+        assert e.terminate() == 0
+    no_traceback(e)
+
+
 @pytest.mark.slow
 def test_corrupt_face_model_on_reload_keeps_the_old_one(
     tmp_path, camera, data_dir, edge_proc, trained_model

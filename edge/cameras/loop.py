@@ -62,7 +62,7 @@ class CameraLoop:
         self.last: Frame | None = None
         self._pending: list[Emitted] = []
         self._detect_count = 0
-        self._was_enabled = True
+        self._switched_off = sink.switched_off
 
     @property
     def frames_read(self) -> int:

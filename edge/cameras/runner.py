@@ -102,6 +102,7 @@ class Cameras:
         self.notifier = Notifier()
         self.outputs = list(outputs)
         self.sink: Sink = next(o for o in self.outputs if isinstance(o, Sink))
+        self._switched_off = self.sink.switched_off
         self._lock = threading.Lock()  # the outputs take one camera's frame at a time
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -167,7 +168,8 @@ class Cameras:
         """One camera's frame: its events folded across cameras and published, its picture
         shown; False when the preview window was closed."""
         with self._lock:
-            if not self.sink.enabled:  # switched off: the cameras forget everyone silently
+            if self.sink.switched_off != self._switched_off:  # the cameras forget everyone too
+                self._switched_off = self.sink.switched_off
                 self.visits.clear()
             loop._publish_now([e for e in events if self.visits.fold(loop.name, e)])
             return loop._show(frame) if show else True

@@ -65,6 +65,10 @@ class MqttSink(Sink):
         return self.presence.enabled
 
     @property
+    def switched_off(self) -> int:  # type: ignore[override]
+        return self.presence.switched_off
+
+    @property
     def failure(self) -> str | None:  # type: ignore[override]
         return self.transport.failure
 

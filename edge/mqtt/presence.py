@@ -47,6 +47,7 @@ class Presence:
         self._snapshot = snapshot
         self._thermal = thermal
         self.enabled = True
+        self.switched_off = 0
         self._slugs: dict[str, str] = {}
         self._names: set[str] = set()  # people whose visit is on (the loop: one event per visit)
         self._unknown_visits: set[Any] = set()  # unknown visits going on (one per visit id)
@@ -172,6 +173,7 @@ class Presence:
         `left` events then: nobody is watched)."""
         with self._lock:
             self.enabled = on
+            self.switched_off += 0 if on else 1
             group = [] if on else self._forget_everyone()
             group.append(self._transport.msg(f"{self.base}/enabled", b"ON" if on else b"OFF"))
             self._transport.enqueue(group, bounded=False)
