@@ -288,6 +288,7 @@ def base_config(folder: Path, source: str, **sections: dict) -> dict:
         "decide": {"away_s": 1.0},
         "recognize": {"model": "", "threads": 1},
         "unknown_faces": {"dir": str(folder / "unknown_faces")},
+        "history": {"path": str(folder / "history" / "events.db")},
     }
     for name, values in sections.items():
         cfg.setdefault(name, {}).update(values)
