@@ -67,10 +67,30 @@ class Aligner:
                 angle = tilt
         return _warp(image_bgr, (cx, cy), side, angle, size)
 
+    def presence(self, image: np.ndarray, face: Face) -> float | None:
+        """The landmark model's face-presence logit on `face`'s box (below 0: no face), or
+        None without the model."""
+        found = self._run(image, face, 0.0)
+        return None if found is None else found[1]
+
     def _landmarks(
         self, image: np.ndarray, face: Face, angle: float
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """Eye centres from face_landmark.tflite on the box (enlarged, rotated by `angle`)."""
+        found = self._run(image, face, angle)
+        if found is None or found[1] < 0.0:
+            return None
+        points, _, m = found
+        inv = cv2.invertAffineTransform(m)
+        eyes = np.stack([points[list(_EYE_A)].mean(axis=0), points[list(_EYE_B)].mean(axis=0)])
+        back = eyes @ inv[:, :2].T + inv[:, 2]
+        return back[0], back[1]
+
+    def _run(
+        self, image: np.ndarray, face: Face, angle: float
+    ) -> tuple[np.ndarray, float, np.ndarray] | None:
+        """face_landmark.tflite on the box enlarged by LANDMARK_ROI and rotated by `angle`:
+        (468 points in the ROI's px, presence logit, image -> ROI map), or None without it."""
         interp = self._landmark_model()
         if interp is None:
             return None
@@ -85,12 +105,7 @@ class Aligner:
         interp.invoke()
         outs = {int(np.prod(d["shape"])): d["index"] for d in interp.get_output_details()}
         points = interp.get_tensor(outs[1404]).reshape(468, 3)[:, :2]
-        if float(interp.get_tensor(outs[1]).reshape(-1)[0]) < 0.0:  # presence logit: no face
-            return None
-        inv = cv2.invertAffineTransform(m)
-        eyes = np.stack([points[list(_EYE_A)].mean(axis=0), points[list(_EYE_B)].mean(axis=0)])
-        back = eyes @ inv[:, :2].T + inv[:, 2]
-        return back[0], back[1]
+        return points, float(interp.get_tensor(outs[1]).reshape(-1)[0]), m
 
     def _landmark_model(self):
         if self._landmarker is False:

@@ -48,11 +48,11 @@ class HaarConfig:
 @dataclass
 class PhotoConfig:
     width: int = _opt(
-        640, "still photos: width of the main pass, px (never enlarged)", min=80, max=8192
+        640, "still photos, haar/dnn: width of the main pass, px (never enlarged)", min=80, max=8192
     )
     large_width: int = _opt(
         1280,
-        "still photos wider than `width` also get a pass at this width, for small faces in group photos (0 = off)",
+        "small faces in large photos: two-stage looks at most this wide (tiles); haar/dnn give photos wider than `width` a pass at this width (0 = off)",
         min=0,
         max=8192,
     )
@@ -62,16 +62,16 @@ class PhotoConfig:
         min=0.0,
         max=2.0,
     )
-    pad_width: int = _opt(160, "width of that padded pass, px", min=80, max=4096)
+    pad_width: int = _opt(160, "haar/dnn: width of that padded pass, px", min=80, max=4096)
     min_face: int = _opt(
         32,
         "two-stage: smallest face looked for in a still photo, its px (no pass runs finer than this needs)",
         min=8,
         max=1000,
     )
-    scale_factor: float = _opt(1.2, "Haar pyramid step for still photos", min=1.01, max=2.0)
+    scale_factor: float = _opt(1.2, "haar: Haar pyramid step for still photos", min=1.01, max=2.0)
     max_proposals: int = _opt(
-        64, "two-stage: most Haar proposals confirmed per pass", min=1, max=1000
+        64, "two-stage: most small-face proposals confirmed per photo", min=1, max=1000
     )
 
 
@@ -118,6 +118,12 @@ class DetectConfig:
     )
     blazeface_model: str = _opt(
         "models/face_detection_short_range.tflite", "BlazeFace TFLite model", path=True, exists=True
+    )
+    blazeface_full_model: str = _opt(
+        "models/face_detection_full_range.tflite",
+        "full-range BlazeFace TFLite model (small faces in still photos)",
+        path=True,
+        exists=True,
     )
     landmark_model: str = _opt(
         "models/face_landmark.tflite",
@@ -594,7 +600,13 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
 # --- the `cameras:` list -----------------------------------------------------------------
 
 CAMERA_RECOGNIZE_KEYS = ("min_face_px", "votes", "max_crops", "recheck_s")  # the rest: one model
-MODEL_FILES = ("res10_prototxt", "res10_model", "blazeface_model", "landmark_model")
+MODEL_FILES = (
+    "res10_prototxt",
+    "res10_model",
+    "blazeface_model",
+    "blazeface_full_model",
+    "landmark_model",
+)
 
 
 def camera_configs(cfg: Config) -> list[Config]:

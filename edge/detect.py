@@ -114,8 +114,13 @@ def create_photo_detector(
     photo = cfg.photo
     base = photo_config(cfg)
     if (method or cfg.method) == "two-stage":
+        from edge.align import Aligner
+        from edge.detectors.blazeface import BlazeFaceDetector
+
         proposer = create_dnn(base, "blazeface")
-        return PhotoDetector(create_detector(base, method, confirmer), photo, cfg.nms_iou, proposer)
+        small_faces = BlazeFaceDetector(replace(base, blazeface_model=cfg.blazeface_full_model))
+        twostage = create_detector(base, method, confirmer)
+        return PhotoDetector(twostage, photo, cfg.nms_iou, proposer, small_faces, Aligner(base))
     passes: list[tuple[Detector, int]] = [
         (create_detector(replace(base, downscale_width=photo.width), method, confirmer), 0)
     ]

@@ -11,6 +11,7 @@ import pytest
 
 from edge.config import DetectConfig, load_config
 from edge.detect import create_detector, create_photo_detector
+from edge.detectors.photo import tile_origins
 from edge.images import read_image
 from tests.conftest import run_edge
 from tests.facefill import face_filling_set
@@ -51,9 +52,10 @@ def test_group_photos_all_but_one_face_and_no_false_box(cfg, group, data_dir):
         a, b, c = match(photo.detect(image), truth)
         tp, fp, fn = tp + a, fp + b, fn + c
     assert fp == 0
-    assert tp / (tp + fn) >= 0.95  # 41 of 43 measured (BlazeFace padded pass, min_face 32)
+    assert tp / (tp + fn) >= 0.97  # 43 of 43 measured (full-range BlazeFace proposes small faces)
     no_face = [read_image(p) for p in sorted((data_dir / "no_face").iterdir())]
-    assert sum(len(photo.detect(im)) for im in no_face) <= 1
+    # without the landmark model's presence check, a motorcycle's headlight is a face
+    assert [len(photo.detect(im)) for im in no_face] == [0] * len(no_face)
 
 
 def test_small_faces_in_a_large_group_photo(cfg, group):
@@ -62,7 +64,16 @@ def test_small_faces_in_a_large_group_photo(cfg, group):
     live_tp, _, _ = match(create_detector(cfg).detect(image), truth)
     assert fp == 0
     assert tp >= 0.8 * len(truth)
-    assert tp >= live_tp + 10  # the large-width pass is what finds them
+    assert tp >= live_tp + 10  # the small-face pass's tiles are what find them
+
+
+def test_tiles_cover_the_photo_and_overlap():
+    assert tile_origins(150, 192, 64) == [0]
+    assert tile_origins(192, 192, 64) == [0]
+    assert tile_origins(240, 192, 64) == [0, 48]
+    starts = tile_origins(1000, 192, 64)
+    assert starts[0] == 0 and starts[-1] + 192 == 1000
+    assert all(b - a <= 192 - 64 for a, b in zip(starts, starts[1:], strict=False))
 
 
 def test_edge_detect_uses_the_photo_profile_unless_told_live(cfg, filling):

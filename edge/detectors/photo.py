@@ -1,19 +1,22 @@
-"""The still-photo profile: the live detector's method in several passes, merged by NMS.
+"""The still-photo profile: several passes over a photo, each proposing, merged by NMS.
 
 A photo is not a camera frame: its face may fill it (a passport photo, an LFW crop) or be
-one of many small ones (a group photo). Two-stage (the default) runs up to three passes with
-one cascade, one BlazeFace and one confirmer, cheapest first, each looking only for the faces
-the earlier ones could not find (smaller than the smallest they cover, with some overlap):
-- padded: BlazeFace on the photo (at most PROPOSER_SIDE px) with a gray border of
-  `photo.pad` x its longer side (a face that fills the photo gets the context the detectors
-  need around it); it covers faces from PROPOSER_MIN of the padded side up;
-- main: Haar at `photo.width`, skipped when the padded pass's scale (`photo.pad_width`)
-  already reaches it;
-- large: Haar at `photo.large_width`, for photos wider than `photo.width` (small faces).
-Every proposal is confirmed by the DNN on a margin crop of the full-resolution photo. When
-no pass finds a face, the whole photo is taken as one proposal (a crop tighter than the
+one of many small ones (a group photo). Two-stage (the default) proposes with two BlazeFace
+models, loaded once, and confirms every proposal with the DNN on a margin crop of the
+full-resolution photo:
+- large faces: short-range BlazeFace on the photo (at most PROPOSER_SIDE px) with a gray
+  border of `photo.pad` x its longer side (a face that fills the photo gets the context the
+  detectors need around it);
+- small faces: full-range BlazeFace on the whole photo, and on tiles of it when a face of
+  `photo.min_face` px would be smaller than SMALL_FACE px of the model's input (the photo
+  seen at most `photo.large_width` px wide).
+A proposal overlapping a face already confirmed is not confirmed again, and a small face
+the DNN confirms is kept only when the aligner's landmark model does not call it "no face"
+(full-range proposals are more face-like than Haar's: two DNNs can agree on a headlight).
+When no pass finds a face, the whole photo is taken as one proposal (a crop tighter than the
 padded pass can handle): a face the DNN confirms there that fills it is kept.
-Other methods (haar, dnn) run the same passes whole, each as its own detector.
+Other methods (haar, dnn) run the same detector at `photo.width`, `photo.large_width` and
+padded, each pass whole.
 """
 
 from __future__ import annotations
@@ -21,43 +24,32 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from edge.align import Aligner
 from edge.config import PhotoConfig
-from edge.detectors.base import Detector, Face, clamp_face, nms, scale_face
-from edge.detectors.haar import equalized_gray
-from edge.detectors.twostage import TwoStageDetector
+from edge.detectors.base import Detector, Face, clamp_face, downscale, iou, nms, scale_face
+from edge.detectors.blazeface import BlazeFaceDetector
+from edge.detectors.twostage import SAME_FACE, TwoStageDetector
 
 PAD_GRAY = (127, 127, 127)
-OVERLAP = 1.25  # a later pass also looks at faces this much larger than an earlier one's smallest
 FILLING = 0.5  # the whole-photo proposal keeps a face at least this share of the shorter side
-PROPOSER_SIDE = 256  # the padded pass's proposer sees the photo at most this many px wide,
-PROPOSER_MIN = 0.2  # and finds faces from this share of the padded photo's side up
+PROPOSER_SIDE = 256  # the padded pass's proposer sees the photo at most this many px wide
 TIGHT_SCORE = 0.2  # a DNN score from here up to `confidence`: "too tight" rather than "no face"
+SMALL_FACE = 12  # full-range BlazeFace (192 px input) finds faces from this many input px
+WHOLE_PAD = 0.1  # gray border around the photo for full-range BlazeFace (faces cut by its edge)
+TILE_OVERLAP = 64  # px neighbouring tiles share: a face up to this size is whole in one of them
 
 
-def photo_passes(
-    width: int, height: int, photo: PhotoConfig, window: int
-) -> list[tuple[str, float]]:
-    """(kind, scale) of each pass for a photo of this size, cheapest (smallest) first; no
-    pass is finer than needed for a face of `photo.min_face` px (Haar's `window`)."""
-    finest = min(1.0, window / photo.min_face)
-    out: list[tuple[str, float]] = []
-    if photo.pad > 0:
-        padded = width + 2 * photo.pad * max(width, height)
-        out.append(("padded", min(finest, photo.pad_width / padded)))
-    out.append(("main", min(finest, photo.width / width)))
-    if photo.large_width > photo.width and width > photo.width:
-        out.append(("large", min(finest, photo.large_width / width)))
-    out.sort(key=lambda p: p[1])
-    kept: list[tuple[str, float]] = []
-    for kind, scale in out:  # a plain pass at a scale already covered adds nothing
-        if kept and scale <= kept[-1][1] + 1e-6:
-            continue
-        kept.append((kind, scale))
-    return kept
+def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
+    """Start of each tile along one side of `length` px: tiles of `tile` px, evenly spaced,
+    neighbours sharing at least `overlap` px, the last ending at the edge."""
+    if length <= tile:
+        return [0]
+    n = -(-(length - overlap) // (tile - overlap))
+    return [round(i * (length - tile) / (n - 1)) for i in range(n)]
 
 
 class PhotoDetector(Detector):
-    """Two-stage passes over a photo (see the module doc), proposals confirmed by `twostage`."""
+    """BlazeFace passes over a photo (see the module doc), proposals confirmed by `twostage`."""
 
     def __init__(
         self,
@@ -65,15 +57,18 @@ class PhotoDetector(Detector):
         photo: PhotoConfig,
         nms_iou: float,
         proposer: Detector,
+        small_faces: BlazeFaceDetector,
+        aligner: Aligner,
     ) -> None:
         self.twostage = twostage
         self.photo = photo
         self.nms_iou = nms_iou
-        self.proposer = proposer  # BlazeFace: the padded pass's proposals
+        self.proposer = proposer  # short-range BlazeFace: the padded pass
+        self.small_faces = small_faces  # full-range BlazeFace: the whole photo and its tiles
+        self.aligner = aligner  # its landmark model: a third opinion on the small faces
 
-    def _large(self, image: np.ndarray) -> tuple[list[Face], float]:
-        """The padded pass by `proposer`: its proposals (photo px, centred inside the photo)
-        and the smallest face (photo px) it covers."""
+    def _large(self, image: np.ndarray) -> list[Face]:
+        """The padded pass's proposals, photo px, centred inside the photo."""
         h, w = image.shape[:2]
         scale = min(1.0, PROPOSER_SIDE / max(h, w))
         small = image
@@ -88,36 +83,50 @@ class PhotoDetector(Detector):
             x, y, fw, fh = f.box
             if 0 <= x + fw / 2 < w and 0 <= y + fh / 2 < h:
                 out.append(Face(f.box, f.score))
-        return out, PROPOSER_MIN * max(padded.shape[:2]) / scale
+        return out
 
-    def _proposals(self, image: np.ndarray, scale: float, max_size: int) -> list[Face]:
-        """Haar proposals of one plain pass, in the photo's px."""
+    def _small(self, image: np.ndarray) -> list[Face]:
+        """Full-range BlazeFace's proposals on the whole photo and, where a face of
+        `photo.min_face` px needs it, on tiles of the scaled photo; photo px, best first."""
         h, w = image.shape[:2]
-        if scale < 1.0:
-            size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        found = self.twostage.haar.proposals(equalized_gray(image), max_size)
-        return [scale_face(f, 1.0 / scale) for f in found[: self.photo.max_proposals]]
+        side = self.small_faces.size
+        inner = side / (1 + 2 * WHOLE_PAD)  # the photo's longer side in the model's input
+        whole, scale = downscale(image, max(1, round(inner * w / max(w, h))))
+        p = round(WHOLE_PAD * max(whole.shape[:2]))
+        whole = cv2.copyMakeBorder(whole, p, p, p, p, cv2.BORDER_CONSTANT, value=PAD_GRAY)
+        found = [
+            scale_face(f, 1.0 / scale, -p / scale, -p / scale)
+            for f in self.small_faces.detect(whole, whole)
+        ]
+        widest = max(self.photo.width, self.photo.large_width)
+        scale = min(1.0, SMALL_FACE / self.photo.min_face, widest / max(w, h))
+        sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
+        if max(sw, sh) > side:
+            scaled = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
+            for y0 in tile_origins(sh, side, TILE_OVERLAP):
+                for x0 in tile_origins(sw, side, TILE_OVERLAP):
+                    tile = scaled[y0 : y0 + side, x0 : x0 + side]
+                    found += [
+                        scale_face(f, 1.0 / scale, x0 / scale, y0 / scale)
+                        for f in self.small_faces.detect(tile, tile)
+                    ]
+        found.sort(key=lambda f: -f.score)
+        return [Face(f.box, f.score) for f in nms(found, 0.5)][: self.photo.max_proposals]
 
     def detect(self, frame: np.ndarray, small: np.ndarray | None = None) -> list[Face]:
         """Faces in the photo `frame`, boxes in its own px; `small` is ignored."""
         h, w = frame.shape[:2]
-        min_size = self.twostage.haar.cfg.haar.min_size
-        covered = float("inf")  # the smallest face (photo px) the passes so far could find
-        faces: list[Face] = []
-        for kind, scale in photo_passes(w, h, self.photo, min_size):
-            if kind == "padded":
-                proposals, smallest = self._large(frame)
-                faces += self.twostage.confirm(frame, proposals)
-                covered = min(covered, smallest)
-                continue
-            max_size = 0 if covered == float("inf") else int(covered * scale * OVERLAP)
-            proposals = self._proposals(frame, scale, max_size)
-            faces += self.twostage.confirm(frame, proposals)
-            covered = min(covered, min_size / scale)
+        faces = self.twostage.confirm(frame, self._large(frame))
+        more = [p for p in self._small(frame) if all(iou(p.box, f.box) < SAME_FACE for f in faces)]
+        faces += [f for f in self.twostage.confirm(frame, more) if self._present(frame, f)]
         if not faces:
             faces = [f for f in self._whole(frame) if f.score >= self.twostage.cfg.confidence]
         return [clamp_face(f, w, h) for f in nms(faces, self.nms_iou)]
+
+    def _present(self, image: np.ndarray, face: Face) -> bool:
+        """False when the landmark model says `face` is no face (its presence logit below 0)."""
+        logit = self.aligner.presence(image, face)
+        return logit is None or logit >= 0.0
 
     def _whole(self, frame: np.ndarray) -> list[Face]:
         """The DNN's faces (any score) on the whole photo as one proposal, that fill it."""
