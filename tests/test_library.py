@@ -139,10 +139,12 @@ def test_scan_resumes_after_sigint(data_dir: Path, trained_model: Path, tmp_path
     root = tmp_path / "photos"
     root.mkdir()
     faces = data_dir / "faces"
-    for name in known(faces)[:4]:
-        for p in photos(faces, name):
-            shutil.copy2(p, root / p.name)
-    total = len(list(root.iterdir()))
+    for copy in range(10):  # 400 photos: a scan of 40 can end before the first commit is seen
+        (root / str(copy)).mkdir()
+        for name in known(faces)[:4]:
+            for p in photos(faces, name):
+                shutil.copy2(p, root / str(copy) / p.name)
+    total = sum(1 for p in root.rglob("*") if p.is_file())
     index = tmp_path / "index.db"
     proc = subprocess.Popen(
         [sys.executable, "-m", "convert", "scan", str(root), "--index", str(index), "--model",
@@ -152,7 +154,7 @@ def test_scan_resumes_after_sigint(data_dir: Path, trained_model: Path, tmp_path
     done = 0
     deadline = time.monotonic() + 240
     while done < 3 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.5)
+        time.sleep(0.1)
         if index.exists():
             try:
                 with sqlite3.connect(index) as db:
