@@ -14,7 +14,9 @@ import difflib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -393,6 +395,10 @@ def main(argv: list[str] | None = None) -> int:
         from edge.outputs import build_outputs
         from edge.pipeline import run_pipeline
 
+        # `systemctl reload` while models load must not kill the service (SIGHUP's default);
+        # the loop installs its reload handler once it runs, and what loads now is current.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
         FaceLibrary(cfg).recover()  # a change a crash cut short
         if cfg.cameras:  # a `cameras:` list: every camera in this one process
             from edge.cameras.runner import run_cameras

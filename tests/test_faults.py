@@ -53,6 +53,8 @@ class MjpegCamera:
         self._seq = 0
         self._server: ThreadingHTTPServer | None = None
         self._stop = threading.Event()
+        self.answering = threading.Event()
+        self.answering.set()
         self._ticker = threading.Thread(target=self._tick, daemon=True)
         self.open()
         self._ticker.start()
@@ -65,6 +67,7 @@ class MjpegCamera:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                cam.answering.wait(30)  # a camera slow to answer holds its client's open
                 server = cam._server
                 self.send_response(200)
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
@@ -405,6 +408,25 @@ def test_broker_down_at_start_comes_up_later(tmp_path, camera, faces, edge_proc)
     assert [ev["visit"] for ev in events] == [1, 1, 2, 2, 3, 3]
     assert held[f"{base}/status"] == b"offline" and held[f"{base}/unknown"] == b"OFF"
     assert e.count(r"MQTT broker .* unreachable") == 1  # once, not once per retry
+    no_traceback(e)
+
+
+def test_reload_while_starting_does_not_kill_the_service(tmp_path, camera, faces, edge_proc):
+    """`systemctl reload` during start-up (here: while the camera is slow to answer) leaves
+    a working service; SIGHUP's default action would end it."""
+    camera.show(scene(None))
+    camera.answering.clear()
+    e = edge_proc(base_config(tmp_path, camera.url), "--sink", "stdout")
+    e.wait_log(r"event history in")  # starting: outputs built, camera not open yet
+    for _ in range(3):
+        e.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.1)
+        assert e.proc.poll() is None, f"edge exited {e.proc.returncode} on SIGHUP:\n{e.log}"
+    camera.answering.set()
+    e.wait_ready()
+    visit(camera, e, faces[0])
+    assert e.terminate() == 0
+    assert [ev["type"] for ev in e.events()] == ["unknown", "left"]
     no_traceback(e)
 
 
