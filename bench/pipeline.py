@@ -1,6 +1,7 @@
 """Pipeline benchmark: the whole loop (`python -m edge`) on real videos and the doorbell clip.
 
     .venv/bin/python bench/pipeline.py [--model FILE] [--skip-videos] [--soak-minutes 10]
+        [--baseline DIR]
 
 Per run: frames read/processed/dropped, FPS, per-stage ms (median, p95), CPU % and peak RSS
 of the process (os.wait4), the loop's CPU ms per frame and how many frames ran detection; the
@@ -9,12 +10,15 @@ generated 20-visit doorbell clip also event precision and recall, and in --realt
 appear-to-event delay (from the frame where the face is wholly in view, source clock, to the
 event's wall time) and the leave-to-`left` delay (from the visit's last frame to its `left`).
 --soak-minutes loops the doorbell clip in one process and reports RSS at the start and end.
+--baseline DIR (a checkout of older code, e.g. `git worktree add DIR COMMIT`) runs each video
+and clip on it too, right after ours: old and new side by side, rows marked "old".
 Prints tables; writes bench/results/pipeline.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -160,9 +164,10 @@ def _ms(stage: dict) -> str:
     return "-" if med is None else f"{med:.1f}/{p95:.1f}"
 
 
-def row(name: str, source: str, mode: str, r: dict[str, Any]) -> dict[str, Any]:
+def row(name: str, source: str, mode: str, r: dict[str, Any], code: str = "new") -> dict[str, Any]:
     s = r["stats"]
     out = {
+        "code": code,
         "setting": name,
         "source": source,
         "mode": mode,
@@ -186,7 +191,7 @@ def row(name: str, source: str, mode: str, r: dict[str, Any]) -> dict[str, Any]:
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     head = (
-        f"{'setting':<10} {'source':<24} {'mode':<9} {'read':>5} {'proc':>5} {'drop':>5} "
+        f"{'code':<4} {'setting':<10} {'source':<24} {'mode':<9} {'read':>5} {'proc':>5} {'drop':>5} "
         f"{'fps':>6} {'cpu%':>5} {'rssMB':>6} "
         + " ".join(f"{s[:5] + ' ms':>11}" for s in STAGES)
         + f" {'P':>5} {'R':>5} {'delay s':>11}"
@@ -196,7 +201,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         sc = r.get("score", {})
         delay = r.get("appear_delay_s")
         print(
-            f"{r['setting']:<10} {r['source'][:24]:<24} {r['mode']:<9} {r['frames_read']:>5} "
+            f"{r['code']:<4} {r['setting']:<10} {r['source'][:24]:<24} {r['mode']:<9} "
+            f"{r['frames_read']:>5} "
             f"{r['frames_processed']:>5} {r['frames_dropped']:>5} {r['fps']:>6.1f} "
             f"{r['cpu_percent']:>5.0f} {r['peak_rss_mb']:>6.0f} "
             + " ".join(f"{_ms(r['stages'][s]):>11}" for s in STAGES)
@@ -343,6 +349,7 @@ def main() -> int:
         help="doorbell clip versions: door, closeup (zoom 2), closer (zoom 3), far (zoom 0.5), ir (night look)",
     )
     p.add_argument("--out", default="pipeline.json", help="result file in bench/results")
+    p.add_argument("--baseline", type=Path, help="a checkout of older code to run beside ours")
     p.add_argument("--soak-minutes", type=float, default=0, help="looped run for RSS growth")
     p.add_argument(
         "--soak-only",
@@ -390,13 +397,15 @@ def main() -> int:
         path.write_text(
             f"recognize:\n  model: {model}\nunknown_faces:\n  enabled: false\n" + SETTINGS[name]
         )
+    codes = [("new", ROOT)] + ([("old", args.baseline.resolve())] if args.baseline else [])
     if not args.skip_videos:
         videos = sorted((DATA / "video").glob("*.mp4"))
         for video in progress(videos, desc="videos", unit="video"):
-            for name, path in video_cfgs.items():  # side by side on the whole video
-                r = run_edge(path, video, ["--every-frame"], work)
-                rows.append(row(name, video.name, "every", r))
-                print_table(rows[-1:])
+            for code, root in codes:
+                for name, path in video_cfgs.items():  # side by side on the whole video
+                    r = run_edge(path, video, ["--every-frame"], work, root)
+                    rows.append(row(name, video.name, "every", r, code))
+                    print_table(rows[-1:])
     runs = [(v, n, c) for v in clips for n, c in configs.items()]
     for version, name, config in progress(runs, desc="doorbell runs", unit="run"):
         clip_v, timeline_v = clips[version]
@@ -404,11 +413,12 @@ def main() -> int:
         modes = [] if args.only_realtime else [("every", ["--every-frame"])]
         if not args.no_realtime:
             modes.append(("realtime", ["--realtime"]))
-        for mode, extra in modes:
-            r = run_edge(config, clip_v, extra, work)
-            events_file = work / f"events-{version}-{name}-{mode}.jsonl"
+        for (mode, extra), (code, root) in itertools.product(modes, codes):
+            r = run_edge(config, clip_v, extra, work, root)
+            tag = "" if code == "new" else f"-{code}"
+            events_file = work / f"events-{version}-{name}-{mode}{tag}.jsonl"
             events_file.write_text("".join(json.dumps(e) + "\n" for e in r["events"]))
-            out = row(name, source, mode, r)
+            out = row(name, source, mode, r, code)
             out["score"] = score_events(r["events"], timeline_v)
             if mode == "realtime":
                 d = appear_delays(r["events"], timeline_v, r["stats"]["source_t0"])
@@ -426,14 +436,14 @@ def main() -> int:
         cpu = r["stages_cpu"]
         crop = r["recognize_per_crop"] or {}
         print(
-            f"{r['setting']:<10} {r['source'][:24]:<24} {r['mode']:<9} "
+            f"{r['code']:<4} {r['setting']:<10} {r['source'][:24]:<24} {r['mode']:<9} "
             + " ".join(f"{s[:5]}={_ms(cpu[s]) if s in cpu else '-':<11}" for s in STAGES)
             + f" crop={_ms(crop) if crop.get('count') else '-'} (n={crop.get('count', 0)})"
         )
     print("\nLoop CPU ms per frame (all stages, whole run), frames with detection:")
     by_source: dict[str, dict[str, dict]] = {}
     for r in rows:
-        by_source.setdefault(f"{r['source']} {r['mode']}", {})[r["setting"]] = r
+        by_source.setdefault(f"{r['source']} {r['mode']} {r['code']}", {})[r["setting"]] = r
     for key, runs in by_source.items():
         line = "  ".join(
             f"{name} {r['loop_cpu_ms_per_frame']:.1f} ms ({r['detect_frames']}/"
@@ -446,11 +456,11 @@ def main() -> int:
                 / runs["every-1st"]["loop_cpu_ms_per_frame"]
             )
             line += f"  default/every-1st {ratio:.2f}"
-        print(f"{key:<34} {line}")
+        print(f"{key:<38} {line}")
     for r in rows:
         if "score" in r:
             sc = r["score"]
-            print(f"{r['setting']} {r['source']} {r['mode']}: P {sc['precision']} R {sc['recall']}, "
+            print(f"{r['code']} {r['setting']} {r['source']} {r['mode']}: P {sc['precision']} R {sc['recall']}, "
                   f"strangers named {sc['strangers_named']}, missed {sc['missed']}")  # fmt: skip
     for r in rows:
         if "left_delay_s" in r:

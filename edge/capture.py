@@ -6,7 +6,9 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -33,7 +35,21 @@ class Frame:
     index: int  # frame number counted from the start of the source
     source_time: float  # seconds from the start of the source (index / fps for files)
     wall_time: float  # time.time() when the frame was captured
-    small: np.ndarray | None = None  # low-res BGR copy (lores_width wide) when one was asked for
+    lores: np.ndarray | Callable[[], np.ndarray] | None = None  # `small`, or what makes it
+
+    @property
+    def small(self) -> np.ndarray | None:
+        """The low-res BGR copy (lores_width wide) when one was asked for, made on first use:
+        the frames detection skips never pay for it."""
+        if callable(self.lores):
+            self.lores = self.lores()
+        return self.lores
+
+    @property
+    def view(self) -> np.ndarray:
+        """What detection looks at: `small` when there is one, else `image`."""
+        small = self.small
+        return self.image if small is None else small
 
 
 class Source:
@@ -193,7 +209,7 @@ class OpenCVSource(Source):
     def _make_frame(self, image: np.ndarray, index: int, source_time: float) -> Frame:
         cam = self.cam
         image = orient(image, cam.rotation, cam.hflip, cam.vflip)
-        small = downscale(image, self.lores_width) if self.lores_width else None
+        small = partial(downscale, image, self.lores_width) if self.lores_width else None
         return Frame(image, index, source_time, time.time(), small)
 
     # --- files ---------------------------------------------------------------------------
@@ -458,6 +474,10 @@ class Picamera2Source(Source):
         i420 = np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(h * 3 // 2, w)
         return cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
 
+    def _small(self, lores: np.ndarray) -> np.ndarray:
+        """The lores buffer as the frame's BGR `small`, turned like the main image."""
+        return orient(self._lores_bgr(lores), self._soft_rotation, False, False)
+
     def read(self) -> Frame | None:
         """The next frame from the camera (picamera2 hands over the newest completed one)."""
         with self._lock:
@@ -470,7 +490,7 @@ class Picamera2Source(Source):
                 raise UserError(f"camera picamera2 failed: {exc}") from None
             try:
                 image = request.make_array("main")
-                small = self._lores_bgr(request.make_buffer("lores")) if self.lores_size else None
+                lores = request.make_buffer("lores") if self.lores_size else None  # a copy
                 ts = request.get_metadata().get("SensorTimestamp")
             finally:
                 request.release()
@@ -489,13 +509,9 @@ class Picamera2Source(Source):
             source_time = (ts - self._t0_ns) / 1e9
         index = self.frames_read
         self.frames_read += 1
-        if self._soft_rotation:
-            image = orient(image, self._soft_rotation, False, False)
-            if small is not None:
-                small = orient(small, self._soft_rotation, False, False)
-        if self._small_is_main:
-            small = image
-        return Frame(image, index, source_time, wall, small)
+        image = orient(image, self._soft_rotation, False, False)
+        small = None if lores is None else partial(self._small, lores)  # made when used
+        return Frame(image, index, source_time, wall, image if self._small_is_main else small)
 
     def close(self) -> None:
         """Stop the camera and release it."""

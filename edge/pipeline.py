@@ -307,14 +307,13 @@ class Loop:
             return
         st.frames_processed += 1
         faces = None
-        view = frame.small if frame.small is not None else frame.image
         due = self._detect_count % self.cfg.detect.every_n_frames == 0
         self._detect_count += 1
         if self.judge.needs_crops(self.tracker.tracks, frame.source_time) or (
-            due and (self.tracker.tracks or self.scene.changed(view))  # an empty, still scene: skip
+            due and (self.tracker.tracks or self.scene.changed(frame.view))  # empty and still: skip
         ):
             with st.stage("detect"):
-                faces = self._detect(frame, view)
+                faces = self._detect(frame)
         with st.stage("track"):
             if faces is not None:
                 ended = self.tracker.update(faces, frame)
@@ -325,10 +324,10 @@ class Loop:
         with st.stage("publish"):
             self._publish(self.presence.update(frame, self.tracker.tracks, ended))
 
-    def _detect(self, frame: Frame, view: Any) -> list:
+    def _detect(self, frame: Frame) -> list:
         """The detector on this frame; where it can (detect_in), only where faces can be: at
         the tracked faces and where the scene changed since it last looked there."""
-        detector = self.stages.detector
+        detector, view = self.stages.detector, frame.view
         if not hasattr(detector, "detect_in"):
             faces = detector.detect(frame.image, frame.small)
             self.scene.looked(view)

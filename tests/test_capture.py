@@ -56,9 +56,11 @@ def test_file_gives_every_frame_with_index_and_source_time(data_dir):
 def test_file_lores_copy_for_detection(data_dir):
     with open_source(camera(data_dir / CLIP), lores_width=200) as src:
         f = src.read()
+    assert callable(f.lores)  # not made yet: a frame detection skips never pays for it
     assert f.small.shape == (150, 200, 3)
     expect = cv2.resize(f.image, (200, 150), interpolation=cv2.INTER_AREA)
     assert np.array_equal(f.small, expect)
+    assert f.small is f.small and f.view is f.small  # made once
 
 
 def test_realtime_file_is_paced_and_drops_frames_for_a_slow_consumer(data_dir):
@@ -392,6 +394,7 @@ def test_picamera2_main_and_lores_streams(fake_picamera2):
     for n, f in enumerate(frames):
         sensor = cv2.resize(fake.frames[n], (640, 480), interpolation=cv2.INTER_AREA)
         assert np.array_equal(f.image, sensor)
+        assert callable(f.lores)  # the colour conversion waits until detection asks for it
         assert f.small.shape == (240, 320, 3)
         expect = cv2.resize(sensor, (320, 240), interpolation=cv2.INTER_AREA)
         # YUV420 round trip: chroma is subsampled, so colours differ a little, never a lot

@@ -204,6 +204,28 @@ def test_switched_off_reads_frames_but_detects_nothing(models_dir, tmp_path):
     assert buf.getvalue() == ""
 
 
+def test_steady_state_downscales_only_the_frames_it_detects_on(models_dir, data_dir, tmp_path):
+    """A person who stays in view: detection every 5th frame, and only those frames pay for
+    the small copy detection looks at (the others are decoded, tracked and published)."""
+    cfg = load_config(
+        None,
+        {"recognize.model": "", "unknown_faces.enabled": False,
+         "camera.source": str(data_dir / "video/cap13_edit2.mp4")},
+    )  # fmt: skip
+    args = argparse.Namespace(
+        config=None, source=None, preview=False, sink="stdout", realtime=False,
+        every_frame=True, max_frames=150, stats_json=str(tmp_path / "s.json"),
+    )  # fmt: skip
+    loop = Loop(cfg, args, [StdoutSink(io.StringIO())])
+    frames, read = [], loop.source.read
+    loop.source.read = lambda: frames.append(read()) or frames[-1]
+    assert loop.run() == 0
+    detected = json.loads((tmp_path / "s.json").read_text())["totals"]["detect"]["runs"]
+    made = [f for f in frames if f is not None and not callable(f.lores)]
+    assert len(frames) >= 150 and 150 // 5 <= detected < 150 // 2
+    assert len(made) == detected
+
+
 def test_mjpeg_stream_shows_the_boxes(models_dir, tmp_path):
     """preview.mjpeg_port: the served frames carry the loop's annotations (red = unknown)."""
     port = free_port()
