@@ -36,7 +36,7 @@ class PhotoCropper:
         from edge.detect import create_photo_detector
 
         self.detector = create_photo_detector(cfg)
-        self.aligner = Aligner(cfg)
+        self.aligner = getattr(self.detector, "aligner", None) or Aligner(cfg)  # one landmark model
 
     def __call__(self, image: np.ndarray, size: int) -> tuple[np.ndarray | None, str]:
         """(aligned size x size BGR crop, warning or ""), or (None, why there is none)."""
