@@ -116,11 +116,12 @@ def create_photo_detector(
     if (method or cfg.method) == "two-stage":
         from edge.align import Aligner
         from edge.detectors.blazeface import BlazeFaceDetector
+        from edge.detectors.twostage import Confirmer
 
         proposer = create_dnn(base, "blazeface")
         small_faces = BlazeFaceDetector(replace(base, blazeface_model=cfg.blazeface_full_model))
-        twostage = create_detector(base, method, confirmer)
-        return PhotoDetector(twostage, photo, cfg.nms_iou, proposer, small_faces, Aligner(base))
+        confirm = Confirmer(base, create_dnn(base, confirmer or cfg.confirmer))
+        return PhotoDetector(confirm, photo, cfg.nms_iou, proposer, small_faces, Aligner(base))
     passes: list[tuple[Detector, int]] = [
         (create_detector(replace(base, downscale_width=photo.width), method, confirmer), 0)
     ]

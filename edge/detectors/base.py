@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+SAME_FACE = 0.3  # a proposal overlapping a face already found this much (IoU) is that face
+
 
 @dataclass
 class Face:
@@ -59,6 +61,11 @@ def iou(a: tuple, b: tuple) -> float:
     inter = ix * iy
     union = a[2] * a[3] + b[2] * b[3] - inter
     return inter / union if union > 0 else 0.0
+
+
+def unseen(proposals: list[Face], found: list[Face]) -> list[Face]:
+    """The proposals that are none of the faces already `found` (IoU below SAME_FACE)."""
+    return [p for p in proposals if all(iou(p.box, f.box) < SAME_FACE for f in found)]
 
 
 def nms(faces: list[Face], threshold: float) -> list[Face]:

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.detectors.base import Detector, Face, clamp_face, iou, scale_face, small_frame
+from edge.detectors.base import Detector, Face, clamp_face, scale_face, small_frame, unseen
 from edge.detectors.twostage import TwoStageDetector
-
-SAME_FACE_IOU = 0.3  # a close-up overlapping a main-pass face this much is that face
 
 
 class CloseUpDetector(Detector):
@@ -36,7 +34,7 @@ class CloseUpDetector(Detector):
             for f in self.proposer.detect(small, small)
             if f.box[3] >= limit
         ]
-        proposals = [p for p in proposals if all(iou(p.box, k.box) < SAME_FACE_IOU for k in known)]
+        proposals = unseen(proposals, known)
         height, width = frame.shape[:2]
         return [clamp_face(f, width, height) for f in self.main.confirm(frame, proposals)]
 

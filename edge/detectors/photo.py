@@ -26,9 +26,9 @@ import numpy as np
 
 from edge.align import Aligner
 from edge.config import PhotoConfig
-from edge.detectors.base import Detector, Face, clamp_face, downscale, iou, nms, scale_face
+from edge.detectors.base import Detector, Face, clamp_face, downscale, nms, scale_face, unseen
 from edge.detectors.blazeface import BlazeFaceDetector
-from edge.detectors.twostage import SAME_FACE, TwoStageDetector
+from edge.detectors.twostage import Confirmer
 
 PAD_GRAY = (127, 127, 127)
 FILLING = 0.5  # the whole-photo proposal keeps a face at least this share of the shorter side
@@ -49,18 +49,18 @@ def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
 
 
 class PhotoDetector(Detector):
-    """BlazeFace passes over a photo (see the module doc), proposals confirmed by `twostage`."""
+    """BlazeFace passes over a photo (see the module doc), proposals confirmed by `confirm`."""
 
     def __init__(
         self,
-        twostage: TwoStageDetector,
+        confirm: Confirmer,
         photo: PhotoConfig,
         nms_iou: float,
         proposer: Detector,
         small_faces: BlazeFaceDetector,
         aligner: Aligner,
     ) -> None:
-        self.twostage = twostage
+        self.confirm = confirm
         self.photo = photo
         self.nms_iou = nms_iou
         self.proposer = proposer  # short-range BlazeFace: the padded pass
@@ -116,11 +116,11 @@ class PhotoDetector(Detector):
     def detect(self, frame: np.ndarray, small: np.ndarray | None = None) -> list[Face]:
         """Faces in the photo `frame`, boxes in its own px; `small` is ignored."""
         h, w = frame.shape[:2]
-        faces = self.twostage.confirm(frame, self._large(frame))
-        more = [p for p in self._small(frame) if all(iou(p.box, f.box) < SAME_FACE for f in faces)]
-        faces += [f for f in self.twostage.confirm(frame, more) if self._present(frame, f)]
+        faces = self.confirm(frame, self._large(frame))
+        more = unseen(self._small(frame), faces)
+        faces += [f for f in self.confirm(frame, more) if self._present(frame, f)]
         if not faces:
-            faces = [f for f in self._whole(frame) if f.score >= self.twostage.cfg.confidence]
+            faces = [f for f in self._whole(frame) if f.score >= self.confirm.cfg.confidence]
         return [clamp_face(f, w, h) for f in nms(faces, self.nms_iou)]
 
     def _present(self, image: np.ndarray, face: Face) -> bool:
@@ -131,7 +131,7 @@ class PhotoDetector(Detector):
     def _whole(self, frame: np.ndarray) -> list[Face]:
         """The DNN's faces (any score) on the whole photo as one proposal, that fill it."""
         h, w = frame.shape[:2]
-        found = self.twostage.confirm(frame, [Face((0, 0, w, h), 1.0)], TIGHT_SCORE)
+        found = self.confirm(frame, [Face((0, 0, w, h), 1.0)], TIGHT_SCORE)
         return [f for f in found if min(f.box[2], f.box[3]) >= FILLING * min(w, h)]
 
     def why_none(self, frame: np.ndarray) -> str:

@@ -10,13 +10,20 @@ import cv2
 import numpy as np
 
 from edge.config import DetectConfig
-from edge.detectors.base import Detector, Face, clamp_face, iou, nms, scale_face, small_frame
+from edge.detectors.base import (
+    Detector,
+    Face,
+    clamp_face,
+    nms,
+    scale_face,
+    small_frame,
+    unseen,
+)
 from edge.detectors.haar import HaarDetector, equalized_gray
 
 NEAR_MARGIN = 0.5  # detect_in: a tracked face is looked for this share of its size around it
 SIZE_RATIO = 1.5  # a tracked face is not looked for at more than this factor of its size
 VERIFY_SIZE = 96  # res10 input side for a tracked face's crop (128 for proposals), px
-SAME_FACE = 0.3  # a Haar proposal overlapping a face already confirmed this much is that face
 
 
 def square_crop(
@@ -49,6 +56,7 @@ class TwoStageDetector(Detector):
         self.cfg = cfg
         self.haar = haar
         self.confirmer = confirmer
+        self.confirm = Confirmer(cfg, confirmer)
 
     def detect(self, frame: np.ndarray, small: np.ndarray | None = None) -> list[Face]:
         """Confirmed faces in `frame`, boxes (and landmarks if any) in its own px."""
@@ -87,7 +95,7 @@ class TwoStageDetector(Detector):
             found.sort(key=lambda f: -f.box[2] * f.box[3])
             found = nms(found, 0.5)
         proposals = [scale_face(p, 1.0 / scale) for p in found]
-        proposals = [p for p in proposals if all(iou(p.box, f.box) < SAME_FACE for f in faces)]
+        proposals = unseen(proposals, faces)
         faces += self.confirm(frame, proposals[: self.cfg.max_proposals])
         height, width = frame.shape[:2]
         return [clamp_face(f, width, height) for f in nms(faces, self.cfg.nms_iou)]
@@ -119,12 +127,20 @@ class TwoStageDetector(Detector):
             ]
         return faces
 
-    def confirm(
+
+class Confirmer:
+    """A DNN's verdict on proposals, each on a margin crop of the full-resolution frame."""
+
+    def __init__(self, cfg: DetectConfig, dnn: Detector) -> None:
+        self.cfg = cfg
+        self.dnn = dnn  # detect_crops: res10 or BlazeFace
+
+    def __call__(
         self, frame: np.ndarray, proposals: list[Face], min_score: float | None = None
     ) -> list[Face]:
-        """The confirmer's verdict on each proposal (boxes in `frame`'s px): the faces it
-        confirms (score from `min_score`, default `detect.confidence`), in `frame`'s px (not
-        clamped, not merged)."""
+        """The DNN's verdict on each proposal (boxes in `frame`'s px): the faces it confirms
+        (score from `min_score`, default `detect.confidence`), in `frame`'s px (not clamped,
+        not merged)."""
         if not proposals:
             return []
         crops, places = [], []
@@ -137,7 +153,7 @@ class TwoStageDetector(Detector):
             places.append((x0, y0, (x - x0, y - y0, w, h)))
         faces = []
         for found, (x0, y0, (px, py, pw, ph)) in zip(
-            self.confirmer.detect_crops(crops, min_score), places, strict=True
+            self.dnn.detect_crops(crops, min_score), places, strict=True
         ):
             # the confirmer's best face centred inside the proposal (not a neighbour's face)
             inside = [f for f in found if _centred(f, (px, py, pw, ph))]
