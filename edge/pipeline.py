@@ -431,20 +431,15 @@ class Loop:
         if self._closer is not None:
             self._closer.join(timeout=10)
         self.source.close()
-        if self.visitors is not None:
-            self.visitors.close()
-        try:
-            close_outputs(self.sink, self.outputs)
-        finally:
-            path = getattr(self.args, "stats_json", None)
-            if path:
-                summary = self.stats.summary(
-                    self.source.frames_read, self.source.frames_dropped, self.judge.crop_seconds
-                )
-                try:
-                    Path(path).write_text(json.dumps(summary, indent=1) + "\n")
-                except OSError as exc:
-                    log.error("cannot write --stats-json %s: %s", path, exc.strerror or exc)
+        shut_down(
+            self.visitors,
+            self.sink,
+            self.outputs,
+            getattr(self.args, "stats_json", None),
+            lambda: self.stats.summary(
+                self.source.frames_read, self.source.frames_dropped, self.judge.crop_seconds
+            ),
+        )
 
 
 def install_signals(on_stop: Callable, on_hup: Callable) -> dict[int, Any]:
@@ -454,6 +449,27 @@ def install_signals(on_stop: Callable, on_hup: Callable) -> dict[int, Any]:
         return {}
     handlers = {signal.SIGINT: on_stop, signal.SIGTERM: on_stop, signal.SIGHUP: on_hup}
     return {sig: signal.signal(sig, h) for sig, h in handlers.items()}
+
+
+def shut_down(
+    visitors: VisitorActions | None,
+    sink: Sink,
+    outputs: list[Output],
+    stats_json: str | None,
+    summary: Callable[[], dict],
+) -> None:
+    """At exit: the visitor actions, the outputs (close_outputs), then `summary()` written to
+    the --stats-json file when one was asked for, whatever closing raised."""
+    if visitors is not None:
+        visitors.close()
+    try:
+        close_outputs(sink, outputs)
+    finally:
+        if stats_json:
+            try:
+                Path(stats_json).write_text(json.dumps(summary(), indent=1) + "\n")
+            except OSError as exc:
+                log.error("cannot write --stats-json %s: %s", stats_json, exc.strerror or exc)
 
 
 def close_outputs(sink: Sink, outputs: list[Output]) -> None:

@@ -11,12 +11,10 @@ SIGHUP and a changed model file reload the model for every camera at once.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from edge.cameras.loop import CameraLoop
@@ -26,7 +24,14 @@ from edge.config import Config, ConfigError, camera_configs, load_config
 from edge.decide import Emitted
 from edge.errors import UserError
 from edge.notify import Notifier
-from edge.pipeline import Stages, _realtime, build_stages, close_outputs, install_signals
+from edge.pipeline import (
+    Stages,
+    _realtime,
+    build_stages,
+    close_outputs,
+    install_signals,
+    shut_down,
+)
 from edge.publish import Output, Sink
 from edge.recognize import labels_path
 from edge.slugs import read_slugs, slug_book_path
@@ -330,17 +335,13 @@ class Cameras:
                 lp.source.close()
 
     def _shutdown(self) -> None:
-        if self.visitors is not None:
-            self.visitors.close()
-        try:
-            close_outputs(self.sink, self.outputs)
-        finally:
-            path = getattr(self.args, "stats_json", None)
-            if path:
-                try:
-                    Path(path).write_text(json.dumps(self.summary(), indent=1) + "\n")
-                except OSError as exc:
-                    log.error("cannot write --stats-json %s: %s", path, exc.strerror or exc)
+        shut_down(
+            self.visitors,
+            self.sink,
+            self.outputs,
+            getattr(self.args, "stats_json", None),
+            self.summary,
+        )
 
 
 def run_cameras(cfg: Config, args: argparse.Namespace, outputs: list[Output]) -> int:
