@@ -8,6 +8,7 @@ exits with a clear reason), nothing already accepted is lost, the log says it on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -526,9 +527,9 @@ def test_empty_junk_grayscale_and_resized_frames(tmp_path, camera, faces, edge_p
     assert e.events()[-2:] and [ev["type"] for ev in e.events()[-2:]] == ["unknown", "left"]
 
 
-def test_switch_off_while_someone_is_present_leaves_no_stale_presence(
-    tmp_path, camera, faces, edge_proc
-):
+@contextlib.contextmanager
+def _visitor_over_mqtt(tmp_path, camera, faces, edge_proc):
+    """edge on a real broker with a visitor at the door, `unknown` ON: (edge, recorder, base)."""
     from tests.broker import Broker, Recorder
 
     base = "edge/door"
@@ -543,6 +544,13 @@ def test_switch_off_while_someone_is_present_leaves_no_stale_presence(
         e.wait_ready()
         camera.show(scene(faces[0]))
         assert rec.wait_payload(f"{base}/unknown", "ON", 30)
+        yield e, rec, base
+
+
+def test_switch_off_while_someone_is_present_leaves_no_stale_presence(
+    tmp_path, camera, faces, edge_proc
+):
+    with _visitor_over_mqtt(tmp_path, camera, faces, edge_proc) as (e, rec, base):
         rec.client.publish(f"{base}/enabled/set", "OFF", qos=1)
         assert rec.wait_payload(f"{base}/enabled", "OFF", 10)
         # Recognition is off while the visitor is still there: nobody may stay "present".
@@ -561,20 +569,7 @@ def test_switch_off_while_someone_is_present_leaves_no_stale_presence(
 def test_off_and_on_quicker_than_a_frame_still_forgets_everyone(tmp_path, camera, faces, edge_proc):
     """OFF then ON at once (an automation): the loop sees only ON, yet OFF was published for
     the visitor; they must be forgotten, so the next face there is a new visit, ON again."""
-    from tests.broker import Broker, Recorder
-
-    base = "edge/door"
-    with Broker(tmp_path / "broker") as broker, Recorder(broker, [f"{base}/#"]) as rec:
-        camera.show(scene(None))
-        cfg = base_config(
-            tmp_path,
-            camera.url,
-            mqtt={"host": broker.host, "port": broker.port, "device_id": "door"},
-        )
-        e = edge_proc(cfg)
-        e.wait_ready()
-        camera.show(scene(faces[0]))
-        assert rec.wait_payload(f"{base}/unknown", "ON", 30)
+    with _visitor_over_mqtt(tmp_path, camera, faces, edge_proc) as (e, rec, base):
         rec.client.publish(f"{base}/enabled/set", "OFF", qos=1)
         rec.client.publish(f"{base}/enabled/set", "ON", qos=1)
         assert rec.wait_for(
